@@ -1,0 +1,200 @@
+"""The ACE agent: Soft Actor-Critic with causality-aware entropy and gradient-dormancy-guided resets.
+
+One call of :meth:`ACE.update` is one ACE update, and reads top to bottom:
+
+1. critic: the soft Bellman target uses the *causally weighted* log-probability of the next action;
+2. every ``policy_frequency`` critic updates: the actor, the temperature (both with the weighted
+   log-probability) and the target critic;
+3. every ``reset_interval`` updates (after ``reset_start``): a soft reset whose strength comes from the
+   actor's gradient dormancy.
+
+Entropy follows the official code, -E[sum_i w_i log pi_i(a_i|s)], with w = |A| * softmax(b) from the causal
+model (see :mod:`ace_rl.causal`). With all-ones weights and no reset this is exactly SAC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ace_rl.config import TrainConfig
+from ace_rl.networks import Actor, TwinCritic
+from ace_rl.replay import Batch
+from ace_rl.resets import (
+    causal_reset_factor,
+    clear_optimizer_state,
+    dormancy_ratio,
+    dormant_neurons,
+    neuron_grad_norms,
+    reset_factor,
+    soft_reset,
+)
+
+
+@dataclass(frozen=True)
+class ResetEvent:
+    update: int
+    dormancy_ratio: float
+    factor: float
+    kind: str
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Let gradients flow through ``module`` without computing gradients for its own parameters."""
+    params = list(module.parameters())
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in params:
+            param.requires_grad_(True)
+
+
+class ACE:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        config: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.config = config
+        self.device = device
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.actor = Actor(obs_dim, action_dim, config.hidden_size, low, high).to(device)
+        self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size).to(device)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = torch.zeros(1, device=device, requires_grad=True)
+        self.target_entropy = -float(action_dim)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.learning_rate)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.learning_rate)
+        self.causal_weights = torch.ones(action_dim, device=device)
+        self.updates = 0
+
+    # ----------------------------------------------------------------------------------------------
+    # Acting
+    # ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+        if deterministic:
+            action = self.actor.deterministic(obs_tensor)
+        else:
+            action, _ = self.actor.sample(obs_tensor, self.causal_weights)
+        return action[0].cpu().numpy()
+
+    def set_causal_weights(self, causal_weights: np.ndarray) -> None:
+        self.causal_weights = torch.as_tensor(causal_weights, dtype=torch.float32, device=self.device)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    # ----------------------------------------------------------------------------------------------
+    # One ACE update
+    # ----------------------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], ResetEvent | None]:
+        """One critic update, the delayed actor/temperature/target updates, and a reset when one is due.
+
+        Returns the losses as tensors (reading them synchronises a GPU, so the caller reads them only when
+        it logs) and the reset that happened, if any.
+        """
+        config = self.config
+        self.updates += 1
+        alpha = self.alpha
+
+        # 1. Critic. Target: r + gamma * (1 - terminated) * (min_j Q'_j(s', a') - alpha * log pi_w(a'|s')).
+        with torch.no_grad():
+            next_actions, next_log_prob = self.actor.sample(batch.next_obs, self.causal_weights)
+            next_q = self.critic_target(batch.next_obs, next_actions).min(dim=0).values
+            soft_value = next_q - alpha * next_log_prob
+            target_q = batch.rewards + config.gamma * (1.0 - batch.terminated) * soft_value
+        q_values = self.critic(batch.obs, batch.actions)  # (2, batch)
+        critic_loss = ((q_values - target_q) ** 2).mean(dim=1).sum()  # Q1 loss + Q2 loss
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        metrics = {"loss/critic": critic_loss.detach(), "q/mean": q_values.detach().mean()}
+
+        if self.updates % config.policy_frequency == 0:
+            # 2a. Actor: minimise alpha * log pi_w(a|s) - min_j Q_j(s, a), a reparameterised.
+            actions, log_prob = self.actor.sample(batch.obs, self.causal_weights)
+            with frozen(self.critic):
+                q_new = self.critic(batch.obs, actions).min(dim=0).values
+            actor_loss = (alpha * log_prob - q_new).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+
+            # 2b. Temperature: drive the weighted entropy -log pi_w towards the target -|A|.
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+
+            # 2c. Target critic: Polyak averaging.
+            with torch.no_grad():
+                torch._foreach_lerp_(
+                    list(self.critic_target.parameters()), list(self.critic.parameters()), config.tau
+                )
+            metrics.update(
+                {
+                    "loss/actor": actor_loss.detach(),
+                    "loss/alpha": alpha_loss.detach(),
+                    "alpha": alpha,
+                    "entropy": -log_prob.detach().mean(),
+                }
+            )
+
+        # 3. Gradient-dormancy-guided soft reset.
+        reset = None
+        if (
+            config.reset != "none"
+            and self.updates % config.reset_interval == 0
+            and self.updates > config.reset_start
+        ):
+            reset = self.soft_reset()
+        return metrics, reset
+
+    def soft_reset(self) -> ResetEvent | None:
+        """Blend the actor, critic and target critic with fresh networks; clear their optimizers' state.
+
+        The factor kept of the old parameters is clip(1 - beta, 0.2, 0.9), beta the dormancy ratio of the
+        actor's latest gradients (for causal_* variants: from the spread of the causal weights instead).
+        dormant_* variants reset only the dormant neurons, of the critic judged by its latest gradients.
+        """
+        config = self.config
+        actor_layers = self.actor.linear_layers()
+        if any(layer.weight.grad is None for layer in actor_layers):
+            return None  # no actor update yet: nothing to measure dormancy on
+        beta = dormancy_ratio(actor_layers, config.dormancy_threshold)
+        if config.reset.startswith("causal"):
+            factor = causal_reset_factor(self.causal_weights)
+        else:
+            factor = reset_factor(beta)
+
+        critic_layers = self.critic.linear_layers()
+        target_layers = self.critic_target.linear_layers()
+        actor_masks = critic_masks = None
+        if "dormant" in config.reset:
+            actor_masks = [dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in actor_layers]
+            critic_masks = [dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers]
+        soft_reset(self.actor, actor_layers, factor, actor_masks)
+        soft_reset(self.critic, critic_layers, factor, critic_masks)
+        soft_reset(self.critic_target, target_layers, factor, critic_masks)
+        clear_optimizer_state(self.actor_optimizer)
+        clear_optimizer_state(self.critic_optimizer)
+        return ResetEvent(update=self.updates, dormancy_ratio=beta, factor=factor, kind=config.reset)

@@ -1,0 +1,99 @@
+"""The `ace-rl` command: `ace-rl train ...` and `ace-rl eval RUN_DIR ...`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Sequence
+
+import tyro
+
+from ace_rl.checkpoint import CheckpointError
+from ace_rl.config import ALGOS, PRESETS, ConfigError, TrainConfig, preset_config
+from ace_rl.envs import EnvError
+
+USAGE = """usage: ace-rl {train,eval} [OPTIONS]
+
+ACE: off-policy actor-critic with causality-aware entropy regularization.
+
+commands:
+  train     train ACE (or the SAC baseline: --algo sac) on a Gymnasium task
+  eval      run a trained policy deterministically and print its mean return
+
+`ace-rl COMMAND --help` lists the options of a command."""
+
+
+@dataclass
+class EvalArgs:
+    """Run a trained policy deterministically and print the mean and std of its return."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """The run directory written by `ace-rl train`."""
+    checkpoint: Literal["best", "final"] = "best"
+    """best: the best evaluation during training; final: the end of training."""
+    episodes: int = 10
+    """Number of episodes."""
+    seed: int = 0
+    """Seed of the evaluation environment."""
+
+
+def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str], default: str) -> str:
+    """The value given for ``flag`` (as `--flag V` or `--flag=V`), so that its preset can fill the defaults."""
+    value = default
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value if value in accepted else default  # an unknown value is reported by the parser
+
+
+def parse_train(argv: Sequence[str]) -> TrainConfig:
+    defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", ALGOS, "ace"))
+    return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
+
+
+def run_train(config: TrainConfig) -> None:
+    from ace_rl.train import train  # imported here so that `--help` stays fast
+
+    run_dir = train(config)
+    print(f"run written to {run_dir}")
+
+
+def run_eval(args: EvalArgs) -> None:
+    from ace_rl.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
+    print(
+        f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f} "
+        f"over {len(result.returns)} episodes"
+    )
+
+
+USER_ERRORS = (ConfigError, EnvError, CheckpointError)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "train":
+            run_train(parse_train(rest))
+        elif command == "eval":
+            run_eval(tyro.cli(EvalArgs, args=rest, prog="ace-rl eval"))
+        else:
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval")
+    except USER_ERRORS as error:
+        print(f"ace-rl: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("ace-rl: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Training configuration: one dataclass, two presets, and the checks that turn bad input into clear errors.
+
+The dataclass defaults are the paper preset. :func:`preset_config` starts from a preset (and from the
+algorithm, which decides the default reset) and applies the settings given explicitly on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+Algo = Literal["ace", "sac"]
+Preset = Literal["paper", "small"]
+ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
+CausalMethod = Literal["sink", "directlingam"]
+
+ALGOS: tuple[str, ...] = ("ace", "sac")
+PRESETS: tuple[str, ...] = ("paper", "small")
+RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
+CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the setting and what is accepted."""
+
+
+@dataclass
+class TrainConfig:
+    """Train ACE (or the SAC baseline) on a Gymnasium task.
+
+    --preset sets the defaults shown here: `paper` is the official code's configuration (3 x 1024 networks,
+    batch 512); `small` is sized for a CPU (3 x 256, batch 256, intervals scaled so that a 50,000-step run
+    sees several causal fits and at least one reset). Options given explicitly override the preset.
+    """
+
+    env: str = "Hopper-v5"
+    """Gymnasium environment id, for example Hopper-v5, HalfCheetah-v5, Humanoid-v5."""
+    seed: int = 0
+    """Seeds Python, NumPy, PyTorch and the environments (each seeded once)."""
+    algo: Algo = "ace"
+    """ace: causal weights and resets; sac: the same code with all-ones weights and no reset."""
+    preset: Preset = "paper"
+    """Defaults for every setting below that is left unset."""
+
+    total_steps: int = 1_000_000
+    """Environment steps to train for (paper: 1,000,000; small: 100,000)."""
+    hidden_size: int = 1024
+    """Width of each of the 3 hidden layers (paper: 1024; small: 256)."""
+    batch_size: int = 512
+    """Transitions per update (paper: 512; small: 256)."""
+    start_steps: int = 10_000
+    """Environment steps taken with uniformly random actions before the policy acts (paper: 10,000; small: 5,000)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (paper: 1,000,000; small: 1,000,000)."""
+    causal_interval: int = 10_000
+    """Refit the causal weights every this many environment steps (paper: 10,000; small: 5,000)."""
+    causal_samples: int = 10_000
+    """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
+    causal_method: CausalMethod = "sink"
+    """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM."""
+    reset: ResetKind = "reset"
+    """Reset variant (ace: reset; sac: none). dormant_* variants only reset dormant neurons; causal_* take the
+    reset factor from the spread of the causal weights instead of the dormancy ratio."""
+    reset_interval: int = 100_000
+    """Updates between resets (paper: 100,000; small: 20,000)."""
+    reset_start: int = 5_000
+    """No reset before this many updates (paper: 5,000; small: 5,000)."""
+    dormancy_threshold: float = 0.05
+    """A neuron is gradient-dormant when its gradient norm is below this fraction of its layer's mean."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the policy, the critics and the temperature."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Target-network smoothing coefficient."""
+    policy_frequency: int = 2
+    """Actor, temperature and target-network updates happen every this many critic updates."""
+    updates_per_step: int = 1
+    """Gradient updates per environment step."""
+    eval_every: int = 10_000
+    """Evaluate every this many environment steps (paper: 10,000; small: 5,000)."""
+    eval_episodes: int = 10
+    """Deterministic episodes per evaluation, on an environment of its own."""
+    log_every: int = 1000
+    """Write losses, temperature and entropy to TensorBoard every this many environment steps."""
+    device: str = "auto"
+    """auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
+    threads: int = 0
+    """PyTorch CPU threads (0: leave PyTorch's default)."""
+    run_dir: Optional[Path] = None
+    """Where to write the run (default: runs/ENV__ALGO__sSEED__TIME)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+PRESET_VALUES: dict[str, dict[str, int]] = {
+    "paper": dict(
+        total_steps=1_000_000,
+        hidden_size=1024,
+        batch_size=512,
+        start_steps=10_000,
+        buffer_size=1_000_000,
+        causal_interval=10_000,
+        causal_samples=10_000,
+        reset_interval=100_000,
+        reset_start=5_000,
+        eval_every=10_000,
+    ),
+    "small": dict(
+        total_steps=100_000,
+        hidden_size=256,
+        batch_size=256,
+        start_steps=5_000,
+        buffer_size=1_000_000,
+        causal_interval=5_000,
+        causal_samples=5_000,
+        reset_interval=20_000,
+        reset_start=5_000,
+        eval_every=5_000,
+    ),
+}
+
+
+def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) -> TrainConfig:
+    """The configuration of ``preset`` for ``algo`` (ace: soft resets; sac: none), overridden by ``settings``."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown --preset {preset!r}; accepted: {', '.join(PRESETS)}")
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown --algo {algo!r}; accepted: {', '.join(ALGOS)}")
+    unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"unknown settings {unknown}")
+    values: dict[str, object] = {**PRESET_VALUES[preset], "reset": "reset" if algo == "ace" else "none"}
+    values.update(settings)
+    return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError naming the first invalid setting and what it accepts."""
+    if config.preset not in PRESETS:
+        raise ConfigError(f"unknown --preset {config.preset!r}; accepted: {', '.join(PRESETS)}")
+    if config.algo not in ALGOS:
+        raise ConfigError(f"unknown --algo {config.algo!r}; accepted: {', '.join(ALGOS)}")
+    positive_ints = (
+        "total_steps", "hidden_size", "batch_size", "buffer_size", "causal_interval", "causal_samples",
+        "reset_interval", "eval_every", "eval_episodes", "log_every", "policy_frequency", "updates_per_step",
+    )
+    for name in positive_ints:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value}")
+    for name in ("start_steps", "reset_start", "threads"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"--{_flag(name)} must be zero or a positive integer, got {value}")
+    if config.reset not in RESET_KINDS:
+        raise ConfigError(f"unknown --reset {config.reset!r}; accepted: {', '.join(RESET_KINDS)}")
+    if config.causal_method not in CAUSAL_METHODS:
+        raise ConfigError(
+            f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}"
+        )
+    if config.algo == "sac" and config.reset != "none":
+        raise ConfigError(f"--algo sac runs without resets; drop --reset {config.reset} or use --algo ace")
+    if config.batch_size > config.buffer_size:
+        raise ConfigError(
+            f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})"
+        )
+    if config.causal_samples > config.buffer_size:
+        raise ConfigError(
+            f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
+        )
+    for name, low, high in (("gamma", 0.0, 1.0), ("tau", 0.0, 1.0), ("dormancy_threshold", 0.0, 1.0)):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and low < value <= high):
+            raise ConfigError(f"--{_flag(name)} must lie in ({low}, {high}], got {value}")
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+    if not _valid_device(config.device):
+        raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def to_json_dict(config: TrainConfig) -> dict:
+    values = dataclasses.asdict(config)
+    values["run_dir"] = None if config.run_dir is None else str(config.run_dir)
+    return values

@@ -1,0 +1,68 @@
+"""Deterministic evaluation: of the agent during training, and of a saved run's checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
+from ace_rl.envs import make_env, seed_env
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> np.ndarray:
+    """Returns of ``episodes`` full episodes; the environment continues its own random stream."""
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        obs, _ = env.reset()
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            returns[episode] += float(reward)
+            done = terminated or truncated
+    return returns
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    env: str
+    checkpoint: Path
+    returns: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+
+def evaluate_run(run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0) -> EvalResult:
+    """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment."""
+    if checkpoint not in CHECKPOINT_NAMES:
+        raise CheckpointError(f"unknown checkpoint {checkpoint!r}; accepted: {', '.join(CHECKPOINT_NAMES)}")
+    if episodes <= 0:
+        raise CheckpointError(f"--episodes must be a positive integer, got {episodes}")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    actor, payload = load_policy(path)
+    env = make_env(payload["env"])
+    seed_env(env, seed)
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
+
+    try:
+        returns = run_episodes(policy, env, episodes)
+    finally:
+        env.close()
+    return EvalResult(env=payload["env"], checkpoint=path, returns=returns)

@@ -1,0 +1,139 @@
+"""The policy and the twin critic, and the per-dimension log-probability of the tanh-squashed Gaussian.
+
+Both networks have three hidden layers; the first activation is ELU and the next two are ReLU, as in the
+official ACE code. The two Q networks share one module whose weights are stacked along a leading
+dimension of size 2, so each layer of both critics is one batched matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+HIDDEN_LAYERS = 3
+
+
+def squashed_gaussian_log_prob(
+    pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, action_scale: torch.Tensor
+) -> torch.Tensor:
+    """log pi_i(a_i|s) of every action dimension, tanh and scale correction included (shape of pre_tanh).
+
+    With a = scale * tanh(u) + bias and u ~ N(mean, std):
+    log pi_i = log N(u_i; mean_i, std_i) - log(scale_i) - log(1 - tanh(u_i)^2),
+    where log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is the overflow-free form.
+    """
+    gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    log_tanh_derivative = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+    return gaussian - torch.log(action_scale) - log_tanh_derivative
+
+
+def weighted_log_prob(per_dimension_log_prob: torch.Tensor, causal_weights: torch.Tensor) -> torch.Tensor:
+    """log pi_w(a|s) = sum_i w_i * log pi_i(a_i|s): ACE's causality-aware log-probability, shape (batch,)."""
+    return (per_dimension_log_prob * causal_weights).sum(dim=-1)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed diagonal Gaussian policy mapping observations to actions within the action bounds."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_size: int,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.hidden = nn.ModuleList(
+            [nn.Linear(obs_dim, hidden_size)]
+            + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+        )
+        self.mean = nn.Linear(hidden_size, action_dim)
+        self.log_std = nn.Linear(hidden_size, action_dim)
+        self.register_buffer("action_scale", (action_high - action_low) / 2.0)
+        self.register_buffer("action_bias", (action_high + action_low) / 2.0)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for layer in self.linear_layers():
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def linear_layers(self) -> list[nn.Linear]:
+        return [*self.hidden, self.mean, self.log_std]
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = F.elu(self.hidden[0](obs))
+        for layer in self.hidden[1:]:
+            features = F.relu(layer(features))
+        log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean(features), log_std
+
+    def sample(self, obs: torch.Tensor, causal_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action and its causally weighted log-probability log pi_w(a|s)."""
+        mean, log_std = self(obs)
+        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+        log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale)
+        return action, weighted_log_prob(log_prob, causal_weights)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        mean, _ = self(obs)
+        return torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+class StackedLinear(nn.Module):
+    """`members` independent Linear layers evaluated with one batched matrix product.
+
+    weight has shape (members, in_features, out_features) and bias (members, 1, out_features); the input
+    is (batch, in_features), shared by all members, or (members, batch, in_features).
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for member_weight in self.weight.data:
+            # xavier_uniform_ reads fan-in/fan-out from the last two dims; they are symmetric for this init.
+            nn.init.xavier_uniform_(member_weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() == 2:
+            inputs = inputs.expand(self.weight.shape[0], *inputs.shape)
+        return torch.baddbmm(self.bias, inputs, self.weight)
+
+
+class TwinCritic(nn.Module):
+    """Both Q networks of SAC in one module: Q(s, a) returns a (2, batch) tensor."""
+
+    members = 2
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden = nn.ModuleList(
+            [StackedLinear(self.members, obs_dim + action_dim, hidden_size)]
+            + [StackedLinear(self.members, hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+        )
+        self.output = StackedLinear(self.members, hidden_size, 1)
+
+    def reset_parameters(self) -> None:
+        for layer in self.linear_layers():
+            layer.reset_parameters()
+
+    def linear_layers(self) -> list[StackedLinear]:
+        return [*self.hidden, self.output]
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        features = F.elu(self.hidden[0](torch.cat([obs, action], dim=-1)))
+        for layer in self.hidden[1:]:
+            features = F.relu(layer(features))
+        return self.output(features).squeeze(-1)
