@@ -45,6 +45,18 @@ class ResetEvent:
     kind: str
 
 
+def soft_bellman_target(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi_w(a'|s')): no bootstrap past a terminal state."""
+    return rewards + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """Let gradients flow through ``module`` without computing gradients for its own parameters."""
@@ -120,8 +132,9 @@ class ACE:
         with torch.no_grad():
             next_actions, next_log_prob = self.actor.sample(batch.next_obs, self.causal_weights)
             next_q = self.critic_target(batch.next_obs, next_actions).min(dim=0).values
-            soft_value = next_q - alpha * next_log_prob
-            target_q = batch.rewards + config.gamma * (1.0 - batch.terminated) * soft_value
+            target_q = soft_bellman_target(
+                batch.rewards, batch.terminated, next_q, next_log_prob, alpha, config.gamma
+            )
         q_values = self.critic(batch.obs, batch.actions)  # (2, batch)
         critic_loss = ((q_values - target_q) ** 2).mean(dim=1).sum()  # Q1 loss + Q2 loss
         self.critic_optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,212 @@
+"""The real command line and training loop on tiny budgets."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import ace_rl.train as train_module
+from ace_rl.config import preset_config
+from ace_rl.replay import ReplayBuffer
+from ace_rl.train import train
+
+TINY = [
+    "--preset", "small", "--total-steps", "1200", "--start-steps", "200", "--batch-size", "64",
+    "--hidden-size", "64", "--causal-interval", "400", "--causal-samples", "300", "--reset-interval", "300",
+    "--reset-start", "400", "--eval-every", "600", "--eval-episodes", "2", "--log-every", "200",
+    "--threads", "1", "--no-progress",
+]
+TINY_SETTINGS = dict(
+    total_steps=600, start_steps=100, batch_size=32, hidden_size=32, causal_interval=200, causal_samples=150,
+    reset_interval=200, reset_start=100, eval_every=300, eval_episodes=1, log_every=100, threads=1, progress=False,
+)
+
+
+def ace_rl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ace_rl.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "hopper"
+    result = ace_rl("train", "--env", "Hopper-v5", "--seed", "3", "--run-dir", str(run_dir), *TINY)
+    assert result.returncode == 0, result.stderr
+    assert f"run written to {run_dir}" in result.stdout
+    return run_dir
+
+
+def test_train_writes_every_file(trained_run: Path):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert (config["env"], config["seed"], config["algo"], config["batch_size"], config["reset"]) == (
+        "Hopper-v5", 3, "ace", 64, "reset"
+    )
+    assert (trained_run / "checkpoints" / "best.pt").is_file()
+    assert (trained_run / "checkpoints" / "final.pt").is_file()
+
+    metrics = read_csv(trained_run / "metrics.csv")
+    assert [int(row["env_step"]) for row in metrics] == [600, 1200]
+    assert [int(row["updates"]) for row in metrics] == [600 - 63, 1200 - 63]  # updates start with 64 stored
+    assert all(np.isfinite(float(row["eval_return_mean"])) for row in metrics)
+
+    causal = read_csv(trained_run / "causal_weights.csv")
+    assert [int(row["env_step"]) for row in causal] == [400, 800, 1200]
+    for row in causal:
+        weights = [float(row[f"w{i}"]) for i in range(3)]
+        assert sum(weights) == pytest.approx(3.0, abs=1e-4)
+        assert row["method"] == "sink" and float(row["seconds"]) >= 0
+
+    resets = read_csv(trained_run / "resets.csv")
+    assert [int(row["update"]) for row in resets] == [600, 900]  # every 300 updates, only after 400
+    for row in resets:
+        assert 0.2 <= float(row["reset_factor"]) <= 0.9
+        assert float(row["reset_factor"]) == pytest.approx(min(max(1 - float(row["dormancy_ratio"]), 0.2), 0.9), abs=1e-5)
+
+    episodes = read_csv(trained_run / "episodes.csv")
+    assert episodes and sum(int(row["length"]) for row in episodes) <= 1200
+    steps = [int(row["env_step"]) for row in episodes]
+    assert steps == sorted(steps)
+
+    events = EventAccumulator(str(trained_run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "causal/w0", "eval/return_mean", "reset/factor"}
+    assert expected <= tags
+    assert [event.step for event in events.Scalars("eval/return_mean")] == [600, 1200]
+
+
+def test_eval_runs_on_the_checkpoint(trained_run: Path):
+    result = ace_rl("eval", str(trained_run), "--checkpoint", "final", "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Hopper-v5 final: return ")
+    assert "over 2 episodes" in result.stdout
+
+
+def test_existing_run_dir_is_refused_and_left_intact(trained_run: Path):
+    before = (trained_run / "metrics.csv").read_bytes()
+    result = ace_rl("train", "--env", "Hopper-v5", "--run-dir", str(trained_run), *TINY)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"ace-rl: error: --run-dir {trained_run} already holds files; choose a new or empty directory"
+    ]
+    assert (trained_run / "metrics.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--env", "Hopprr-v5"], "unknown environment 'Hopprr-v5'"),
+        (["train", "--env", "CartPole-v1"], "has Discrete actions; ACE needs continuous (Box) actions"),
+        (["train", "--total-steps", "0"], "--total-steps must be a positive integer, got 0"),
+        (["train", "--reset-interval", "-3"], "--reset-interval must be a positive integer, got -3"),
+        (["eval", "no-such-run"], "no run directory at no-such-run"),
+        (["fly"], "unknown command 'fly'; accepted: train, eval"),
+    ],
+)
+def test_bad_input_gives_one_line_error(tmp_path: Path, args, message):
+    result = ace_rl(*args, *(["--run-dir", str(tmp_path / "run")] if args[0] == "train" else []))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ace-rl: error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_unknown_choice_names_the_accepted_values():
+    result = ace_rl("train", "--causal-method", "pc")
+    assert result.returncode == 2
+    assert "sink" in result.stderr and "directlingam" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def metric_rows(run_dir: Path) -> list[tuple]:
+    return [(row["env_step"], row["updates"], row["eval_return_mean"]) for row in read_csv(run_dir / "metrics.csv")]
+
+
+def test_runs_are_reproducible_on_cpu(tmp_path: Path):
+    first = train(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "a", **TINY_SETTINGS))
+    second = train(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "b", **TINY_SETTINGS))
+    other_seed = train(preset_config("small", env="Hopper-v5", seed=2, run_dir=tmp_path / "c", **TINY_SETTINGS))
+    assert metric_rows(first) == metric_rows(second)
+    assert read_csv(first / "causal_weights.csv")[-1]["w0"] == read_csv(second / "causal_weights.csv")[-1]["w0"]
+    assert metric_rows(first) != metric_rows(other_seed)
+
+
+def test_sac_fits_no_causal_model_and_never_resets(tmp_path: Path):
+    run_dir = train(preset_config("small", "sac", env="Hopper-v5", run_dir=tmp_path / "sac", **TINY_SETTINGS))
+    assert read_csv(run_dir / "causal_weights.csv") == []
+    assert read_csv(run_dir / "resets.csv") == []
+    assert len(read_csv(run_dir / "metrics.csv")) == 2
+
+
+@pytest.mark.parametrize("reset", ["causal_reset", "dormant_reset", "causal_dormant_reset"])
+def test_every_reset_variant_trains(tmp_path: Path, reset):
+    run_dir = train(preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS))
+    resets = read_csv(run_dir / "resets.csv")
+    assert [row["kind"] for row in resets] == [reset, reset]
+    assert all(np.isfinite(float(row["eval_return_mean"])) for row in read_csv(run_dir / "metrics.csv"))
+
+
+def test_directlingam_method_trains(tmp_path: Path):
+    run_dir = train(
+        preset_config("small", env="Hopper-v5", causal_method="directlingam", run_dir=tmp_path / "dl", **TINY_SETTINGS)
+    )
+    causal = read_csv(run_dir / "causal_weights.csv")
+    assert [row["method"] for row in causal] == ["directlingam"] * 3
+
+
+class TimeLimitOnly(gym.Env):
+    """Never terminates; only the TimeLimit wrapper ends its episodes (by truncation)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = self.np_random.normal(size=2).astype(np.float32)
+        return self.state, {}
+
+    def step(self, action):
+        self.state = (self.state + float(action[0])).astype(np.float32)
+        return self.state, -float(np.abs(self.state).sum()), False, False, {}
+
+
+class FallsAtOnce(TimeLimitOnly):
+    """Terminates on every step."""
+
+    def step(self, action):
+        obs, reward, _, _, info = super().step(action)
+        return obs, reward, True, False, info
+
+
+gym.register("TimeLimitOnly-v0", entry_point=TimeLimitOnly, max_episode_steps=10)
+gym.register("FallsAtOnce-v0", entry_point=FallsAtOnce, max_episode_steps=10)
+
+
+@pytest.mark.parametrize("env_id, terminated", [("TimeLimitOnly-v0", 0.0), ("FallsAtOnce-v0", 1.0)])
+def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypatch, env_id, terminated):
+    stored = []
+
+    class RecordingBuffer(ReplayBuffer):
+        def add(self, obs, action, reward, next_obs, terminated):
+            stored.append(terminated)
+            super().add(obs, action, reward, next_obs, terminated)
+
+    monkeypatch.setattr(train_module, "ReplayBuffer", RecordingBuffer)
+    run_dir = train(preset_config("small", env=env_id, run_dir=tmp_path / "run", **TINY_SETTINGS))
+    assert len(stored) == 600 and set(map(float, stored)) == {terminated}
+    episodes = read_csv(run_dir / "episodes.csv")
+    expected_length = "10" if terminated == 0.0 else "1"
+    assert {row["length"] for row in episodes} == {expected_length}
+    assert {row["terminated"] for row in episodes} == {str(int(terminated))}
