@@ -115,6 +115,32 @@ class ACE:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
+    def state_dict(self) -> dict:
+        """Networks, temperature, optimizers, causal weights and the update counter."""
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "causal_weights": self.causal_weights.clone(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.causal_weights = state["causal_weights"].to(self.device)
+        self.updates = int(state["updates"])
+
     # ----------------------------------------------------------------------------------------------
     # One ACE update
     # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,18 @@ from typing import Annotated, Literal, Sequence
 import tyro
 
 from ace_rl.checkpoint import CheckpointError
-from ace_rl.config import ALGOS, PRESETS, ConfigError, TrainConfig, preset_config
+from ace_rl.config import (
+    ALGOS,
+    PRESETS,
+    ConfigError,
+    TrainConfig,
+    check_resume_overrides,
+    load_run_config,
+    preset_config,
+)
 from ace_rl.envs import EnvError
+from ace_rl.evaluate import evaluate_run
+from ace_rl.train import NonFiniteError, TrainingStopped, train
 
 USAGE = """usage: ace-rl {train,eval} [OPTIONS]
 
@@ -38,32 +48,51 @@ class EvalArgs:
     """Seed of the evaluation environment."""
 
 
-def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str], default: str) -> str:
-    """The value given for ``flag`` (as `--flag V` or `--flag=V`), so that its preset can fill the defaults."""
+def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, default: str) -> str:
+    """The value given for ``flag`` (as `--flag V` or `--flag=V`), read before parsing because it decides
+    the defaults (a preset, or the configuration of a resumed run)."""
     value = default
     for index, arg in enumerate(argv):
         if arg == flag and index + 1 < len(argv):
             value = argv[index + 1]
         elif arg.startswith(flag + "="):
             value = arg.split("=", 1)[1]
-    return value if value in accepted else default  # an unknown value is reported by the parser
+    if accepted is None or value in accepted:
+        return value
+    return default  # an unknown value is reported by the parser
+
+
+def _given_settings(argv: Sequence[str]) -> set[str]:
+    """Names of the settings given on the command line (`--batch-size 64` -> batch_size)."""
+    names = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            names.add(name[3:] if name.startswith("no_") else name)
+    return names
 
 
 def parse_train(argv: Sequence[str]) -> TrainConfig:
+    resume = _peek(argv, "--resume", None, "")
+    if resume:
+        stored = load_run_config(Path(resume))
+        requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
+        check_resume_overrides(stored, requested, _given_settings(argv))
+        return requested
     defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", ALGOS, "ace"))
     return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
 
 
 def run_train(config: TrainConfig) -> None:
-    from ace_rl.train import train  # imported here so that `--help` stays fast
-
-    run_dir = train(config)
+    try:
+        run_dir = train(config)
+    except TrainingStopped as stop:
+        print(f"ace-rl: {stop}", file=sys.stderr)
+        return
     print(f"run written to {run_dir}")
 
 
 def run_eval(args: EvalArgs) -> None:
-    from ace_rl.evaluate import evaluate_run
-
     result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
     print(
         f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f} "
@@ -71,6 +100,7 @@ def run_eval(args: EvalArgs) -> None:
     )
 
 
+# Errors in the user's input, reported in one line without a traceback.
 USER_ERRORS = (ConfigError, EnvError, CheckpointError)
 
 
@@ -90,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except USER_ERRORS as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteError as error:
+        print(f"ace-rl: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("ace-rl: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

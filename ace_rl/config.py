@@ -7,6 +7,7 @@ algorithm, which decides the default reset) and applies the settings given expli
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ class TrainConfig:
     """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
     causal_method: CausalMethod = "sink"
     """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM."""
+    causal_time_limit: Optional[float] = None
+    """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
     reset: ResetKind = "reset"
     """Reset variant (ace: reset; sac: none). dormant_* variants only reset dormant neurons; causal_* take the
     reset factor from the spread of the causal weights instead of the dormancy ratio."""
@@ -92,6 +95,10 @@ class TrainConfig:
     """PyTorch CPU threads (0: leave PyTorch's default)."""
     run_dir: Optional[Path] = None
     """Where to write the run (default: runs/ENV__ALGO__sSEED__TIME)."""
+    checkpoint_every: int = 20_000
+    """Write a full-state checkpoint at the first episode end after every this many env steps (the latest 3 are kept)."""
+    resume: Optional[Path] = None
+    """Continue the run in this directory from its latest intact checkpoint, with its config.json."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -146,7 +153,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown --algo {config.algo!r}; accepted: {', '.join(ALGOS)}")
     positive_ints = (
         "total_steps", "hidden_size", "batch_size", "buffer_size", "causal_interval", "causal_samples",
-        "reset_interval", "eval_every", "eval_episodes", "log_every", "policy_frequency", "updates_per_step",
+        "reset_interval", "eval_every", "eval_episodes", "log_every", "checkpoint_every", "policy_frequency", "updates_per_step",
     )
     for name in positive_ints:
         value = getattr(config, name)
@@ -178,6 +185,8 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"--{_flag(name)} must lie in ({low}, {high}], got {value}")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+    if config.causal_time_limit is not None and not config.causal_time_limit > 0:
+        raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
     if not _valid_device(config.device):
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
 
@@ -193,7 +202,40 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+# Settings that may change when a run is resumed: how long it runs, where and how it reports. Everything
+# else would make the continued run a different experiment.
+RESUMABLE_SETTINGS = frozenset({"total_steps", "device", "threads", "progress", "checkpoint_every", "log_every", "resume"})
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The configuration a run was started with, from its config.json."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no run there (config.json is missing)")
+    try:
+        values = json.loads(path.read_text())
+        values["run_dir"] = Path(values["run_dir"]) if values.get("run_dir") else None
+        values["resume"] = None
+        return TrainConfig(**values)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"--resume {run_dir}: config.json is unreadable ({error})") from None
+
+
+def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> None:
+    """Refuse options given with --resume that contradict the run's config.json."""
+    for name in sorted(given - RESUMABLE_SETTINGS):
+        if not hasattr(stored, name):
+            continue
+        if getattr(requested, name) != getattr(stored, name):
+            raise ConfigError(
+                f"--{_flag(name)} {getattr(requested, name)} contradicts the resumed run's {name} = "
+                f"{getattr(stored, name)}; only {', '.join('--' + _flag(n) for n in sorted(RESUMABLE_SETTINGS - {'resume'}))} "
+                "may change on --resume"
+            )
+
+
 def to_json_dict(config: TrainConfig) -> dict:
     values = dataclasses.asdict(config)
     values["run_dir"] = None if config.run_dir is None else str(config.run_dir)
+    values["resume"] = None
     return values

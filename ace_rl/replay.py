@@ -61,6 +61,34 @@ class ReplayBuffer:
             terminated=self.terminated[indices].to(device, non_blocking=True),
         )
 
+    def state_dict(self) -> dict:
+        """The stored transitions (only the filled rows), the write position and the sampling RNG."""
+        def filled(tensor: torch.Tensor) -> torch.Tensor:
+            # torch.save writes a view's whole storage: copy a partly filled buffer's rows, not the empty rest.
+            return tensor if self.size == self.capacity else tensor[: self.size].clone()
+
+        return {
+            "capacity": self.capacity,
+            "obs": filled(self.obs),
+            "next_obs": filled(self.next_obs),
+            "actions": filled(self.actions),
+            "rewards": filled(self.rewards),
+            "terminated": filled(self.terminated),
+            "position": self.position,
+            "size": self.size,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"replay capacity {self.capacity} differs from the checkpoint's {state['capacity']}")
+        size = int(state["size"])
+        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, name)[:size] = state[name]
+        self.position = int(state["position"])
+        self.size = size
+        self.generator.set_state(state["generator"])
+
     def latest(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """States, actions and rewards of the latest ``count`` transitions, oldest first."""
         if count > self.size:

@@ -99,7 +99,8 @@ def test_existing_run_dir_is_refused_and_left_intact(trained_run: Path):
     result = ace_rl("train", "--env", "Hopper-v5", "--run-dir", str(trained_run), *TINY)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"ace-rl: error: --run-dir {trained_run} already holds files; choose a new or empty directory"
+        f"ace-rl: error: --run-dir {trained_run} already holds files; choose a new or empty directory "
+        f"(or continue it with --resume {trained_run})"
     ]
     assert (trained_run / "metrics.csv").read_bytes() == before
 
