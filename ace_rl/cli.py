@@ -19,7 +19,7 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
-from ace_rl.envs import EnvError
+from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
 from ace_rl.train import NonFiniteError, TrainingStopped, train
 
@@ -28,8 +28,9 @@ USAGE = """usage: ace-rl {train,eval} [OPTIONS]
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
 commands:
-  train     train ACE (or the SAC baseline: --algo sac) on a Gymnasium task
-  eval      run a trained policy deterministically and print its mean return
+  train     train ACE (or the SAC baseline: --algo sac) on a task
+  eval      run a trained policy deterministically and print its mean return (and success rate)
+  envs      list the task suites, whether each is installed, and example ids with their sizes
 
 `ace-rl COMMAND --help` lists the options of a command."""
 
@@ -46,6 +47,11 @@ class EvalArgs:
     """Number of episodes."""
     seed: int = 0
     """Seed of the evaluation environment."""
+
+
+@dataclass
+class EnvsArgs:
+    """List the task suites, whether each is installed, and example ids with observation and action sizes."""
 
 
 def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, default: str) -> str:
@@ -94,9 +100,11 @@ def run_train(config: TrainConfig) -> None:
 
 def run_eval(args: EvalArgs) -> None:
     result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
+    success_rate = result.episodes.success_rate
+    success = "" if success_rate is None else f", success rate {success_rate:.2f}"
     print(
-        f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f} "
-        f"over {len(result.returns)} episodes"
+        f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f}{success} "
+        f"over {len(result.episodes.returns)} episodes"
     )
 
 
@@ -115,8 +123,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_train(parse_train(rest))
         elif command == "eval":
             run_eval(tyro.cli(EvalArgs, args=rest, prog="ace-rl eval"))
+        elif command == "envs":
+            tyro.cli(EnvsArgs, args=rest, prog="ace-rl envs")
+            print(format_suites(list_suites()))
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, eval")
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs")
     except USER_ERRORS as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -17,11 +17,13 @@ Algo = Literal["ace", "sac"]
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
 CausalMethod = Literal["sink", "directlingam"]
+Reward = Literal["dense", "sparse"]
 
 ALGOS: tuple[str, ...] = ("ace", "sac")
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
 CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
+REWARDS: tuple[str, ...] = ("dense", "sparse")
 
 
 class ConfigError(ValueError):
@@ -38,7 +40,10 @@ class TrainConfig:
     """
 
     env: str = "Hopper-v5"
-    """Gymnasium environment id, for example Hopper-v5, HalfCheetah-v5, Humanoid-v5."""
+    """Task id: a Gymnasium id (Hopper-v5, Humanoid-v5, AdroitHandDoor-v1, ...), dmc:DOMAIN-TASK or metaworld:TASK
+    (`ace-rl envs` lists the suites)."""
+    reward: Reward = "dense"
+    """dense: the task's reward; sparse: 1.0 on steps where the task reports success, else 0.0."""
     seed: int = 0
     """Seeds Python, NumPy, PyTorch and the environments (each seeded once)."""
     algo: Algo = "ace"
@@ -163,6 +168,8 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"--{_flag(name)} must be zero or a positive integer, got {value}")
+    if config.reward not in REWARDS:
+        raise ConfigError(f"unknown --reward {config.reward!r}; accepted: {', '.join(REWARDS)}")
     if config.reset not in RESET_KINDS:
         raise ConfigError(f"unknown --reset {config.reset!r}; accepted: {', '.join(RESET_KINDS)}")
     if config.causal_method not in CAUSAL_METHODS:

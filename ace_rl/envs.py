@@ -1,35 +1,157 @@
-"""Environment construction: a Gymnasium id in, a seeded environment with flat float observations out."""
+"""Environment construction: an id in, a seeded environment with flat float observations out.
+
+Accepted ids:
+
+- a Gymnasium id: `Hopper-v5`, `Humanoid-v5`, ...; with the `robotics` extra also the Adroit hands
+  (`AdroitHandDoor-v1`, ...) and Shadow Hand manipulation (`HandManipulateBlockDense-v1`, ...);
+- `dmc:DOMAIN-TASK` for the DeepMind Control Suite (`dmc:walker-run`, `dmc:ball_in_cup-catch`), `dmc` extra;
+- `metaworld:TASK` for Meta-World v3 single tasks with the goal observable (`metaworld:assembly-v3`),
+  `metaworld` extra.
+
+Observations are always one flat vector: goal-conditioned Dict observations become the observation followed
+by the desired goal, other Dict observations are flattened whole. Tasks with a success signal (Meta-World,
+Adroit, Shadow Hand, Fetch, mazes) put a boolean `info["success"]` on every step, and `reward="sparse"` turns
+their reward into `float(info["success"])`; `has_success(env)` says whether an environment does.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
+from ace_rl.suites import dmc, meta_world, robotics
+
+DMC_PREFIX = "dmc:"
+METAWORLD_PREFIX = "metaworld:"
+REWARDS = ("dense", "sparse")
+ACCEPTED_FORMS = (
+    "a Gymnasium id such as Hopper-v5, dmc:DOMAIN-TASK such as dmc:walker-run, "
+    "or metaworld:TASK such as metaworld:button-press-v3"
+)
+
 
 class EnvError(ValueError):
-    """The environment id is unknown or the environment cannot be trained on."""
+    """The environment id is unknown, its suite is not installed, or the environment cannot be trained on."""
+
+
+@dataclass(frozen=True)
+class _Package:
+    """The Python package behind a task suite, and the ace-rl extra that installs it."""
+
+    suite: str
+    module: str
+    extra: str
+    load: Callable[[], Any]
+
+
+_DMC = _Package("dm_control", "dm_control", "dmc", dmc.import_suite)
+_METAWORLD = _Package("Meta-World", "metaworld", "metaworld", lambda: importlib.import_module("metaworld"))
+_ROBOTICS = _Package("Gymnasium-Robotics", "gymnasium_robotics", "robotics", robotics.register)
+
+
+def _require(package: _Package, env_id: str) -> None:
+    try:
+        package.load()
+    except ImportError as error:
+        raise EnvError(
+            f"environment {env_id!r} needs {package.suite}, which is not installed ({error}); "
+            f'install it with: pip install "ace-rl[{package.extra}]" (or "ace-rl[all]" for every suite)'
+        ) from None
+
+
+def _unknown(env_id: str, known: list[str], listing_hint: str) -> EnvError:
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; {listing_hint}"
+    return EnvError(f"unknown environment {env_id!r} (expected {ACCEPTED_FORMS}){hint}")
+
+
+def _resolve(env_id: str) -> tuple[str, str]:
+    """(suite, name) of a known id: ("dmc", "walker-run"), ("metaworld", "assembly-v3") or ("gymnasium", id)."""
+    if env_id.startswith(DMC_PREFIX):
+        _require(_DMC, env_id)
+        name = env_id.removeprefix(DMC_PREFIX)
+        names = dmc.known_names()
+        if name not in names:
+            raise _unknown(
+                env_id, [DMC_PREFIX + known for known in names],
+                'the tasks are listed by `python -c "from dm_control import suite; print(suite.ALL_TASKS)"`',
+            )
+        return "dmc", name
+    if env_id.startswith(METAWORLD_PREFIX):
+        _require(_METAWORLD, env_id)
+        name = env_id.removeprefix(METAWORLD_PREFIX)
+        names = meta_world.known_names()
+        if name not in names:
+            raise _unknown(
+                env_id, [METAWORLD_PREFIX + known for known in names],
+                'the tasks are listed by `python -c "import metaworld; print(metaworld.MT1.ENV_NAMES)"`',
+            )
+        return "metaworld", name
+    if env_id not in gym.registry and robotics.is_robotics_id(env_id):
+        _require(_ROBOTICS, env_id)
+    if env_id not in gym.registry:
+        raise _unknown(
+            env_id, sorted(gym.registry.keys()),
+            'run `python -c "import gymnasium; gymnasium.pprint_registry()"` for the list',
+        )
+    return "gymnasium", env_id
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise EnvError naming the closest known ids when ``env_id`` is not registered with Gymnasium."""
-    if env_id in gym.registry:
-        return
-    known = sorted(gym.registry.keys())
-    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; run `python -c \"import gymnasium; gymnasium.pprint_registry()\"` for the list"
-    raise EnvError(f"unknown environment {env_id!r} (expected a Gymnasium id such as Hopper-v5){hint}")
+    """Raise EnvError when ``env_id`` is not a known id of an installed suite.
+
+    The message names the accepted forms and the closest known ids, or the extra that installs the suite.
+    """
+    _resolve(env_id)
 
 
-def make_env(env_id: str) -> gym.Env:
-    """Build the environment; observations are flattened to one float vector (Dict spaces included)."""
-    check_env_id(env_id)
-    try:
-        env = gym.make(env_id)
-    except gym.error.DependencyNotInstalled as error:
-        raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
+def _success_key(suite: str, name: str) -> str | None:
+    if suite == "metaworld":
+        return "success"
+    if suite == "gymnasium":
+        return robotics.success_key(name)
+    return None
+
+
+def make_env(env_id: str, reward: str = "dense") -> gym.Env:
+    """Build the environment of ``env_id``, with flat observations and Box actions.
+
+    ``reward="sparse"`` replaces the task's reward by ``float(info["success"])``; it needs a task with a
+    success signal (see `has_success`). Seed the result once with `seed_env`.
+    """
+    if reward not in REWARDS:
+        raise EnvError(f"unknown reward {reward!r}; accepted: {', '.join(REWARDS)}")
+    suite, name = _resolve(env_id)
+    key = _success_key(suite, name)
+    if reward == "sparse" and key is None:
+        raise EnvError(
+            f"environment {env_id!r} reports no success signal, so it has no sparse reward; use the dense "
+            "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand)"
+        )
+    if suite == "dmc":
+        env = dmc.make(name)
+    elif suite == "metaworld":
+        env = meta_world.make(name)
+    else:
+        try:
+            env = gym.make(env_id)
+        except gym.error.DependencyNotInstalled as error:
+            raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
+    _check_actions(env, env_id)
+    env = _flatten_observations(env)
+    if key is None:
+        return env
+    return SuccessSignal(env, key, sparse=reward == "sparse")
+
+
+def _check_actions(env: gym.Env, env_id: str) -> None:
     if not isinstance(env.action_space, gym.spaces.Box):
         env.close()
         raise EnvError(
@@ -38,9 +160,77 @@ def make_env(env_id: str) -> gym.Env:
     if not (np.all(np.isfinite(env.action_space.low)) and np.all(np.isfinite(env.action_space.high))):
         env.close()
         raise EnvError(f"environment {env_id!r} has unbounded actions; ACE needs finite action bounds")
-    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
-        env = gym.wrappers.FlattenObservation(env)
+
+
+def _flatten_observations(env: gym.Env) -> gym.Env:
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Dict) and all(
+        isinstance(space.spaces.get(key), gym.spaces.Box) for key in ("observation", "desired_goal")
+    ):
+        return GoalObservation(env)
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        return gym.wrappers.FlattenObservation(env)
     return env
+
+
+class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """A goal-conditioned Dict observation as one vector: the observation followed by the desired goal.
+
+    The achieved goal is left out: it is part of the observation already (the object's pose, the fingertips).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        parts = (env.observation_space["observation"], env.observation_space["desired_goal"])
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([part.low.ravel() for part in parts]),
+            np.concatenate([part.high.ravel() for part in parts]),
+            dtype=np.result_type(*(part.dtype for part in parts)),
+        )
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        flat = np.concatenate([np.ravel(observation["observation"]), np.ravel(observation["desired_goal"])])
+        return flat.astype(self.observation_space.dtype, copy=False)
+
+
+class SuccessSignal(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Puts the task's success flag on every step as a boolean ``info["success"]``.
+
+    The flag is read from ``info[key]`` (``success`` or ``is_success``); with ``sparse=True`` the reward
+    becomes ``float(info["success"])``.
+    """
+
+    def __init__(self, env: gym.Env, key: str, sparse: bool) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, key=key, sparse=sparse)
+        gym.Wrapper.__init__(self, env)
+        self.key = key
+        self.sparse = sparse
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        success = bool(info.get(self.key, False))
+        info = {**info, "success": success}
+        if self.sparse:
+            reward = float(success)
+        return observation, reward, terminated, truncated, info
+
+
+def has_success(env: gym.Env) -> bool:
+    """Whether ``env`` (made by `make_env`, possibly wrapped further) puts ``info["success"]`` on every step."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, SuccessSignal):
+            return True
+        env = env.env
+    return False
+
+
+def episode_steps(env: gym.Env) -> int | None:
+    """The number of steps after which an episode of ``env`` is truncated, None when it has no limit."""
+    if isinstance(env.unwrapped, dmc.DMControlEnv):
+        return env.unwrapped.episode_steps
+    spec = env.spec
+    return None if spec is None else spec.max_episode_steps
 
 
 def seed_env(env: gym.Env, seed: int) -> np.ndarray:
@@ -52,3 +242,122 @@ def seed_env(env: gym.Env, seed: int) -> np.ndarray:
 
 def observation_size(env: gym.Env) -> int:
     return int(math.prod(env.observation_space.shape))
+
+
+@dataclass(frozen=True)
+class ExampleEnv:
+    """One example id of a suite; the sizes are None when the suite is not installed."""
+
+    env_id: str
+    observation_size: int | None = None
+    action_size: int | None = None
+    episode_steps: int | None = None
+    success: bool | None = None
+    """Whether the task reports ``info["success"]`` (and so has a sparse reward)."""
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """A task suite: how its ids look, whether it is installed, and some of its environments."""
+
+    name: str
+    id_form: str
+    installed: bool
+    extra: str | None
+    """The ace-rl extra that installs the suite; None for the suites of the base install."""
+    examples: tuple[ExampleEnv, ...]
+
+    @property
+    def install_command(self) -> str:
+        return "pip install ace-rl" if self.extra is None else f'pip install "ace-rl[{self.extra}]"'
+
+
+# name, id form, module that must be importable, extra, example ids
+_SUITES = (
+    ("gymnasium-mujoco", "Gymnasium id", "mujoco", None, ("Hopper-v5", "HalfCheetah-v5", "Humanoid-v5")),
+    ("dm_control", "dmc:DOMAIN-TASK", "dm_control", "dmc", ("dmc:walker-run", "dmc:humanoid-run", "dmc:dog-run")),
+    (
+        "metaworld", "metaworld:TASK", "metaworld", "metaworld",
+        ("metaworld:button-press-v3", "metaworld:pick-place-wall-v3", "metaworld:assembly-v3"),
+    ),
+    (
+        "adroit", "AdroitHand*-v1", "gymnasium_robotics", "robotics",
+        ("AdroitHandDoor-v1", "AdroitHandHammer-v1", "AdroitHandPen-v1", "AdroitHandRelocate-v1"),
+    ),
+    (
+        "shadow hand", "HandManipulate*-v1", "gymnasium_robotics", "robotics",
+        ("HandManipulateBlockDense-v1", "HandManipulateEggDense-v1", "HandManipulatePenDense-v1"),
+    ),
+)
+
+
+def _is_importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module in sys.modules without a spec
+        return True
+
+
+def _describe(env_id: str) -> ExampleEnv:
+    try:
+        env = make_env(env_id)
+    except (EnvError, ImportError):
+        return ExampleEnv(env_id)
+    try:
+        return ExampleEnv(
+            env_id, observation_size(env), int(env.action_space.shape[0]), episode_steps(env), has_success(env)
+        )
+    finally:
+        env.close()
+
+
+def list_suites() -> list[SuiteInfo]:
+    """Every supported suite, with example ids and, for the installed suites, their sizes (built on the spot)."""
+    suites = []
+    for name, id_form, module, extra, example_ids in _SUITES:
+        installed = _is_importable(module)
+        examples = tuple(_describe(env_id) if installed else ExampleEnv(env_id) for env_id in example_ids)
+        suites.append(SuiteInfo(name, id_form, installed, extra, examples))
+    return suites
+
+
+def format_suites(suites: list[SuiteInfo]) -> str:
+    """A table of the suites, one row per example id, and how to install the missing ones."""
+
+    def number(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else ("yes" if value else "no")
+
+    header = ("suite", "id form", "installed", "extra", "example id", "obs", "act", "steps", "success")
+    rows = []
+    for suite in suites:
+        for index, example in enumerate(suite.examples):
+            first = index == 0
+            rows.append((
+                suite.name if first else "",
+                suite.id_form if first else "",
+                flag(suite.installed) if first else "",
+                (f"[{suite.extra}]" if suite.extra else "(base)") if first else "",
+                example.env_id,
+                number(example.observation_size),
+                number(example.action_size),
+                number(example.episode_steps),
+                flag(example.success),
+            ))
+    widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
+    right_aligned = {5, 6, 7}
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = (cell.rjust(width) if column in right_aligned else cell.ljust(width)
+                 for column, (cell, width) in enumerate(zip(row, widths)))
+        return "  ".join(cells).rstrip()
+
+    lines = [line(header), *(line(row) for row in rows)]
+    missing = [suite for suite in suites if not suite.installed]
+    if missing:
+        lines.append("")
+        lines.extend(f"{suite.name}: {suite.install_command}" for suite in missing)
+        lines.append('every suite: pip install "ace-rl[all]"')
+    return "\n".join(lines)

@@ -11,37 +11,49 @@ import numpy as np
 import torch
 
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
-from ace_rl.envs import make_env, seed_env
+from ace_rl.envs import has_success, make_env, seed_env
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> np.ndarray:
-    """Returns of ``episodes`` full episodes; the environment continues its own random stream."""
+@dataclass(frozen=True)
+class Episodes:
+    returns: np.ndarray
+    successes: np.ndarray | None  # per episode: did the task report success at any step; None without a signal
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.successes is None else float(self.successes.mean())
+
+
+def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> Episodes:
+    """Returns (and successes) of ``episodes`` full episodes; the environment continues its own random stream."""
     returns = np.zeros(episodes)
+    successes = np.zeros(episodes, dtype=bool)
     for episode in range(episodes):
         obs, _ = env.reset()
         done = False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
             returns[episode] += float(reward)
+            successes[episode] |= bool(info.get("success", False))
             done = terminated or truncated
-    return returns
+    return Episodes(returns, successes if has_success(env) else None)
 
 
 @dataclass(frozen=True)
 class EvalResult:
     env: str
     checkpoint: Path
-    returns: np.ndarray
+    episodes: Episodes
 
     @property
     def mean(self) -> float:
-        return float(self.returns.mean())
+        return float(self.episodes.returns.mean())
 
     @property
     def std(self) -> float:
-        return float(self.returns.std())
+        return float(self.episodes.returns.std())
 
 
 def evaluate_run(run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0) -> EvalResult:
@@ -54,7 +66,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", episodes: int = 10, se
         raise CheckpointError(f"no run directory at {run_dir}")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
     actor, payload = load_policy(path)
-    env = make_env(payload["env"])
+    env = make_env(payload["env"], reward=payload.get("reward", "dense"))
     seed_env(env, seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:
@@ -62,7 +74,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", episodes: int = 10, se
             return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
 
     try:
-        returns = run_episodes(policy, env, episodes)
+        result = run_episodes(policy, env, episodes)
     finally:
         env.close()
-    return EvalResult(env=payload["env"], checkpoint=path, returns=returns)
+    return EvalResult(env=payload["env"], checkpoint=path, episodes=result)

@@ -9,7 +9,7 @@ from typing import IO, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
 
-METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "wall_time"]
+METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"]
 EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wall_time"]
 RESETS_COLUMNS = ["env_step", "update", "dormancy_ratio", "reset_factor", "kind"]
 

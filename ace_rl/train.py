@@ -98,8 +98,8 @@ class Trainer:
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
-        self.env = make_env(config.env)
-        self.eval_env = make_env(config.env)
+        self.env = make_env(config.env, reward=config.reward)
+        self.eval_env = make_env(config.env, reward=config.reward)
         obs_dim = observation_size(self.env)
         action_dim = int(self.env.action_space.shape[0])
         if config.threads > 0:
@@ -123,9 +123,11 @@ class Trainer:
             seed_env(self.eval_env, config.seed + EVAL_SEED_OFFSET)
         else:
             self.load_state_dict(resume_state)
+            if resume_state["mid_episode"]:
+                self.replay.end_episode()  # the interrupted episode ends here, as if truncated
             self.obs, _ = self.env.reset()  # checkpoints sit just before a reset: this continues the run
         self.logger = RunLogger(run_dir, action_dim, resume_after_step=self.env_step if resume_state else None)
-        self.checkpoint_metadata = {"env": config.env, "algo": config.algo, "seed": config.seed}
+        self.checkpoint_metadata = {"env": config.env, "reward": config.reward, "algo": config.algo, "seed": config.seed}
 
     # ----------------------------------------------------------------------------------------------
     # State
@@ -197,7 +199,7 @@ class Trainer:
                     action = self.agent.act(self.obs)
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
                 # Only a terminal state stops bootstrapping; a time limit (truncation) does not.
-                self.replay.add(self.obs, action, float(reward), next_obs, terminated)
+                self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
                 episode_return += float(reward)
                 episode_length += 1
 
@@ -299,14 +301,19 @@ class Trainer:
 
     def evaluate(self) -> None:
         config = self.config
-        returns = run_episodes(lambda obs: self.agent.act(obs, deterministic=True), self.eval_env, config.eval_episodes)
-        mean_return, std_return = float(returns.mean()), float(returns.std())
+        episodes = run_episodes(lambda obs: self.agent.act(obs, deterministic=True), self.eval_env, config.eval_episodes)
+        mean_return, std_return = float(episodes.returns.mean()), float(episodes.returns.std())
+        success_rate = episodes.success_rate
         self.last_eval_return = mean_return
         self.logger.metrics.write(
             env_step=self.env_step, updates=self.agent.updates, eval_return_mean=mean_return,
-            eval_return_std=std_return, wall_time=self.elapsed(),
+            eval_return_std=std_return, eval_success_rate="" if success_rate is None else success_rate,
+            wall_time=self.elapsed(),
         )
-        self.logger.scalars({"eval/return_mean": mean_return, "eval/return_std": std_return}, self.env_step)
+        scalars = {"eval/return_mean": mean_return, "eval/return_std": std_return}
+        if success_rate is not None:
+            scalars["eval/success_rate"] = success_rate
+        self.logger.scalars(scalars, self.env_step)
         if mean_return > self.best_return:
             self.best_return = mean_return
             save_policy(
@@ -340,7 +347,7 @@ def train(config: TrainConfig) -> Path:
         run_dir = config.run_dir if config.run_dir is not None else default_run_dir(config)
         config.run_dir = run_dir
         # Unknown environments and impossible settings fail before anything is written.
-        probe = make_env(config.env)
+        probe = make_env(config.env, reward=config.reward)
         check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
         probe.close()
         prepare_run_dir(run_dir)

@@ -113,7 +113,7 @@ def test_existing_run_dir_is_refused_and_left_intact(trained_run: Path):
         (["train", "--total-steps", "0"], "--total-steps must be a positive integer, got 0"),
         (["train", "--reset-interval", "-3"], "--reset-interval must be a positive integer, got -3"),
         (["eval", "no-such-run"], "no run directory at no-such-run"),
-        (["fly"], "unknown command 'fly'; accepted: train, eval"),
+        (["fly"], "unknown command 'fly'; accepted: train, eval, envs"),
     ],
 )
 def test_bad_input_gives_one_line_error(tmp_path: Path, args, message):
@@ -195,19 +195,23 @@ gym.register("TimeLimitOnly-v0", entry_point=TimeLimitOnly, max_episode_steps=10
 gym.register("FallsAtOnce-v0", entry_point=FallsAtOnce, max_episode_steps=10)
 
 
-@pytest.mark.parametrize("env_id, terminated", [("TimeLimitOnly-v0", 0.0), ("FallsAtOnce-v0", 1.0)])
+@pytest.mark.parametrize("env_id, terminated", [("TimeLimitOnly-v0", False), ("FallsAtOnce-v0", True)])
 def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypatch, env_id, terminated):
-    stored = []
+    buffers = []
 
-    class RecordingBuffer(ReplayBuffer):
-        def add(self, obs, action, reward, next_obs, terminated):
-            stored.append(terminated)
-            super().add(obs, action, reward, next_obs, terminated)
+    class KeptBuffer(ReplayBuffer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            buffers.append(self)
 
-    monkeypatch.setattr(train_module, "ReplayBuffer", RecordingBuffer)
+    monkeypatch.setattr(train_module, "ReplayBuffer", KeptBuffer)
     run_dir = train(preset_config("small", env=env_id, run_dir=tmp_path / "run", **TINY_SETTINGS))
-    assert len(stored) == 600 and set(map(float, stored)) == {terminated}
+    replay = buffers[0]
+    assert len(replay) == 600
+    # Terminal transitions stop bootstrapping; time-limit ends are stored as episode ends that bootstrap.
+    assert replay.terminated.tolist() == [terminated] * 600
+    expected_ends = [True] * 600 if terminated else [(step + 1) % 10 == 0 for step in range(600)]
+    assert replay.episode_end.tolist() == expected_ends
     episodes = read_csv(run_dir / "episodes.csv")
-    expected_length = "10" if terminated == 0.0 else "1"
-    assert {row["length"] for row in episodes} == {expected_length}
+    assert {row["length"] for row in episodes} == {"1" if terminated else "10"}
     assert {row["terminated"] for row in episodes} == {str(int(terminated))}

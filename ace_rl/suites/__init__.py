@@ -1,0 +1,9 @@
+"""Task suites that are not plain Gymnasium ids, one module each.
+
+- `dmc`: the DeepMind Control Suite (`dmc:DOMAIN-TASK`), wrapped as a Gymnasium environment here.
+- `meta_world`: Meta-World v3 single tasks with the goal in the observation (`metaworld:TASK`).
+- `robotics`: Gymnasium-Robotics (Adroit and Shadow Hand), whose ids are plain Gymnasium ids once the
+  package is imported.
+
+Each module imports its suite's package only when asked to, so that `ace_rl.envs` works without any of them.
+"""
