@@ -72,28 +72,39 @@ def _unknown(env_id: str, known: list[str], listing_hint: str) -> EnvError:
     return EnvError(f"unknown environment {env_id!r} (expected {ACCEPTED_FORMS}){hint}")
 
 
+@dataclass(frozen=True)
+class _PrefixedSuite:
+    """A suite whose ids are PREFIX + task name."""
+
+    prefix: str
+    suite: str
+    package: _Package
+    known_names: Callable[[], list[str]]
+    listing_hint: str
+
+
+_PREFIXED_SUITES = (
+    _PrefixedSuite(
+        DMC_PREFIX, "dmc", _DMC, dmc.known_names,
+        'the tasks are listed by `python -c "from dm_control import suite; print(suite.ALL_TASKS)"`',
+    ),
+    _PrefixedSuite(
+        METAWORLD_PREFIX, "metaworld", _METAWORLD, meta_world.known_names,
+        'the tasks are listed by `python -c "import metaworld; print(metaworld.MT1.ENV_NAMES)"`',
+    ),
+)
+
+
 def _resolve(env_id: str) -> tuple[str, str]:
     """(suite, name) of a known id: ("dmc", "walker-run"), ("metaworld", "assembly-v3") or ("gymnasium", id)."""
-    if env_id.startswith(DMC_PREFIX):
-        _require(_DMC, env_id)
-        name = env_id.removeprefix(DMC_PREFIX)
-        names = dmc.known_names()
-        if name not in names:
-            raise _unknown(
-                env_id, [DMC_PREFIX + known for known in names],
-                'the tasks are listed by `python -c "from dm_control import suite; print(suite.ALL_TASKS)"`',
-            )
-        return "dmc", name
-    if env_id.startswith(METAWORLD_PREFIX):
-        _require(_METAWORLD, env_id)
-        name = env_id.removeprefix(METAWORLD_PREFIX)
-        names = meta_world.known_names()
-        if name not in names:
-            raise _unknown(
-                env_id, [METAWORLD_PREFIX + known for known in names],
-                'the tasks are listed by `python -c "import metaworld; print(metaworld.MT1.ENV_NAMES)"`',
-            )
-        return "metaworld", name
+    for prefixed in _PREFIXED_SUITES:
+        if env_id.startswith(prefixed.prefix):
+            _require(prefixed.package, env_id)
+            name = env_id.removeprefix(prefixed.prefix)
+            names = prefixed.known_names()
+            if name not in names:
+                raise _unknown(env_id, [prefixed.prefix + known for known in names], prefixed.listing_hint)
+            return prefixed.suite, name
     if env_id not in gym.registry and robotics.is_robotics_id(env_id):
         _require(_ROBOTICS, env_id)
     if env_id not in gym.registry:

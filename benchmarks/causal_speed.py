@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_TASKS = ("Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+DEFAULT_TASKS = (
+    "Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "metaworld:assembly-v3", "dmc:humanoid-run",
+)
 # Paper preset: about 8 updates (= env steps) per second on 2 CPU cores; one causal fit every 10,000 steps.
 UPDATES_PER_SECOND = 8.0
 CAUSAL_INTERVAL = 10_000
@@ -37,18 +39,17 @@ CAUSAL_INTERVAL = 10_000
 
 def collect_transitions(task: str, samples: int, seed: int) -> dict[str, np.ndarray]:
     """``samples`` transitions ``(s, a, r)`` of ``task`` under uniformly random actions, cached on disk."""
-    path = RESULTS / f"transitions_{task}_{samples}_{seed}.npz"
+    path = RESULTS / f"transitions_{task.replace(':', '_')}_{samples}_{seed}.npz"
     if path.exists():
         with np.load(path) as cached:
             return {key: cached[key] for key in ("states", "actions", "rewards")}
-    import gymnasium as gym
+    from ace_rl.envs import make_env, observation_size, seed_env
 
-    env = gym.make(task)
-    env.action_space.seed(seed)
-    states = np.empty((samples, env.observation_space.shape[0]))
+    env = make_env(task)
+    states = np.empty((samples, observation_size(env)))
     actions = np.empty((samples, env.action_space.shape[0]))
     rewards = np.empty(samples)
-    obs, _ = env.reset(seed=seed)
+    obs = seed_env(env, seed)
     for t in range(samples):
         action = env.action_space.sample()
         next_obs, reward, terminated, truncated, _ = env.step(action)
@@ -216,7 +217,14 @@ def main() -> None:
 
     load_before = os.getloadavg()
     rows = []
+    from ace_rl.envs import EnvError, check_env_id
+
     for task in args.tasks:
+        try:
+            check_env_id(task)
+        except EnvError as error:
+            print(f"{task}: skipped ({error})", flush=True)
+            continue
         row = bench_task(task, args.samples, args.seed, args.directlingam_cap, args.repeats)
         rows.append(row)
         print(f"{task}: done ({row['variables']} variables)", flush=True)
