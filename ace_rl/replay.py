@@ -37,15 +37,16 @@ def bytes_per_transition(obs_dim: int, action_dim: int, episode_length: float) -
 class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, seed: int) -> None:
         self.capacity = capacity
-        self.obs = torch.zeros((capacity, obs_dim), dtype=torch.float32)
-        self.actions = torch.zeros((capacity, action_dim), dtype=torch.float32)
-        self.rewards = torch.zeros(capacity, dtype=torch.float32)
-        self.terminated = torch.zeros(capacity, dtype=torch.bool)
-        self.episode_end = torch.zeros(capacity, dtype=torch.bool)
-        # Rows are written only as episodes end, and memory that is never written is never mapped in.
+        # Uninitialised storage: the operating system maps memory in only as rows are first written, so a
+        # short run with a large capacity costs what it stores. Only written rows are ever read.
+        self.obs = torch.empty((capacity, obs_dim), dtype=torch.float32)
+        self.actions = torch.empty((capacity, action_dim), dtype=torch.float32)
+        self.rewards = torch.empty(capacity, dtype=torch.float32)
+        self.terminated = torch.empty(capacity, dtype=torch.bool)
+        self.episode_end = torch.empty(capacity, dtype=torch.bool)
         # By the time `capacity` episodes have ended, every transition pointing at the oldest row is gone.
         self.final_obs = torch.empty((capacity, obs_dim), dtype=torch.float32)
-        self.final_index = torch.zeros(capacity, dtype=torch.int32)
+        self.final_index = torch.empty(capacity, dtype=torch.int32)
         self.final_position = 0
         self.final_count = 0
         self.pending_next_obs = torch.zeros(obs_dim, dtype=torch.float32)

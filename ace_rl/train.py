@@ -107,8 +107,7 @@ class Trainer:
 
         seed_everything(config.seed)
         self.agent = ACE(obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, config, self.device)
-        # A run never holds more transitions than it collects: don't allocate more.
-        self.replay = ReplayBuffer(min(config.buffer_size, config.total_steps), obs_dim, action_dim, config.seed)
+        self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
         self.episode = 0
         self.best_return = -math.inf

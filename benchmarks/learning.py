@@ -2,7 +2,7 @@
 
 Each (task, algorithm, seed) run is the real `ace_rl.train.train` in a worker process; runs go in parallel
 on ``--workers`` processes with one PyTorch thread each. Prints a table, writes
-``benchmarks/results/learning.json`` and a plot of the evaluation curves.
+``benchmarks/results/NAME.json`` and a plot of the evaluation curves (``NAME.png``).
 
     python benchmarks/learning.py                        # InvertedPendulum-v5 and Hopper-v5, small preset
     python benchmarks/learning.py --tasks Hopper-v5:100000 --seeds 0 1 2
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--run-root", type=Path, default=Path("runs/benchmark-learning"))
+    parser.add_argument("--name", default="learning", help="result files: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -97,14 +98,14 @@ def main() -> None:
         command="python benchmarks/learning.py " + " ".join(
             [f"--tasks {' '.join(args.tasks)}", f"--algos {' '.join(args.algos)}",
              f"--seeds {' '.join(map(str, args.seeds))}", f"--eval-every {args.eval_every}",
-             f"--workers {args.workers}"]
+             f"--workers {args.workers}", f"--name {args.name}"]
         ),
         machine=dict(platform=platform.platform(), processor=platform.processor(), cpus=__import__("os").cpu_count()),
         preset="small", wall_seconds=wall, runs=results,
     )
-    (RESULTS / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(results, RESULTS / "learning.png")
-    print(f"wrote {RESULTS / 'learning.json'} and {RESULTS / 'learning.png'}")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(results, RESULTS / f"{args.name}.png")
+    print(f"wrote {RESULTS / (args.name + '.json')} and {RESULTS / (args.name + '.png')}")
 
 
 def plot(results: list[dict], path: Path) -> None:

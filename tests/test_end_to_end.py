@@ -209,9 +209,9 @@ def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypa
     replay = buffers[0]
     assert len(replay) == 600
     # Terminal transitions stop bootstrapping; time-limit ends are stored as episode ends that bootstrap.
-    assert replay.terminated.tolist() == [terminated] * 600
+    assert replay.terminated[:600].tolist() == [terminated] * 600
     expected_ends = [True] * 600 if terminated else [(step + 1) % 10 == 0 for step in range(600)]
-    assert replay.episode_end.tolist() == expected_ends
+    assert replay.episode_end[:600].tolist() == expected_ends
     episodes = read_csv(run_dir / "episodes.csv")
     assert {row["length"] for row in episodes} == {"1" if terminated else "10"}
     assert {row["terminated"] for row in episodes} == {str(int(terminated))}

@@ -1,8 +1,9 @@
 """Interrupted runs: SIGKILL and resume, corrupted checkpoints, SIGTERM, non-finite losses."""
 
 import csv
-import os
+import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,3 +144,12 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     state, path, skipped = load_training_state(tmp_path / "nan")
     assert skipped == [] and state["env_step"] < 731
     assert all(int(p.name[6:16]) < 731 for p in (tmp_path / "nan" / "checkpoints").glob("state-*.pt"))
+
+
+def test_a_finished_run_can_be_extended(reference_run: Path, tmp_path: Path):
+    run_dir = tmp_path / "extended"
+    shutil.copytree(reference_run, run_dir)
+    code, _, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--total-steps", "2000", "--no-progress"))
+    assert code == 0, stderr
+    assert [int(row[0]) for row in table(run_dir, "metrics.csv")] == [400, 800, 1200, 1600, 2000]
+    assert json.loads((run_dir / "config.json").read_text())["total_steps"] == 2000
