@@ -182,6 +182,7 @@ class Trainer:
     def run(self) -> None:
         config = self.config
         self.started = time.perf_counter()
+        first_step = self.env_step
         episode_return, episode_length = 0.0, 0
         pending_metrics: dict[str, torch.Tensor] = {}
         check_every_update = self.device.type == "cpu"  # reading a loss on a GPU would synchronise it
@@ -227,7 +228,8 @@ class Trainer:
                 if env_step % config.log_every == 0 and pending_metrics:
                     self.check_finite(pending_metrics)
                     self.logger.scalars({name: float(value) for name, value in pending_metrics.items()}, env_step)
-                    self.logger.scalars({"train/steps_per_second": progress.format_dict["rate"] or 0.0}, env_step)
+                    seconds = time.perf_counter() - self.started
+                    self.logger.scalars({"train/steps_per_second": (env_step - first_step) / seconds}, env_step)
 
                 if env_step % config.eval_every == 0 or env_step == config.total_steps:
                     self.evaluate()
