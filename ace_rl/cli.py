@@ -1,4 +1,4 @@
-"""The `ace-rl` command: `ace-rl train ...` and `ace-rl eval RUN_DIR ...`."""
+"""The `ace-rl` command: `ace-rl train ...`, `ace-rl eval RUN_DIR ...` and `ace-rl envs`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
 from ace_rl.train import NonFiniteError, TrainingStopped, train
 
-USAGE = """usage: ace-rl {train,eval} [OPTIONS]
+USAGE = """usage: ace-rl {train,eval,envs} [OPTIONS]
 
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 

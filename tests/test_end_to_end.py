@@ -215,3 +215,24 @@ def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypa
     episodes = read_csv(run_dir / "episodes.csv")
     assert {row["length"] for row in episodes} == {"1" if terminated else "10"}
     assert {row["terminated"] for row in episodes} == {str(int(terminated))}
+
+
+def test_directlingam_time_limit_refuses_before_anything_is_written(tmp_path: Path):
+    run_dir = tmp_path / "humanoid"
+    result = ace_rl(
+        "train", "--env", "Humanoid-v5", "--causal-method", "directlingam", "--causal-time-limit", "60",
+        "--run-dir", str(run_dir),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--causal-method directlingam on 366 variables and 10000 samples" in lines[0]
+    assert "over --causal-time-limit 60" in lines[0]
+    assert not run_dir.exists()
+
+
+def test_slow_directlingam_without_a_limit_is_announced(capsys):
+    config = preset_config("paper", env="Humanoid-v5", causal_method="directlingam")
+    train_module.check_causal_time_limit(config, n_variables=366)
+    assert "each DirectLiNGAM fit on 366 variables will take about" in capsys.readouterr().err
+    train_module.check_causal_time_limit(preset_config("paper", causal_method="sink"), n_variables=366)
+    assert capsys.readouterr().err == ""
