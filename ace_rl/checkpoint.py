@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -19,6 +19,20 @@ CHECKPOINT_NAMES: tuple[str, ...] = ("best", "final")
 
 class CheckpointError(ValueError):
     """A checkpoint is missing or unreadable."""
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(file)`` under a temporary name, flush it to disk, then rename it.
+
+    A crash at any point leaves either the previous file or the complete new one, never half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        write(file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
 
 
 def save_policy(path: Path, actor: Actor, metadata: dict[str, Any]) -> None:
@@ -32,13 +46,7 @@ def save_policy(path: Path, actor: Actor, metadata: dict[str, Any]) -> None:
         "action_high": (actor.action_bias + actor.action_scale).cpu(),
         **metadata,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        torch.save(payload, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    write_atomically(path, lambda file: torch.save(payload, file))
 
 
 def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[Actor, dict[str, Any]]:
@@ -82,17 +90,9 @@ def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], kee
     (the same way) beside it, so that a truncated or altered file is recognised when it is read back.
     """
     path = state_path(run_dir, env_step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
     digest = hashlib.sha256()
-    with open(temporary, "wb") as file:
-        torch.save(state, _HashingWriter(file, digest))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    digest_temporary = _digest_path(path).with_name(_digest_path(path).name + ".tmp")
-    digest_temporary.write_text(digest.hexdigest() + "\n")
-    os.replace(digest_temporary, _digest_path(path))
+    write_atomically(path, lambda file: torch.save(state, _HashingWriter(file, digest)))
+    write_atomically(_digest_path(path), lambda file: file.write((digest.hexdigest() + "\n").encode()))
     for old in sorted(path.parent.glob(STATE_PATTERN))[:-keep]:
         old.unlink()
         _digest_path(old).unlink(missing_ok=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import IO, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
+
+from ace_rl.checkpoint import write_atomically
 
 METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"]
 EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wall_time"]
@@ -46,12 +48,11 @@ class CsvTable:
         step_column = self.columns.index("env_step")
         # A row cut short by a kill (fewer fields) is dropped too.
         kept = [row for row in rows[1:] if len(row) == len(self.columns) and int(row[step_column]) <= env_step]
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(self.columns)
-            writer.writerows(kept)
-        os.replace(temporary, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(self.columns)
+        writer.writerows(kept)
+        write_atomically(self.path, lambda file: file.write(text.getvalue().encode()))
 
     def write(self, **values: object) -> None:
         if set(values) != set(self.columns):

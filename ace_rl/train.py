@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from ace_rl.ace import ACE
 from ace_rl.causal import CausalTimeLimitError, causal_weights, estimate_directlingam_seconds
-from ace_rl.checkpoint import load_training_state, save_policy, save_training_state
+from ace_rl.checkpoint import load_training_state, save_policy, save_training_state, write_atomically
 from ace_rl.config import ConfigError, TrainConfig, to_json_dict, validate
 from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.evaluate import run_episodes
@@ -73,10 +72,8 @@ def prepare_run_dir(run_dir: Path) -> None:
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
-    path = run_dir / "config.json"
-    temporary = path.with_name("config.json.tmp")
-    temporary.write_text(json.dumps(to_json_dict(config), indent=2) + "\n")
-    os.replace(temporary, path)
+    text = json.dumps(to_json_dict(config), indent=2) + "\n"
+    write_atomically(run_dir / "config.json", lambda file: file.write(text.encode()))
 
 
 SLOW_FIT_SECONDS = 60.0  # a DirectLiNGAM fit estimated to be slower than this is announced at start
@@ -236,7 +233,8 @@ class Trainer:
                             )
 
                 if env_step % config.log_every == 0 and pending_metrics:
-                    self.check_finite(pending_metrics)
+                    if not check_every_update:
+                        self.check_finite(pending_metrics)
                     self.logger.scalars({name: float(value) for name, value in pending_metrics.items()}, env_step)
                     seconds = time.perf_counter() - self.started
                     self.logger.scalars({"train/steps_per_second": (env_step - first_step) / seconds}, env_step)
