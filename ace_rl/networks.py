@@ -7,6 +7,7 @@ dimension of size 2, so each layer of both critics is one batched matrix product
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -69,7 +70,7 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = F.elu(self.hidden[0](obs))
-        for layer in self.hidden[1:]:
+        for layer in itertools.islice(self.hidden, 1, None):  # slicing a ModuleList builds a new one
             features = F.relu(layer(features))
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mean(features), log_std
@@ -81,6 +82,12 @@ class Actor(nn.Module):
         action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
         log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale)
         return action, weighted_log_prob(log_prob, causal_weights)
+
+    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action :meth:`sample` draws (same random numbers), without its log-probability."""
+        mean, log_std = self(obs)
+        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self(obs)
@@ -134,6 +141,6 @@ class TwinCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         features = F.elu(self.hidden[0](torch.cat([obs, action], dim=-1)))
-        for layer in self.hidden[1:]:
+        for layer in itertools.islice(self.hidden, 1, None):
             features = F.relu(layer(features))
         return self.output(features).squeeze(-1)

@@ -113,7 +113,10 @@ class Trainer:
             torch.set_num_threads(config.threads)
 
         seed_everything(config.seed)
-        self.agent = ACE(obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, config, self.device)
+        self.agent = ACE(
+            obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, config, self.device,
+            compile_losses=config.compile,
+        )
         self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
         self.episode = 0
