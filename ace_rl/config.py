@@ -99,8 +99,9 @@ class TrainConfig:
     threads: int = 0
     """PyTorch CPU threads (0: leave PyTorch's default)."""
     compile: bool = False
-    """Run the critic and actor losses through torch.compile. Off by default: on a CPU it measured no faster,
-    and the first update waits for the compiler (about 20 s on 2 cores). The update computes the same."""
+    """Run the critic and actor losses through torch.compile; the update computes the same. Off unless given: on
+    a 2-core CPU it measured within the noise of the default path, and the first updates wait for the compiler
+    (20-40 s)."""
     run_dir: Optional[Path] = None
     """Where to write the run (default: runs/ENV__ALGO__sSEED__TIME)."""
     checkpoint_every: int = 20_000
