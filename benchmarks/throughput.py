@@ -181,7 +181,7 @@ def bare_update_rates(env_id: str, hidden: int, batch: int, window: int, repeats
         if options["compile_losses"]:
             compile_seconds = time.perf_counter() - started
     rates: dict[str, list[float]] = {name: [] for name in agents}
-    peaks: list[float] = []
+    peaks: dict[str, list[float]] = {name: [] for name in agents}  # the matmul window right after each
     for _ in range(repeats):
         for name, agent in agents.items():
             batches = [replay.sample(batch) for _ in range(window)]
@@ -189,17 +189,20 @@ def bare_update_rates(env_id: str, hidden: int, batch: int, window: int, repeats
             for sample in batches:
                 agent.update(sample)
             rates[name].append(window / (time.perf_counter() - started))
-            peaks.append(matmul_gflops(seconds=0.5))
+            peaks[name].append(matmul_gflops(seconds=0.5))
     flops = update_flops(obs_dim, action_dim, hidden, batch)
-    peak = statistics.median(peaks)
+    plain = rates[next(iter(UPDATE_PATHS))]
+    all_peaks = [value for values in peaks.values() for value in values]
     return dict(
-        hidden=hidden, batch=batch, gflop_per_update=flops / 1e9, matmul_peak_gflops=peak,
-        matmul_peak_windows=peaks, compile_seconds=compile_seconds,
+        hidden=hidden, batch=batch, gflop_per_update=flops / 1e9, matmul_peak_gflops=statistics.median(all_peaks),
+        compile_seconds=compile_seconds,
         paths={
             name: dict(
-                updates_per_second=statistics.median(values), windows=values,
+                updates_per_second=statistics.median(values), windows=values, matmul_windows=peaks[name],
                 gflops=statistics.median(values) * flops / 1e9,
-                fraction_of_peak=statistics.median(values) * flops / 1e9 / peak,
+                # Medians of per-window ratios: a slow spell of the machine slows both sides of each ratio.
+                fraction_of_peak=statistics.median(rate * flops / 1e9 / peak for rate, peak in zip(values, peaks[name])),
+                speedup_over_plain=statistics.median(rate / base for rate, base in zip(values, plain)),
             )
             for name, values in rates.items()
         },
@@ -214,7 +217,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--measured", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each trainer, in rotating order")
-    parser.add_argument("--update-repeats", type=int, default=7, help="timing windows per update path")
+    parser.add_argument("--update-repeats", type=int, default=11, help="timing windows per update path")
     parser.add_argument("--skip-loop", action="store_true", help="only time the bare update")
     args = parser.parse_args()
 
@@ -228,6 +231,8 @@ def main() -> None:
     runs: dict[str, list[float]] = {name: [] for name in trainers}
     ace_fit_share: list[float] = []  # causal-fit seconds / window seconds, per ACE run
     order = list(trainers)
+    if not args.skip_loop:
+        trainers["ace-rl SAC"]()  # discarded: the first run in a process is slower than the ones after it
     for repeat in range(0 if args.skip_loop else args.repeats):
         for name in order[repeat % 3:] + order[: repeat % 3]:
             run = trainers[name]()
@@ -237,7 +242,7 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name}: {runs[name][-1]:.1f} env steps/s", flush=True)
 
     updates = {}
-    for preset, hidden, batch, window in (("small", 256, 256, 40), ("paper", 1024, 512, 6)):
+    for preset, hidden, batch, window in (("small", 256, 256, 30), ("paper", 1024, 512, 4)):
         updates[preset] = bare_update_rates(args.env, hidden, batch, window, args.update_repeats)
         print(f"bare update, {preset} preset: done", flush=True)
     extra = {preset: ace_extra_seconds(args.env, preset) for preset in ("small", "paper")}
@@ -251,9 +256,14 @@ def main() -> None:
         for name, rate in loop.items():
             print(f"{name:<24}{rate:>12.1f}{rate / loop['Stable-Baselines3 SAC']:>8.2f}   "
                   + " ".join(f"{value:.1f}" for value in runs[name]))
+        ratios = {
+            f"ACE / {other}": statistics.median(ace / rate for ace, rate in zip(runs["ace-rl ACE"], runs[other]))
+            for other in ("ace-rl SAC", "Stable-Baselines3 SAC")
+        }
         print(
-            f"ACE / ace-rl SAC: {loop['ace-rl ACE'] / loop['ace-rl SAC']:.3f}; the causal fit took "
-            f"{100 * statistics.median(ace_fit_share):.2f} % of ACE's window (median)"
+            "median of the per-repeat ratios: "
+            + ", ".join(f"{name} {value:.2f}" for name, value in ratios.items())
+            + f"; the causal fit took {100 * statistics.median(ace_fit_share):.2f} % of ACE's window (median)"
         )
     print("\nACE's work beyond SAC's, at the presets' intervals (median of 5 timings each)")
     for preset, cost in extra.items():
@@ -274,9 +284,12 @@ def main() -> None:
             f"\nBare update, {preset} preset (3 x {result['hidden']}, batch {result['batch']}): "
             f"{result['gflop_per_update']:.2f} GFLOP per update, matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s"
         )
-        print(f"{'path':<42}{'updates/s':>10}{'GFLOP/s':>9}{'of peak':>9}")
+        print(f"{'path':<42}{'updates/s':>10}{'GFLOP/s':>9}{'of peak':>9}{'vs plain':>10}")
         for name, path in result["paths"].items():
-            print(f"{name:<42}{path['updates_per_second']:>10.2f}{path['gflops']:>9.0f}{100 * path['fraction_of_peak']:>8.0f}%")
+            print(
+                f"{name:<42}{path['updates_per_second']:>10.2f}{path['gflops']:>9.0f}"
+                f"{100 * path['fraction_of_peak']:>8.0f}%{path['speedup_over_plain']:>10.2f}"
+            )
         print(f"(compiling took {result['compile_seconds']:.0f} s)")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -286,6 +299,7 @@ def main() -> None:
         env_steps_per_second=loop, runs=runs,
         ace_over_sac=loop["ace-rl ACE"] / loop["ace-rl SAC"] if loop else None,
         ace_over_sb3=loop["ace-rl ACE"] / loop["Stable-Baselines3 SAC"] if loop else None,
+        per_repeat_ratio_medians=ratios if loop else None,
         ace_fit_share_of_window=ace_fit_share, ace_extra_work=extra,
         bare_update=updates,
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load_average=os.getloadavg()[0]),
