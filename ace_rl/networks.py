@@ -75,23 +75,28 @@ class Actor(nn.Module):
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mean(features), log_std
 
+    def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """a = scale * tanh(u) + bias: an unbounded Gaussian draw mapped into the action bounds."""
+        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+
+    def draw(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u = mean + std * noise, reparameterised, with the mean and log std it was drawn from."""
+        mean, log_std = self(obs)
+        return mean + log_std.exp() * torch.randn_like(mean), mean, log_std
+
     def sample(self, obs: torch.Tensor, causal_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its causally weighted log-probability log pi_w(a|s)."""
-        mean, log_std = self(obs)
-        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
-        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+        pre_tanh, mean, log_std = self.draw(obs)
         log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale)
-        return action, weighted_log_prob(log_prob, causal_weights)
+        return self.squash(pre_tanh), weighted_log_prob(log_prob, causal_weights)
 
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The action :meth:`sample` draws (same random numbers), without its log-probability."""
-        mean, log_std = self(obs)
-        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
-        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+        return self.squash(self.draw(obs)[0])
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self(obs)
-        return torch.tanh(mean) * self.action_scale + self.action_bias
+        return self.squash(mean)
 
 
 class StackedLinear(nn.Module):

@@ -1,7 +1,6 @@
 """The fast update (fused Adam, optionally compiled losses) computes what the plain update computes."""
 
 import numpy as np
-import pytest
 import torch
 
 from ace_rl.ace import ACE
