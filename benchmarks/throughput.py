@@ -166,10 +166,11 @@ UPDATE_PATHS: dict[str, dict[str, bool]] = {
 }
 
 
-def bare_update_rates(env_id: str, hidden: int, batch: int, window: int, repeats: int) -> dict:
+def bare_update_rates(env_id: str, preset: str, window: int, repeats: int) -> dict:
     """Updates per second of each path and matmul GFLOP/s, in interleaved windows of ``window`` updates."""
     replay, obs_dim, action_dim, low, high = filled_replay(env_id, 5000)
-    config = preset_config("paper", hidden_size=hidden, batch_size=batch, reset="none")
+    config = preset_config(preset, reset="none")
+    hidden, batch = config.hidden_size, config.batch_size
     agents: dict[str, ACE] = {}
     compile_seconds = 0.0
     for name, options in UPDATE_PATHS.items():
@@ -242,8 +243,8 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name}: {runs[name][-1]:.1f} env steps/s", flush=True)
 
     updates = {}
-    for preset, hidden, batch, window in (("small", 256, 256, 30), ("paper", 1024, 512, 4)):
-        updates[preset] = bare_update_rates(args.env, hidden, batch, window, args.update_repeats)
+    for preset, window in (("small", 30), ("paper", 4)):
+        updates[preset] = bare_update_rates(args.env, preset, window, args.update_repeats)
         print(f"bare update, {preset} preset: done", flush=True)
     extra = {preset: ace_extra_seconds(args.env, preset) for preset in ("small", "paper")}
     default_path = "default (fused Adam)"
