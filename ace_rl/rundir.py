@@ -1,0 +1,176 @@
+"""A run directory's layout, in one place: training writes it; evaluation, resume, sweeps and reports read it.
+
+    RUN/
+      config.json                 the resolved configuration (TrainConfig as JSON)
+      metrics.csv                 one row per evaluation
+      episodes.csv                one row per training episode
+      causal_weights.csv          one row per causal fit
+      resets.csv                  one row per reset
+      tensorboard/                TensorBoard event files
+      checkpoints/best.pt         the policy at its best evaluation (ace-rl eval)
+      checkpoints/final.pt        the policy at the end of training
+      checkpoints/state-*.pt      full-state checkpoints (+ .sha256), read by --resume
+      .lock                       held (fcntl.flock) by the one process training in the directory; holds its pid
+
+A run directory belongs to one process at a time: :class:`RunLock` is a kernel-released lock, so a killed
+holder never leaves it stuck.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+EPISODES = "episodes.csv"
+CAUSAL_WEIGHTS = "causal_weights.csv"
+RESETS = "resets.csv"
+TENSORBOARD = "tensorboard"
+CHECKPOINTS = "checkpoints"
+LOCK = ".lock"
+POLICY_NAMES: tuple[str, ...] = ("best", "final")
+STATE_PATTERN = "state-*.pt"
+TEMPORARY_SUFFIX = ".tmp"
+
+
+class RunDirError(OSError):
+    """A run directory cannot be used: in use by another process, not writable, not a directory."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory (nothing is created by constructing one)."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def episodes(self) -> Path:
+        return self.path / EPISODES
+
+    @property
+    def causal_weights(self) -> Path:
+        return self.path / CAUSAL_WEIGHTS
+
+    @property
+    def resets(self) -> Path:
+        return self.path / RESETS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK
+
+    def policy(self, name: str) -> Path:
+        """``best`` or ``final``: the policy checkpoint read by ``ace-rl eval``."""
+        return self.checkpoints / f"{name}.pt"
+
+    def state(self, env_step: int) -> Path:
+        return self.checkpoints / f"state-{env_step:010d}.pt"
+
+    def states(self) -> list[Path]:
+        """Full-state checkpoints, oldest first."""
+        return sorted(self.checkpoints.glob(STATE_PATTERN))
+
+    def is_run(self) -> bool:
+        """Whether this directory holds a run (its config.json was written)."""
+        return self.config.is_file()
+
+    def temporary_files(self) -> list[Path]:
+        """Half-written files (``*.tmp``) that a killed process may have left behind."""
+        if not self.path.is_dir():
+            return []
+        return sorted([*self.path.glob("*" + TEMPORARY_SUFFIX), *self.checkpoints.glob("*" + TEMPORARY_SUFFIX)])
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of the process that trains in it.
+
+    ``fcntl.flock`` locks belong to the open file: the kernel releases them when the process ends, however
+    it ends (SIGKILL included), so no stale lock is ever left behind. The holder's pid is written into the
+    lock file so that a refused process can name it.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = RunDir(run_dir).lock_file
+        self._file: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise RunDirError naming the directory and the holder's pid; writes nothing on refusal."""
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RunDirError(f"cannot lock run directory {self.path.parent}: {error.strerror}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirError(f"cannot lock run directory {self.path.parent}: {error.strerror}") from None
+            holder = self.holder()
+            raise RunDirError(
+                f"run directory {self.path.parent} is in use by another ace-rl process"
+                f"{f' (pid {holder})' if holder else ''}; wait for it to finish or stop it first"
+            ) from None
+        self._file = descriptor
+        try:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the pid is a courtesy for the refused process; the lock itself is held
+
+    def holder(self) -> int | None:
+        """The pid written by the process that holds (or last held) the lock."""
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            os.close(self._file)
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory's lock (for sweeps and status tables)."""
+    lock_file = RunDir(run_dir).lock_file
+    if not lock_file.is_file():
+        return False
+    try:
+        descriptor = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
