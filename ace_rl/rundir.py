@@ -174,3 +174,17 @@ def is_locked(run_dir: Path) -> bool:
     finally:
         os.close(descriptor)
     return False
+
+
+def find_runs(root: Path) -> list[Path]:
+    """The run directories at or below ``root`` (a run, a sweep directory or any folder of runs), sorted.
+
+    A run's own subfolders are not searched, nor hidden folders."""
+    found = []
+    for directory, subdirs, _ in os.walk(root):
+        if RunDir(Path(directory)).is_run():
+            found.append(Path(directory))
+            subdirs.clear()
+        else:
+            subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
+    return sorted(found)
