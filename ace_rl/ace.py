@@ -89,7 +89,7 @@ class ACE:
         self.device = device
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.actor = Actor(obs_dim, action_dim, config.hidden_size, low, high).to(device)
+        self.actor = Actor(obs_dim, action_dim, config.hidden_size, low, high, config.log_prob_correction).to(device)
         self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size).to(device)
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)

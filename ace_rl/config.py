@@ -18,12 +18,14 @@ Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
 CausalMethod = Literal["sink", "directlingam"]
 Reward = Literal["dense", "sparse"]
+LogProbCorrection = Literal["exact", "official"]
 
 ALGOS: tuple[str, ...] = ("ace", "sac")
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
 CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
 REWARDS: tuple[str, ...] = ("dense", "sparse")
+LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
 
 class ConfigError(ValueError):
@@ -88,6 +90,9 @@ class TrainConfig:
     """Actor, temperature and target-network updates happen every this many critic updates."""
     updates_per_step: int = 1
     """Gradient updates per environment step."""
+    log_prob_correction: LogProbCorrection = "exact"
+    """Tanh correction of the policy's log-probability: exact, or official: log(scale * (1 - tanh(u)^2) + 1e-6) as
+    the official ACE code, which stops at 13.8 nats per dimension once tanh saturates (docs/algorithm.md)."""
     eval_every: int = 10_000
     """Evaluate every this many environment steps (paper: 10,000; small: 5,000)."""
     eval_episodes: int = 10
@@ -176,6 +181,10 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown --reward {config.reward!r}; accepted: {', '.join(REWARDS)}")
     if config.reset not in RESET_KINDS:
         raise ConfigError(f"unknown --reset {config.reset!r}; accepted: {', '.join(RESET_KINDS)}")
+    if config.log_prob_correction not in LOG_PROB_CORRECTIONS:
+        raise ConfigError(
+            f"unknown --log-prob-correction {config.log_prob_correction!r}; accepted: {', '.join(LOG_PROB_CORRECTIONS)}"
+        )
     if config.causal_method not in CAUSAL_METHODS:
         raise ConfigError(
             f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}"

@@ -17,18 +17,31 @@ from torch import nn
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
 HIDDEN_LAYERS = 3
+LOG_PROB_CORRECTIONS = ("exact", "official")
+OFFICIAL_TANH_EPSILON = 1e-6  # the official code's guard inside log(scale * (1 - tanh(u)^2) + eps)
 
 
 def squashed_gaussian_log_prob(
-    pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, action_scale: torch.Tensor
+    pre_tanh: torch.Tensor,
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    action_scale: torch.Tensor,
+    correction: str = "exact",
 ) -> torch.Tensor:
     """log pi_i(a_i|s) of every action dimension, tanh and scale correction included (shape of pre_tanh).
 
     With a = scale * tanh(u) + bias and u ~ N(mean, std):
     log pi_i = log N(u_i; mean_i, std_i) - log(scale_i) - log(1 - tanh(u_i)^2),
-    where log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is the overflow-free form.
+    where log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)) is the overflow-free form (``"exact"``).
+    ``"official"`` subtracts log(scale_i * (1 - tanh(u_i)^2) + 1e-6) instead, as the official ACE code does:
+    once tanh(u) rounds to +-1 the correction stops at -log(1e-6) = 13.8 nats (docs/algorithm.md, "Where
+    ace-rl differs from the official code").
     """
     gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    if correction == "official":
+        return gaussian - torch.log(action_scale * (1.0 - torch.tanh(pre_tanh) ** 2) + OFFICIAL_TANH_EPSILON)
+    if correction != "exact":
+        raise ValueError(f"unknown log-probability correction {correction!r}; accepted: {', '.join(LOG_PROB_CORRECTIONS)}")
     log_tanh_derivative = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
     return gaussian - torch.log(action_scale) - log_tanh_derivative
 
@@ -48,8 +61,11 @@ class Actor(nn.Module):
         hidden_size: int,
         action_low: torch.Tensor,
         action_high: torch.Tensor,
+        log_prob_correction: str = "exact",
     ) -> None:
+        """``log_prob_correction``: the tanh correction of :func:`squashed_gaussian_log_prob`, exact or official."""
         super().__init__()
+        self.log_prob_correction = log_prob_correction
         self.hidden = nn.ModuleList(
             [nn.Linear(obs_dim, hidden_size)]
             + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
@@ -87,7 +103,7 @@ class Actor(nn.Module):
     def sample(self, obs: torch.Tensor, causal_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A reparameterised action and its causally weighted log-probability log pi_w(a|s)."""
         pre_tanh, mean, log_std = self.draw(obs)
-        log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale)
+        log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale, self.log_prob_correction)
         return self.squash(pre_tanh), weighted_log_prob(log_prob, causal_weights)
 
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:

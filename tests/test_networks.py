@@ -2,11 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
+from ace_rl.ace import ACE
+from ace_rl.config import preset_config
 from ace_rl.networks import Actor, StackedLinear, TwinCritic, squashed_gaussian_log_prob, weighted_log_prob
 
 
@@ -63,6 +66,64 @@ def test_log_prob_is_finite_for_saturated_actions():
     u = torch.tensor([[30.0, -30.0]])
     per_dimension = squashed_gaussian_log_prob(u, torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(2))
     assert torch.isfinite(per_dimension).all()
+
+
+def official_log_prob(pre_tanh, mean, log_std, scale):
+    """The official ACE code's per-dimension log-probability: Normal log-density minus log(scale (1 - tanh^2) + 1e-6)."""
+    return Normal(mean, log_std.exp()).log_prob(pre_tanh) - torch.log(scale * (1 - torch.tanh(pre_tanh) ** 2) + 1e-6)
+
+
+def test_official_correction_matches_the_official_formula(gaussian):
+    pre_tanh, mean, log_std, scale, _ = gaussian
+    ours = squashed_gaussian_log_prob(pre_tanh, mean, log_std, scale, correction="official")
+    torch.testing.assert_close(ours, official_log_prob(pre_tanh, mean, log_std, scale), rtol=1e-9, atol=1e-9)
+
+
+def test_corrections_by_hand_on_a_saturated_draw():
+    # float32, as training runs: tanh(15) and tanh(-30) round to +-1, so the official correction is log(1e-6).
+    u = torch.tensor([[0.5, 15.0, -30.0]])
+    assert torch.tanh(u[0, 1:]).abs().eq(1.0).all()
+    zeros, ones = torch.zeros(1, 3), torch.ones(3)
+    exact = squashed_gaussian_log_prob(u, zeros, zeros, ones, correction="exact")[0]
+    official = squashed_gaussian_log_prob(u, zeros, zeros, ones, correction="official")[0]
+    for index, ui in enumerate(u[0].tolist()):
+        gaussian = -0.5 * ui**2 - 0.5 * math.log(2 * math.pi)
+        # log(1 - tanh(u)^2) = -2 log cosh(u), with log cosh(u) = |u| - log 2 + log(1 + exp(-2|u|))
+        log_derivative = -2.0 * (abs(ui) - math.log(2.0) + math.log1p(math.exp(-2.0 * abs(ui))))
+        official_derivative = math.log(1.0 - math.tanh(ui) ** 2 + 1e-6) if abs(ui) < 1 else math.log(1e-6)
+        assert exact[index].item() == pytest.approx(gaussian - log_derivative, rel=1e-6, abs=1e-3)
+        assert official[index].item() == pytest.approx(gaussian - official_derivative, rel=1e-6, abs=1e-3)
+    assert abs(exact[0] - official[0]).item() < 1e-5  # away from saturation the 1e-6 guard is negligible
+    assert (exact[1:] - official[1:] > 10.0).all()  # 14.8 and 44.8 nats: the official form stops at 13.8
+
+
+def test_unknown_correction_is_refused(gaussian):
+    pre_tanh, mean, log_std, scale, _ = gaussian
+    with pytest.raises(ValueError, match="official"):
+        squashed_gaussian_log_prob(pre_tanh, mean, log_std, scale, correction="approximate")
+
+
+@pytest.mark.parametrize("correction", ["exact", "official"])
+def test_agent_samples_with_the_configured_correction(correction):
+    config = preset_config("small", hidden_size=16, log_prob_correction=correction)
+    agent = ACE(5, 2, -np.full(2, 0.5), np.full(2, 0.5), config, torch.device("cpu"))
+    obs = torch.randn(64, 5) * 50  # large inputs give saturated draws, where the corrections part
+    weights = torch.tensor([1.5, 0.5])
+    torch.manual_seed(3)
+    _, log_prob = agent.actor.sample(obs, weights)
+    torch.manual_seed(3)
+    mean, log_std = agent.actor(obs)
+    pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+    scale = torch.full((2,), 0.5)
+    if correction == "official":
+        expected = official_log_prob(pre_tanh, mean, log_std, scale)
+    else:
+        # torch.distributions cannot invert a saturated tanh, so the exact form by hand, via log cosh, in float64
+        u = pre_tanh.double()
+        log_cosh = u.abs() - math.log(2.0) + torch.log1p(torch.exp(-2.0 * u.abs()))
+        expected = (Normal(mean.double(), log_std.double().exp()).log_prob(u) - math.log(0.5) + 2.0 * log_cosh).float()
+    assert (pre_tanh.abs() > 9).any()  # saturated draws are among them
+    torch.testing.assert_close(log_prob, (expected * weights).sum(-1), rtol=1e-4, atol=1e-3)
 
 
 def test_actor_sample_returns_weighted_log_prob_of_its_action():
