@@ -115,7 +115,59 @@ def test_empty_buffer_refuses_to_sample():
         ReplayBuffer(capacity=4, obs_dim=1, action_dim=1, seed=0).sample(2)
 
 
+def stored_observation_rows(buffer: ReplayBuffer) -> list[float]:
+    """The first coordinate of every observation row the buffer holds: transition rows, final rows, pending."""
+    rows = buffer.obs[: buffer.size, 0].tolist() + buffer.final_obs[: buffer.final_count, 0].tolist()
+    return rows + [float(buffer.pending_next_obs[0])]
+
+
 def test_each_observation_is_stored_once():
-    # Humanoid-v5: 348 observations, 17 actions, 1000-step episodes.
-    assert bytes_per_transition(348, 17, 1000) == pytest.approx((348 + 17 + 1) * 4 + 6 + 348 * 4 / 1000)
-    assert bytes_per_transition(348, 17, 1000) < 0.55 * (2 * 348 + 17 + 2) * 4
+    # 10 episodes of 20 steps: 200 transitions, 210 distinct observations (each episode's 20 starts + its final one).
+    obs_dim, action_dim = 5, 2
+    buffer = ReplayBuffer(capacity=1000, obs_dim=obs_dim, action_dim=action_dim, seed=0)
+    counter = 0.0
+    seen = []
+    for episode in range(10):
+        for step in range(20):
+            obs, next_obs = np.full(obs_dim, counter), np.full(obs_dim, counter + 1)
+            seen.append(counter)
+            buffer.add(obs, np.zeros(action_dim), 0.0, next_obs, False, truncated=step == 19)
+            counter += 1
+        seen.append(counter)  # the episode's final observation
+        counter += 1000  # the next episode starts elsewhere
+    rows = stored_observation_rows(buffer)
+    # Every observation is held exactly once, plus the pending copy of the newest next observation.
+    assert sorted(rows[:-1]) == sorted(seen) and len(rows) - 1 == 210
+    assert rows[-1] == seen[-1]
+    # What a checkpoint stores: 200 x (5 obs + 2 act + 1 reward) float32, 200 x 2 bools, 200 int32 final indices,
+    # 10 final observations and the pending one: 6400 + 400 + 800 + 200 + 20 = 7820 bytes.
+    tensors = [value for value in buffer.state_dict().values() if isinstance(value, torch.Tensor)]
+    tensors = [tensor for tensor in tensors if tensor.dtype != torch.uint8]  # the sampler's RNG state
+    assert sum(tensor.nbytes for tensor in tensors) == 7820
+    # The documented per-transition memory: 8 floats + 6 bytes + one final observation per 20 steps.
+    assert bytes_per_transition(obs_dim, action_dim, 20) == pytest.approx(8 * 4 + 6 + 5 * 4 / 20)
+    assert bytes_per_transition(obs_dim, action_dim, 20) * 200 + 5 * 4 == 7820
+
+
+def test_final_observation_ring_wraps_around():
+    # Capacity 3, but 9 episodes end (one- and two-step ones): the ring of final observations wraps three times.
+    buffer = ReplayBuffer(capacity=3, obs_dim=2, action_dim=1, seed=0)
+    recorder = Recorder(buffer)
+    for length in (1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 2):
+        recorder.episode(length, terminated=length == 1, truncated=length == 2)
+    assert buffer.final_count == 3 and len(buffer) == 3
+    assert buffer.final_position == 11 % 3  # one final row per ended episode, modulo the capacity
+    stored = {t[2]: t for t in recorder.transitions[-3:]}
+    indices = torch.arange(3)
+    next_obs = buffer.next_observations(indices)
+    for row in range(3):
+        obs, _, reward, expected_next, terminated = stored[float(buffer.rewards[row])]
+        assert buffer.obs[row, 0] == obs
+        assert next_obs[row].tolist() == [expected_next, expected_next]
+        assert bool(buffer.terminated[row]) == terminated
+    # And after another wrap, mixed with a long episode that outlives the finals ring's rows it once used.
+    recorder.episode(5, truncated=True)
+    recorder.episode(1, terminated=True)
+    stored = {t[2]: t[3] for t in recorder.transitions[-3:]}
+    for reward, next_row in zip(buffer.rewards.tolist(), buffer.next_observations(indices)[:, 0].tolist()):
+        assert next_row == stored[reward]
