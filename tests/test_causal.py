@@ -314,20 +314,121 @@ def test_time_limit_large_enough_runs():
     assert_valid(fit, 3)
 
 
-def test_time_limit_calibrates_near_the_limit():
-    # The constant-based estimate (about 2 s) is within a factor 5 of the limit: DirectLiNGAM is timed on 8 columns.
+class FakeClock:
+    """``time.perf_counter`` for ace_rl.causal, advanced only by the DirectLiNGAM fits it watches: a fit on
+    ``k`` columns "takes" ``seconds_per_pair * k (k + 1) (k - 1) / 3`` seconds, so timings are deterministic."""
+
+    def __init__(self, seconds_per_pair: float) -> None:
+        self.now = 100.0
+        self.seconds_per_pair = seconds_per_pair
+        self.fitted_shapes: list[tuple[int, int]] = []
+        self.fitted_data: list[np.ndarray] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    import types
+
+    import ace_rl.causal as causal_module
+
+    def install(seconds_per_pair: float) -> FakeClock:
+        clock = FakeClock(seconds_per_pair)
+        monkeypatch.setattr(causal_module, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+        real_fit = lingam.DirectLiNGAM.fit
+
+        def timed_fit(self, x):
+            k = np.shape(x)[1]
+            clock.fitted_shapes.append(np.shape(x))
+            clock.fitted_data.append(np.array(x))
+            clock.now += seconds_per_pair * sum(m * (m - 1) for m in range(2, k + 1))
+            return real_fit(self, x)
+
+        monkeypatch.setattr(lingam.DirectLiNGAM, "fit", timed_fit)
+        return clock
+
+    return install
+
+
+def near_limit_data():
+    """2000 samples of 11 states, 1 action and the reward: 13 variables, 728 pairs for DirectLiNGAM to score."""
     rng = np.random.default_rng(0)
-    states, actions, rewards = rng.uniform(size=(2000, 30)), rng.uniform(size=(2000, 4)), rng.uniform(size=2000)
-    with pytest.raises(CausalTimeLimitError, match="would take about"):
-        causal_weights(states, actions, rewards, method="directlingam", time_limit=0.5)
+    return rng.uniform(size=(2000, 11)), rng.uniform(size=(2000, 1)), rng.uniform(size=2000)
 
 
-def test_directlingam_time_estimate_grows_with_the_cube():
-    assert estimate_directlingam_seconds(10_000, 1) == 0.0
-    small, large = estimate_directlingam_seconds(10_000, 15), estimate_directlingam_seconds(10_000, 30)
-    assert 0.3 < small < 3.0  # measured: 0.9 s on 2 idle cores
-    assert large / small == pytest.approx(31 * 30 * 29 / (16 * 15 * 14))
-    assert estimate_directlingam_seconds(20_000, 15) == pytest.approx(2 * small)
+def test_time_limit_calibrates_near_the_limit_and_refuses_on_a_slow_machine(fake_clock):
+    limit = 2 * estimate_directlingam_seconds(2000, 13)  # near the constant-based estimate: calibrate
+    clock = fake_clock(seconds_per_pair=3 * limit / 728)  # on this machine the full fit would take 3 x the limit
+    states, actions, rewards = near_limit_data()
+    with pytest.raises(CausalTimeLimitError, match="would take about") as error:
+        causal_weights(states, actions, rewards, method="directlingam", time_limit=limit)
+    # One calibration fit, on the last 8 of the 13 columns (all rows); the full fit never starts.
+    assert clock.fitted_shapes == [(2000, 8)]
+    np.testing.assert_array_equal(clock.fitted_data[0][:, -1], rewards)
+    # Its 168 pairs scaled to the 728 pairs of 13 variables: the full fit's time.
+    assert f"on 13 variables and 2000 samples would take about {3 * limit:.3g} s" in str(error.value)
+
+
+def test_time_limit_calibrates_near_the_limit_and_runs_on_a_fast_machine(fake_clock):
+    limit = 2 * estimate_directlingam_seconds(2000, 13)
+    clock = fake_clock(seconds_per_pair=limit / 10 / 728)  # the full fit takes a tenth of the limit: it runs
+    states, actions, rewards = near_limit_data()
+    fit = causal_weights(states, actions, rewards, method="directlingam", time_limit=limit)
+    assert clock.fitted_shapes == [(2000, 8), (2000, 13)]
+    assert_valid(fit, 1)
+    assert fit.seconds == pytest.approx(limit / 10 / 728 * (168 + 728))  # both fits fall inside the timed call
+
+
+def test_time_limit_far_from_the_estimate_does_not_calibrate(fake_clock):
+    clock = fake_clock(seconds_per_pair=1.0)  # calibrating would refuse any limit: it must not happen
+    states, actions, rewards = near_limit_data()
+    estimate = estimate_directlingam_seconds(2000, 13)
+    causal_weights(states, actions, rewards, method="directlingam", time_limit=100 * estimate)
+    assert clock.fitted_shapes == [(2000, 13)]  # only the fit itself
+    with pytest.raises(CausalTimeLimitError, match=re.escape(f"about {estimate:.3g} s")):
+        causal_weights(states, actions, rewards, method="directlingam", time_limit=estimate / 100)
+    assert clock.fitted_shapes == [(2000, 13)]  # refused on the constant-based estimate, nothing fitted
+
+
+def count_directlingam_pair_evaluations(n_variables: int, monkeypatch) -> int:
+    """How many (i, j) pairs lingam.DirectLiNGAM's causal-order search scores on ``n_variables`` columns."""
+    calls = []
+    real = lingam.DirectLiNGAM._diff_mutual_info
+
+    def counted(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(lingam.DirectLiNGAM, "_diff_mutual_info", counted)
+    x = np.random.default_rng(n_variables).uniform(size=(200, n_variables))
+    lingam.DirectLiNGAM().fit(x)
+    monkeypatch.undo()
+    return len(calls)
+
+
+def test_directlingam_time_estimate_grows_with_the_cube(monkeypatch, fake_clock):
+    # The estimate follows the work DirectLiNGAM really does: the pairs its causal-order search scores.
+    pairs = {p: count_directlingam_pair_evaluations(p, monkeypatch) for p in (1, 2, 4, 7)}
+    assert pairs[1] == 0 and estimate_directlingam_seconds(10_000, 1) == 0.0
+    for p, q in ((2, 4), (4, 7), (2, 7)):
+        ratio = estimate_directlingam_seconds(10_000, q) / estimate_directlingam_seconds(10_000, p)
+        assert ratio == pytest.approx(pairs[q] / pairs[p])
+    # Each pair costs a pass over the samples: linear in the number of samples.
+    assert estimate_directlingam_seconds(20_000, 15) == pytest.approx(2 * estimate_directlingam_seconds(10_000, 15))
+    # For many variables the number of pairs, and so the estimate, grows with the cube.
+    assert estimate_directlingam_seconds(10_000, 400) / estimate_directlingam_seconds(10_000, 200) == pytest.approx(
+        8.0, rel=0.01
+    )
+    # Calibrated on a data matrix: the timed fit on its last 8 columns, scaled by pairs and samples.
+    clock = fake_clock(seconds_per_pair=0.002)
     x = np.random.default_rng(0).uniform(size=(300, 12))
-    calibrated = estimate_directlingam_seconds(300, 12, calibrate_on=x)
-    assert 0.0 < calibrated < 60.0
+    calibrated = estimate_directlingam_seconds(600, 12, calibrate_on=x)
+    assert clock.fitted_shapes == [(300, 8)]
+    np.testing.assert_array_equal(clock.fitted_data[0], x[:, 4:])  # the last 8 columns: the actions and the reward
+    assert calibrated == pytest.approx(0.002 * pairs_of(8) * (600 / 300) * pairs_of(12) / pairs_of(8))
+
+
+def pairs_of(n_variables: int) -> int:
+    return sum(m * (m - 1) for m in range(2, n_variables + 1))
