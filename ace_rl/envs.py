@@ -3,15 +3,17 @@
 Accepted ids:
 
 - a Gymnasium id: `Hopper-v5`, `Humanoid-v5`, ...; with the `robotics` extra also the Adroit hands
-  (`AdroitHandDoor-v1`, ...) and Shadow Hand manipulation (`HandManipulateBlockDense-v1`, ...);
+  (`AdroitHandDoor-v1`, ...) and Shadow Hand manipulation (`HandManipulateBlockDense-v1`, ...), with the
+  `panda` extra the panda-gym arm tasks (`PandaReachJoints-v3`, `PandaPushDense-v3`, ...);
 - `dmc:DOMAIN-TASK` for the DeepMind Control Suite (`dmc:walker-run`, `dmc:ball_in_cup-catch`), `dmc` extra;
 - `metaworld:TASK` for Meta-World v3 single tasks with the goal observable (`metaworld:assembly-v3`),
   `metaworld` extra.
 
 Observations are always one flat vector: goal-conditioned Dict observations become the observation followed
 by the desired goal, other Dict observations are flattened whole. Tasks with a success signal (Meta-World,
-Adroit, Shadow Hand, Fetch, mazes) put a boolean `info["success"]` on every step, and `reward="sparse"` turns
-their reward into `float(info["success"])`; `has_success(env)` says whether an environment does.
+Adroit, Shadow Hand, Fetch, mazes, Panda) put a boolean `info["success"]` on every step, and `reward="sparse"`
+turns their reward into `float(info["success"])`; `has_success(env)` says whether an environment does.
+`render_mode="rgb_array"` makes `env.render()` return RGB frames (see ace_rl.video for the OpenGL back-end).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from ace_rl.suites import dmc, meta_world, robotics
+from ace_rl.suites import dmc, meta_world, panda, robotics
 
 DMC_PREFIX = "dmc:"
 METAWORLD_PREFIX = "metaworld:"
@@ -54,6 +56,7 @@ class _Package:
 _DMC = _Package("dm_control", "dm_control", "dmc", dmc.import_suite)
 _METAWORLD = _Package("Meta-World", "metaworld", "metaworld", lambda: importlib.import_module("metaworld"))
 _ROBOTICS = _Package("Gymnasium-Robotics", "gymnasium_robotics", "robotics", robotics.register)
+_PANDA = _Package("panda-gym", "panda_gym", "panda", panda.register)
 
 
 def _require(package: _Package, env_id: str) -> None:
@@ -105,6 +108,17 @@ def _resolve(env_id: str) -> tuple[str, str]:
             if name not in names:
                 raise _unknown(env_id, [prefixed.prefix + known for known in names], prefixed.listing_hint)
             return prefixed.suite, name
+    if panda.is_panda_id(env_id):
+        _require(_PANDA, env_id)
+        names = panda.known_names()
+        if env_id not in names:
+            raise _unknown(
+                env_id, names, 'the tasks are listed by `python -c "import panda_gym; print(panda_gym.ENV_IDS)"`'
+            )
+        missing = panda.missing_asset(env_id)
+        if missing is not None:
+            raise EnvError(f"environment {env_id!r} cannot be built: {missing}")
+        return "panda", env_id
     if env_id not in gym.registry and robotics.is_robotics_id(env_id):
         _require(_ROBOTICS, env_id)
     if env_id not in gym.registry:
@@ -126,16 +140,20 @@ def check_env_id(env_id: str) -> None:
 def _success_key(suite: str, name: str) -> str | None:
     if suite == "metaworld":
         return "success"
+    if suite == "panda":
+        return panda.SUCCESS_KEY
     if suite == "gymnasium":
         return robotics.success_key(name)
     return None
 
 
-def make_env(env_id: str, reward: str = "dense") -> gym.Env:
+def make_env(env_id: str, reward: str = "dense", render_mode: str | None = None) -> gym.Env:
     """Build the environment of ``env_id``, with flat observations and Box actions.
 
     ``reward="sparse"`` replaces the task's reward by ``float(info["success"])``; it needs a task with a
-    success signal (see `has_success`). Seed the result once with `seed_env`.
+    success signal (see `has_success`). ``render_mode="rgb_array"``: ``env.render()`` returns RGB frames
+    (MuJoCo-based suites need an OpenGL back-end chosen first: `ace_rl.video.select_gl_backend`). Seed the
+    result once with `seed_env`.
     """
     if reward not in REWARDS:
         raise EnvError(f"unknown reward {reward!r}; accepted: {', '.join(REWARDS)}")
@@ -144,15 +162,17 @@ def make_env(env_id: str, reward: str = "dense") -> gym.Env:
     if reward == "sparse" and key is None:
         raise EnvError(
             f"environment {env_id!r} reports no success signal, so it has no sparse reward; use the dense "
-            "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand)"
+            "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand, Panda)"
         )
     if suite == "dmc":
-        env = dmc.make(name)
+        env = dmc.make(name, render_mode)
     elif suite == "metaworld":
-        env = meta_world.make(name)
+        env = meta_world.make(name, render_mode)
+    elif suite == "panda":
+        env = panda.make(name, render_mode)
     else:
         try:
-            env = gym.make(env_id)
+            env = gym.make(env_id, render_mode=render_mode)
         except gym.error.DependencyNotInstalled as error:
             raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
     _check_actions(env, env_id)
@@ -298,6 +318,10 @@ _SUITES = (
     (
         "shadow hand", "HandManipulate*-v1", "gymnasium_robotics", "robotics",
         ("HandManipulateBlockDense-v1", "HandManipulateEggDense-v1", "HandManipulatePenDense-v1"),
+    ),
+    (
+        "panda", "Panda*-v3", "panda_gym", "panda",
+        ("PandaReachJoints-v3", "PandaReachJointsDense-v3", "PandaPush-v3", "PandaPickAndPlace-v3"),
     ),
 )
 

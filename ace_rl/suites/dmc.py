@@ -20,7 +20,8 @@ EPISODE_STEPS = 1000
 def import_suite() -> Any:
     """The `dm_control.suite` module (ImportError when dm_control is not installed)."""
     with warnings.catch_warnings():
-        # dm_control probes for a GLFW display at import time; without one it only warns, and ACE never renders.
+        # dm_control picks its OpenGL back-end at import time (MUJOCO_GL; unset: GLFW, which only warns without a
+        # display). Training never renders; ace_rl.video sets MUJOCO_GL before a rendering process imports this.
         warnings.filterwarnings("ignore", message=".*DISPLAY.*")
         from dm_control import suite
     return suite
@@ -47,15 +48,19 @@ class DMControlEnv(gym.Env[np.ndarray, np.ndarray]):
       report a terminal state (discount 0, only `lqr` in the suite) terminates.
     - Seeding: `reset(seed=s)` reseeds the task's RandomState in place, as `task_kwargs={"random": s}` would;
       resets without a seed continue that random stream.
+    - Rendering: with `render_mode="rgb_array"`, `render()` returns the 480 x 480 view of camera 0.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}
+    render_size = 480
 
     dm_env: Any
     """The wrapped dm_control environment (its `physics` and `task` included)."""
 
-    def __init__(self, domain: str, task: str) -> None:
+    def __init__(self, domain: str, task: str, render_mode: str | None = None) -> None:
         self.dm_env = import_suite().load(domain, task)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": 1.0 / self.dm_env.control_timestep()}
         self.name = f"{domain}-{task}"
         observation_spec = self.dm_env.observation_spec()
         self._observation_keys = list(observation_spec)
@@ -84,6 +89,11 @@ class DMControlEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = not terminated and (timestep.last() or self._steps >= self.episode_steps)
         return self._flatten(timestep.observation), float(timestep.reward or 0.0), terminated, truncated, {}
 
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.dm_env.physics.render(height=self.render_size, width=self.render_size, camera_id=0)
+
     def close(self) -> None:
         self.dm_env.close()
 
@@ -92,6 +102,6 @@ class DMControlEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.concatenate(parts)
 
 
-def make(name: str) -> DMControlEnv:
+def make(name: str, render_mode: str | None = None) -> DMControlEnv:
     """The environment of `DOMAIN-TASK` (the caller checks the name against `known_names()`)."""
-    return DMControlEnv(*split_name(name))
+    return DMControlEnv(*split_name(name), render_mode=render_mode)

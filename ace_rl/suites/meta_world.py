@@ -51,8 +51,12 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self.env.reset(options=options)
 
 
-def make(name: str) -> gym.Env:
-    """The environment of task `name` (the caller checks the name against `known_names()`)."""
+def make(name: str, render_mode: str | None = None) -> gym.Env:
+    """The environment of task `name` (the caller checks the name against `known_names()`).
+
+    Meta-World's registration takes no render mode; its environments read `render_mode` when they render, so it
+    is set on the built environment (480 x 480 frames from MuJoCo's free camera).
+    """
     import metaworld  # noqa: F401  (registers the Meta-World/* ids)
 
     # seed=0 only fixes how the registration builds the task (and keeps NumPy's global RNG untouched);
@@ -61,4 +65,5 @@ def make(name: str) -> gym.Env:
     env = gym.make(
         "Meta-World/goal_observable", env_name=name, seed=0, max_episode_steps=EPISODE_STEPS, disable_env_checker=True
     )
+    env.unwrapped.render_mode = render_mode
     return MetaWorldTask(env)
