@@ -28,6 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
 
 DMC_PREFIX = "dmc:"
@@ -69,6 +70,12 @@ def _require(package: _Package, env_id: str) -> None:
         ) from None
 
 
+def _require_whole_mujoco() -> None:
+    problem = mujoco_install_problem()
+    if problem is not None:
+        raise EnvError(problem)
+
+
 def _unknown(env_id: str, known: list[str], listing_hint: str) -> EnvError:
     close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; {listing_hint}"
@@ -100,6 +107,7 @@ _PREFIXED_SUITES = (
 
 def _resolve(env_id: str) -> tuple[str, str]:
     """(suite, name) of a known id: ("dmc", "walker-run"), ("metaworld", "assembly-v3") or ("gymnasium", id)."""
+    _require_whole_mujoco()  # before any suite or Gymnasium task imports MuJoCo
     for prefixed in _PREFIXED_SUITES:
         if env_id.startswith(prefixed.prefix):
             _require(prefixed.package, env_id)
@@ -348,6 +356,7 @@ def _describe(env_id: str) -> ExampleEnv:
 
 def list_suites() -> list[SuiteInfo]:
     """Every supported suite, with example ids and, for the installed suites, their sizes (built on the spot)."""
+    _require_whole_mujoco()
     suites = []
     for name, id_form, module, extra, example_ids in _SUITES:
         installed = _is_importable(module)
