@@ -1,4 +1,5 @@
-"""Causal weights of the action dimensions (design notes, section 2).
+"""Causal weights of the action dimensions (docs/algorithm.md: "The causal model and the weights", "Sink and
+DirectLiNGAM").
 
 ACE's structural model puts the reward last: ``r = f(B_{s->r|a} s, B_{a->r|s} a, e)``. The coefficients
 ``b_i = B_{a->r|s}[i]`` (the effect of action dimension ``i`` on the reward, given the state) become the

@@ -41,7 +41,8 @@ def squashed_gaussian_log_prob(
     if correction == "official":
         return gaussian - torch.log(action_scale * (1.0 - torch.tanh(pre_tanh) ** 2) + OFFICIAL_TANH_EPSILON)
     if correction != "exact":
-        raise ValueError(f"unknown log-probability correction {correction!r}; accepted: {', '.join(LOG_PROB_CORRECTIONS)}")
+        accepted = ", ".join(LOG_PROB_CORRECTIONS)
+        raise ValueError(f"unknown log-probability correction {correction!r}; accepted: {accepted}")
     log_tanh_derivative = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
     return gaussian - torch.log(action_scale) - log_tanh_derivative
 

@@ -1,4 +1,4 @@
-"""Gradient dormancy and the soft reset of ACE (design.md section 1).
+"""Gradient dormancy and the soft reset of ACE (docs/algorithm.md, "Dormancy and the soft reset").
 
 A neuron is one output unit of a linear layer: a row of an ``nn.Linear`` weight, or one output column of
 one member of a :class:`~ace_rl.networks.StackedLinear`. It is gradient-dormant when the L2 norm of its

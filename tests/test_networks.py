@@ -69,7 +69,7 @@ def test_log_prob_is_finite_for_saturated_actions():
 
 
 def official_log_prob(pre_tanh, mean, log_std, scale):
-    """The official ACE code's per-dimension log-probability: Normal log-density minus log(scale (1 - tanh^2) + 1e-6)."""
+    """The official ACE code's per-dimension log-probability: log N(u) - log(scale (1 - tanh(u)^2) + 1e-6)."""
     return Normal(mean, log_std.exp()).log_prob(pre_tanh) - torch.log(scale * (1 - torch.tanh(pre_tanh) ** 2) + 1e-6)
 
 
