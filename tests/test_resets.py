@@ -1,6 +1,7 @@
 """Gradient dormancy, reset factors and the soft reset, on hand-made networks and gradients."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from torch import nn
 
 from ace_rl.ace import ACE
 from ace_rl.config import preset_config
-from ace_rl.networks import StackedLinear
+from ace_rl.networks import StackedLinear, TwinCritic
 from ace_rl.replay import ReplayBuffer
 from ace_rl.resets import (
     causal_reset_factor,
@@ -103,14 +104,58 @@ def test_soft_reset_interpolates_with_the_fresh_copy():
         torch.testing.assert_close(network.state_dict()[name], 0.3 * value + 0.7 * fresh_value)
 
 
-def test_dormant_soft_reset_only_touches_dormant_neurons():
+def orthogonal_like(shape: tuple[int, ...]) -> torch.Tensor:
+    """What a fresh orthogonal initialisation of a tensor of this shape draws next from torch's generator."""
+    return nn.init.orthogonal_(torch.empty(shape))
+
+
+def test_dormant_soft_reset_only_touches_dormant_neurons_and_their_biases():
     network = small_network()
+    with torch.no_grad():
+        for layer in (network[0], network[2]):
+            layer.bias.normal_()  # non-zero biases, so that resetting one shows
     before = copy.deepcopy(network)
     masks = [torch.tensor([[True, False, False, False, False, True]]), torch.zeros(1, 6, dtype=torch.bool)]
-    soft_reset(network, [network[0], network[2]], factor=0.0, dormant_masks=masks)
-    changed_rows = (network[0].weight != before[0].weight).any(dim=1)
-    assert changed_rows.tolist() == [True, False, False, False, False, True]
-    torch.testing.assert_close(network[2].weight, before[2].weight)
+    torch.manual_seed(3)
+    soft_reset(network, [network[0], network[2]], factor=0.3, dormant_masks=masks)
+    torch.manual_seed(3)
+    fresh_weight = orthogonal_like((6, 4))  # phi of the first layer (the second layer's draw comes after it)
+    rows = masks[0][0]
+    torch.testing.assert_close(network[0].weight[rows], 0.3 * before[0].weight[rows] + 0.7 * fresh_weight[rows])
+    torch.testing.assert_close(network[0].bias[rows], 0.3 * before[0].bias[rows])  # the fresh bias is zero
+    assert torch.equal(network[0].weight[~rows], before[0].weight[~rows])
+    assert torch.equal(network[0].bias[~rows], before[0].bias[~rows])
+    assert torch.equal(network[2].weight, before[2].weight) and torch.equal(network[2].bias, before[2].bias)
+
+
+def test_dormant_soft_reset_of_stacked_layers_resets_masked_columns_of_each_member():
+    torch.manual_seed(0)
+    critic = TwinCritic(obs_dim=3, action_dim=1, hidden_size=5)
+    with torch.no_grad():
+        for layer in critic.linear_layers():
+            layer.bias.normal_()
+    before = copy.deepcopy(critic)
+    masks = [
+        torch.tensor([[True, False, False, True, False], [False, False, True, False, False]]),
+        torch.tensor([[False] * 5, [True] * 5]),  # every neuron of member 1, none of member 0
+        torch.zeros(2, 5, dtype=torch.bool),
+        torch.tensor([[True], [False]]),  # the output neuron of Q1 only
+    ]
+    torch.manual_seed(9)
+    soft_reset(critic, critic.linear_layers(), factor=0.25, dormant_masks=masks)
+    torch.manual_seed(9)
+    for index, (layer, old, mask) in enumerate(zip(critic.linear_layers(), before.linear_layers(), masks)):
+        for member in range(2):
+            fresh = orthogonal_like(tuple(layer.weight.shape[1:]))  # (in, out) of each member, in order
+            for neuron in range(layer.weight.shape[2]):
+                weight, old_weight = layer.weight[member, :, neuron], old.weight[member, :, neuron]
+                bias, old_bias = layer.bias[member, 0, neuron], old.bias[member, 0, neuron]
+                label = f"layer {index} member {member} neuron {neuron}"
+                if mask[member, neuron]:
+                    torch.testing.assert_close(weight, 0.25 * old_weight + 0.75 * fresh[:, neuron], msg=label)
+                    torch.testing.assert_close(bias, 0.25 * old_bias, msg=label)
+                else:
+                    assert torch.equal(weight, old_weight) and torch.equal(bias, old_bias), label
 
 
 def filled_buffer(obs_dim: int, action_dim: int, count: int = 300) -> ReplayBuffer:
@@ -121,28 +166,96 @@ def filled_buffer(obs_dim: int, action_dim: int, count: int = 300) -> ReplayBuff
     return buffer
 
 
+def hand_dormant_masks(grads: list[np.ndarray], threshold: float, neuron_axis: int) -> list[np.ndarray]:
+    """Per layer, which neurons' gradient norms are below ``threshold`` x their layer's (member's) mean norm.
+
+    nn.Linear gradients are (out, in): a neuron is a row. Stacked critic gradients are (members, in, out): a
+    neuron is a column of one member, judged against its own member's neurons."""
+    masks = []
+    for grad in grads:
+        norms = np.sqrt((grad.astype(np.float64) ** 2).sum(axis=neuron_axis))  # (out,) or (members, out)
+        masks.append(norms < threshold * norms.mean(axis=-1, keepdims=True))
+    return masks
+
+
+# Spread 0.05: the causal factor 1.5 - exp(-0.4) = 0.8297 lies inside the clip, unlike uniform weights' 0.5.
+CAUSAL_WEIGHTS = np.array([1.025, 0.975])
+
+
 @pytest.mark.parametrize("kind", ["reset", "causal_reset", "dormant_reset", "causal_dormant_reset"])
 def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     torch.manual_seed(0)
-    config = preset_config("small", hidden_size=16, batch_size=32, reset=kind, reset_interval=4, reset_start=0)
+    threshold = 0.4  # high enough that a tiny network has dormant neurons, and not all of them
+    config = preset_config(
+        "small", hidden_size=16, batch_size=32, reset=kind, reset_interval=4, reset_start=0,
+        dormancy_threshold=threshold,
+    )
     agent = ACE(3, 2, -np.ones(2), np.ones(2), config, torch.device("cpu"))
+    agent.set_causal_weights(CAUSAL_WEIGHTS)
     buffer = filled_buffer(3, 2)
     for _ in range(3):
         _, reset = agent.update(buffer.sample(32))
         assert reset is None
     assert len(agent.actor_optimizer.state) > 0 and len(agent.critic_optimizer.state) > 0
-    before = copy.deepcopy(agent.actor.state_dict())
-    _, reset = agent.update(buffer.sample(32))
+
+    # The same update without the reset, and the generator's state at the moment the reset draws its phi.
+    batch = buffer.sample(32)
+    unreset = copy.deepcopy(agent)
+    unreset.config = dataclasses.replace(config, reset="none")
+    torch.manual_seed(11)
+    unreset.update(batch)
+    generator_at_reset = torch.get_rng_state()
+    torch.manual_seed(11)
+    _, reset = agent.update(batch)
     assert reset is not None and reset.update == 4 and reset.kind == kind
+
+    # Dormancy of the actor's latest gradients, and the factor, by hand.
+    actor_old, critic_old, target_old = (
+        unreset.actor.linear_layers(), unreset.critic.linear_layers(), unreset.critic_target.linear_layers()
+    )
+    actor_masks = hand_dormant_masks([layer.weight.grad.numpy() for layer in actor_old], threshold, neuron_axis=1)
+    critic_masks = hand_dormant_masks([layer.weight.grad.numpy() for layer in critic_old], threshold, neuron_axis=1)
+    dormant = sum(int(mask.sum()) for mask in actor_masks)
+    total = sum(mask.size for mask in actor_masks)
+    assert 0 < dormant < total, "the test needs some dormant neurons, and some active ones"
+    assert reset.dormancy_ratio == pytest.approx(dormant / total, abs=1e-12)
+    if kind.startswith("causal"):
+        factor = float(np.clip(1.5 - np.exp(-8 * (CAUSAL_WEIGHTS.max() - CAUSAL_WEIGHTS.min())), 0.2, 0.9))
+        assert factor == pytest.approx(0.8297, abs=1e-4)
+    else:
+        factor = float(np.clip(1 - dormant / total, 0.2, 0.9))
+    assert reset.factor == pytest.approx(factor, abs=1e-6)  # the agent holds the weights in float32
+
+    # theta <- f theta + (1 - f) phi, phi orthogonal with zero biases, drawn for the actor, critic, target in turn.
+    torch.set_rng_state(generator_at_reset)
+    fresh_actor = [orthogonal_like(tuple(layer.weight.shape)) for layer in actor_old]
+    fresh_critic = [[orthogonal_like(tuple(layer.weight.shape[1:])) for _ in range(2)] for layer in critic_old]
+    fresh_target = [[orthogonal_like(tuple(layer.weight.shape[1:])) for _ in range(2)] for layer in target_old]
+    dormant_only = "dormant" in kind
+    for index, (layer, old) in enumerate(zip(agent.actor.linear_layers(), actor_old)):
+        rows = torch.as_tensor(actor_masks[index]) if dormant_only else torch.ones(old.weight.shape[0], dtype=torch.bool)
+        expected_weight = torch.where(rows[:, None], factor * old.weight + (1 - factor) * fresh_actor[index], old.weight)
+        expected_bias = torch.where(rows, factor * old.bias, old.bias)
+        torch.testing.assert_close(layer.weight, expected_weight, msg=f"actor layer {index}")
+        torch.testing.assert_close(layer.bias, expected_bias, msg=f"actor layer {index} bias")
+    for name, network, old_layers, fresh_layers in (
+        ("critic", agent.critic, critic_old, fresh_critic), ("target", agent.critic_target, target_old, fresh_target)
+    ):
+        for index, (layer, old) in enumerate(zip(network.linear_layers(), old_layers)):
+            fresh = torch.stack(fresh_layers[index])
+            # dormant_* variants reset the target's neurons that are dormant in the critic.
+            columns = torch.as_tensor(critic_masks[index]) if dormant_only else torch.ones(2, old.weight.shape[2], dtype=torch.bool)
+            expected_weight = torch.where(columns[:, None, :], factor * old.weight + (1 - factor) * fresh, old.weight)
+            expected_bias = torch.where(columns[:, None, :], factor * old.bias, old.bias)
+            torch.testing.assert_close(layer.weight, expected_weight, msg=f"{name} layer {index}")
+            torch.testing.assert_close(layer.bias, expected_bias, msg=f"{name} layer {index} bias")
+    if dormant_only:
+        critic_dormant = sum(int(mask.sum()) for mask in critic_masks)
+        assert 0 < critic_dormant < sum(mask.size for mask in critic_masks)
+
     assert len(agent.actor_optimizer.state) == 0 and len(agent.critic_optimizer.state) == 0
     assert len(agent.alpha_optimizer.state) > 0  # the temperature is not reset
-    expected_factor = causal_reset_factor(agent.causal_weights) if kind.startswith("causal") else reset_factor(reset.dormancy_ratio)
-    assert reset.factor == pytest.approx(expected_factor)
-    changed = [not torch.equal(before[name], value) for name, value in agent.actor.state_dict().items() if "action_" not in name]
-    if "dormant" in kind:
-        assert 0.0 <= reset.dormancy_ratio <= 1.0
-    else:
-        assert all(changed)
+    torch.testing.assert_close(agent.log_alpha, unreset.log_alpha, rtol=0, atol=0)
     # Training goes on after the reset with fresh optimizer state.
     metrics, _ = agent.update(buffer.sample(32))
     assert torch.isfinite(metrics["loss/critic"])
