@@ -23,7 +23,7 @@ from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
 from ace_rl.train import NonFiniteError, TrainingStopped, train
 
-USAGE = """usage: ace-rl {train,eval,envs} [OPTIONS]
+USAGE = """usage: ace-rl {train,eval,envs,report} [OPTIONS]
 
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
@@ -31,6 +31,7 @@ commands:
   train     train ACE (or the SAC baseline: --algo sac) on a task
   eval      run a trained policy deterministically and print its mean return (and success rate)
   envs      list the task suites, whether each is installed, and example ids with their sizes
+  report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
 
 `ace-rl COMMAND --help` lists the options of a command."""
 
@@ -47,6 +48,24 @@ class EvalArgs:
     """Number of episodes."""
     seed: int = 0
     """Seed of the evaluation environment."""
+
+
+@dataclass
+class ReportArgs:
+    """Judge runs with rliable: per-task learning curves (IQM over seeds, 95% CI), aggregate metrics of
+    normalised scores, performance profile, probability of improvement, ACE's causal weights and resets.
+    Writes PNG and PDF figures, summary.md, summary.csv and curves.csv into --out."""
+
+    dirs: Annotated[list[Path], tyro.conf.Positional, tyro.conf.arg(metavar="DIR [DIR ...]")]
+    """Run directories, or directories holding runs (a sweep directory)."""
+    out: Path
+    """Where the report goes (created; an earlier report's files there are replaced)."""
+    reps: int = 2000
+    """Bootstrap repetitions of each confidence interval."""
+    seed: int = 0
+    """Seed of the bootstrap: the same runs and seed give the same report."""
+    skip_empty: bool = False
+    """Leave out runs without an evaluation yet (a sweep in progress), listing them in the summary, instead of stopping."""
 
 
 @dataclass
@@ -108,6 +127,16 @@ def run_eval(args: EvalArgs) -> None:
     )
 
 
+def run_report(args: ReportArgs) -> None:
+    from ace_rl.report import make_report  # matplotlib and rliable are an extra, loaded only here
+
+    report = make_report(args.dirs, args.out, reps=args.reps, seed=args.seed, skip_empty=args.skip_empty)
+    print(
+        f"report of {len(report.runs)} runs on {len(report.tasks)} task(s) written to {args.out}: summary.md, "
+        f"summary.csv, curves.csv and {len(report.figures)} figure(s) as PNG and PDF"
+    )
+
+
 # Errors in the user's input, reported in one line without a traceback.
 USER_ERRORS = (ConfigError, EnvError, CheckpointError)
 
@@ -126,8 +155,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif command == "envs":
             tyro.cli(EnvsArgs, args=rest, prog="ace-rl envs")
             print(format_suites(list_suites()))
+        elif command == "report":
+            run_report(tyro.cli(ReportArgs, args=rest, prog="ace-rl report"))
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs")
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, report")
     except USER_ERRORS as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
