@@ -511,6 +511,10 @@ class Report:
     figures: list[str] = field(default_factory=list)
 
 
+def _listing(items: Sequence[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
 def _steps_text(step: float) -> str:
     return f"{int(step):,}" if float(step).is_integer() else f"{step:,.1f}"
 
@@ -537,6 +541,12 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
             f"of the task reached; {len(longer)} of {len(runs)} runs went further (up to "
             f"{_steps_text(max(run.eval_steps[-1] for run in longer))}), and their later evaluations appear in the "
             "learning curves only."
+        )
+    unfinished = [run for run in runs if run.eval_steps[-1] < run.config.get("total_steps", 0)]
+    if unfinished:
+        notes.append(
+            f"{name}: {len(unfinished)} of {len(runs)} runs have not reached their total_steps (still running, or "
+            f"stopped early): {_listing([f'{run.path.name} at {_steps_text(run.eval_steps[-1])}' for run in unfinished])}."
         )
     if start > min(float(run.eval_steps[0]) for run in runs):
         notes.append(f"{name}: AUC starts at env step {_steps_text(start)}, the first evaluation every run has.")
@@ -632,9 +642,7 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
     curve_scores: dict[str, np.ndarray] = {}
     start = max(task.start_step for task in common)
     end = min(task.comparison_step for task in common)
-    grid = np.unique(
-        np.concatenate([r.aligned.steps for task in common for r in task.groups])
-    )
+    grid = np.unique(np.concatenate([r.aligned.steps for task in common for r in task.groups if r.group.label in labels]))
     grid = grid[(grid >= start) & (grid <= end)]
     if len({task.comparison_step for task in common}) > 1:
         notes.append(
@@ -642,21 +650,21 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
             "tasks in it (each task's final scores are still taken at its own comparison step)."
         )
     for label in labels:
-        chosen, runs = _label_results(label, common)
-        for task, result in zip(common, chosen):
+        results, runs = _label_results(label, common)
+        for task, result in zip(common, results):
             if len(result.group.runs) > runs:
                 notes.append(
                     f"Aggregates of {label} use the {runs} lowest seeds of each task (the fewest any task has); "
                     f"{task.name} seeds {result.group.seeds[runs:]} enter its per-task numbers only."
                 )
         scores[label] = np.stack(
-            [task.normalisation(result.finals[:runs]) for task, result in zip(common, chosen)], axis=1
+            [task.normalisation(result.finals[:runs]) for task, result in zip(common, results)], axis=1
         )
         curve_scores[label] = np.stack(
             [
                 task.normalisation(np.array([np.interp(grid, run.eval_steps, run.scores(task.success))
                                              for run in result.group.runs[:runs]]))
-                for task, result in zip(common, chosen)
+                for task, result in zip(common, results)
             ],
             axis=1,
         )
