@@ -23,7 +23,7 @@ from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
 from ace_rl.train import NonFiniteError, TrainingStopped, train
 
-USAGE = """usage: ace-rl {train,eval,envs,report} [OPTIONS]
+USAGE = """usage: ace-rl {train,eval,envs,sweep,report} [OPTIONS]
 
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
@@ -31,6 +31,7 @@ commands:
   train     train ACE (or the SAC baseline: --algo sac) on a task
   eval      run a trained policy deterministically and print its mean return (and success rate)
   envs      list the task suites, whether each is installed, and example ids with their sizes
+  sweep     run a grid of training runs (tasks x algorithms x seeds ...) on Ray; --status DIR shows its table
   report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
 
 `ace-rl COMMAND --help` lists the options of a command."""
@@ -155,10 +156,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif command == "envs":
             tyro.cli(EnvsArgs, args=rest, prog="ace-rl envs")
             print(format_suites(list_suites()))
+        elif command == "sweep":
+            from ace_rl.sweep import sweep_main  # Ray and rich are an extra, loaded only here
+
+            code = sweep_main(rest, parse_train)
+            if code:
+                raise SystemExit(code)
         elif command == "report":
             run_report(tyro.cli(ReportArgs, args=rest, prog="ace-rl report"))
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, report")
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, sweep, report")
     except USER_ERRORS as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,976 @@
+"""`ace-rl sweep`: a grid of ordinary runs executed on Ray, continued where it stopped, watched live.
+
+    DIR/
+      sweep.json             the specification: grid, common options, every run's argv and resolved config,
+                             the ace-rl version and git commit it was created with (written once)
+      sweep_status.json      what the directories cannot tell: runs that failed (with their one-line error),
+                             which runs the sweep now running has in flight
+      logs/RUN.log           each run's output, one header per attempt (fresh start or resume)
+      .lock                  held by the one `ace-rl sweep` process working on DIR
+      ENV__ALGO__sSEED[__OPTION-VALUE...]/   one ordinary run directory per grid point
+
+Each run is built exactly as `ace-rl train` with the same options would build it (the command's own parser
+is handed in by ace_rl/cli.py) and executed in a Ray worker by ace_rl.train.train. Everything the driver shows
+is read from the run directories, so workers need no channel back; a worker that dies is retried by Ray and
+the retry resumes from the run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import tyro
+
+import ace_rl
+from ace_rl.checkpoint import CheckpointError, write_atomically
+from ace_rl.config import ConfigError, TrainConfig, to_json_dict, validate
+from ace_rl.envs import EnvError, make_env, observation_size
+from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
+
+TrainParser = Callable[[Sequence[str]], TrainConfig]
+
+SPEC_FILE = "sweep.json"
+STATUS_FILE = "sweep_status.json"
+LOGS = "logs"
+SPEC_FORMAT = 1
+EXTRA_HINT = 'pip install "ace-rl[sweep]"'
+
+AXES = ("env", "algo", "seed")  # always part of the grid and of every run's name
+# Settings the sweep decides for every run; giving them would contradict it.
+NOT_SWEEP_OPTIONS = {
+    "run_dir": "each run goes to DIR/RUN_NAME",
+    "resume": "a sweep resumes its runs itself (run the same command again)",
+    "threads": "use --threads-per-run, which also reserves that many CPUs per run",
+    "progress": "the sweep shows one progress display for all runs",
+}
+# Settings that do not change the experiment, left out when a stored specification is compared.
+EXECUTION_SETTINGS = ("run_dir", "resume", "threads", "progress")
+LOCK_WAIT_SECONDS = 600.0  # how long a retry waits for an earlier attempt that still holds the run directory
+LOCK_POLL_SECONDS = 2.0
+REFRESH_SECONDS = 1.0  # how often the driver reads the run directories
+STOP_GRACE_SECONDS = 600.0  # how long an interrupted sweep waits for its runs to write their checkpoints
+
+
+class SweepError(ConfigError):
+    """The sweep cannot start: bad grid, changed specification, missing extra, directory in use."""
+
+
+@dataclass
+class SweepArgs:
+    """Run a grid of `ace-rl train` runs (the product of --env, --algo, --seed and any other train option given
+    several values, e.g. --reset none reset) on Ray, one ordinary run directory per grid point under --out.
+
+    Every `ace-rl train` option (see `ace-rl train --help`) may be given once for all runs, e.g.
+    `--preset small --total-steps 20000`. Running the same command again, with or without the grid options,
+    finishes what is missing and leaves finished runs untouched; a changed specification is refused.
+    """
+
+    out: Optional[Path] = None
+    """The sweep directory: new, or one written by an earlier `ace-rl sweep` (which is then continued). On a Ray
+    cluster it must be on a filesystem every node sees."""
+    status: Optional[Path] = None
+    """Print the table of runs of this sweep directory and exit, without running anything."""
+    env: list[str] = field(default_factory=list)
+    """Tasks (as `ace-rl train --env`); default Hopper-v5."""
+    algo: list[str] = field(default_factory=list)
+    """Algorithms (ace, sac); default ace."""
+    seed: list[str] = field(default_factory=list)
+    """Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0."""
+    address: Optional[str] = None
+    """Ray cluster to join: auto (the cluster this machine belongs to) or ray://HOST:PORT. Default: start Ray
+    on this machine for the duration of the command, with as many runs at once as CPUs allow."""
+    threads_per_run: int = 1
+    """CPUs reserved for each run, and its PyTorch threads (two 1-thread runs beat one 2-thread run on a CPU)."""
+    gpus_per_run: float = 0.0
+    """Share of a GPU reserved for each run (e.g. 0.25: four runs per GPU); use with the default --device auto."""
+    max_retries: int = 3
+    """How often Ray restarts a run whose worker died (killed, node lost); each retry resumes from the latest
+    checkpoint."""
+    retry_failed: bool = False
+    """Run again the runs that failed for their own reasons (NaN stop, refused option) in an earlier invocation."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------------------------------------------
+_SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def parse_seeds(values: Sequence[str]) -> list[int]:
+    """Seeds and inclusive ranges (`0-4`, `0 1 5-7`) in the order given; duplicates are refused."""
+    seeds: list[int] = []
+    for value in values:
+        text = value.strip()
+        match = _SEED_RANGE.match(text)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2))
+            if last < first:
+                raise SweepError(f"--seed {value}: a range goes upwards, e.g. {last}-{first}")
+            seeds.extend(range(first, last + 1))
+        elif text.isdigit():
+            seeds.append(int(text))
+        else:
+            raise SweepError(f"--seed {value!r} is neither a seed (0, 1, ...) nor a range such as 0-4")
+    duplicates = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if duplicates:
+        raise SweepError(f"--seed gives seed {', '.join(map(str, duplicates))} more than once")
+    return seeds
+
+
+def format_seeds(seeds: Sequence[int]) -> str:
+    """`0 1 2 3 4 7` -> `0-4 7` (the inverse of parse_seeds for sorted seeds)."""
+    parts: list[str] = []
+    for _, group in itertools.groupby(enumerate(seeds), key=lambda pair: pair[1] - pair[0]):
+        run = [seed for _, seed in group]
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    return " ".join(parts)
+
+
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _is_switch(name: str) -> bool:
+    return name in _TRAIN_FIELDS and _TRAIN_FIELDS[name].type in ("bool", bool)
+
+
+def _is_flag(token: str) -> bool:
+    return token.startswith("--") and len(token) > 2
+
+
+def _setting(flag: str) -> str:
+    """The TrainConfig field a flag sets: `--total-steps` -> total_steps, `--no-compile` -> compile."""
+    name = flag.replace("-", "_")
+    return name[3:] if name.startswith("no_") and _is_switch(name[3:]) else name
+
+
+def split_train_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Train options given once (kept as tokens, for every run) and those given several values (new grid axes,
+    keyed by their flag without dashes: `--reset none reset` -> {"reset": ["none", "reset"]})."""
+    common: list[str] = []
+    swept: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if not _is_flag(token):
+            raise SweepError(f"unexpected value {token!r}: values follow an option, as in --reset none reset")
+        flag, has_inline, inline = token[2:].partition("=")
+        values: list[str] = [inline] if has_inline else []
+        index += 1
+        while not has_inline and index < len(tokens) and not _is_flag(tokens[index]):
+            values.append(tokens[index])
+            index += 1
+        name = _setting(flag)
+        if name not in _TRAIN_FIELDS:
+            raise SweepError(
+                f"unknown option --{flag}; ace-rl sweep takes its own options (ace-rl sweep --help) and those of "
+                "ace-rl train (ace-rl train --help)"
+            )
+        if name in NOT_SWEEP_OPTIONS:
+            raise SweepError(f"--{flag} is not an ace-rl sweep option: {NOT_SWEEP_OPTIONS[name]}")
+        if name in seen:
+            raise SweepError(f"--{flag} is given twice; give all its values after one --{flag}")
+        seen.add(name)
+        if _is_switch(name):
+            if values:
+                raise SweepError(f"--{flag} is a switch and takes no value")
+            common.append(token)
+        elif not values:
+            raise SweepError(f"--{flag} needs a value")
+        elif len(values) == 1:
+            common.extend([f"--{flag}", values[0]])
+        elif len(set(values)) < len(values):
+            raise SweepError(f"--{flag} gives a value more than once: {' '.join(values)}")
+        else:
+            swept[name.replace("_", "-")] = values
+    return common, swept
+
+
+def _safe(text: str) -> str:
+    return "".join(char if char.isalnum() or char in "-_." else "_" for char in text)
+
+
+def run_name(point: dict[str, Any]) -> str:
+    """`Hopper-v5__ace__s0`, then `__OPTION-VALUE` for each further swept option (`__reset-none`)."""
+    extras = [f"__{axis}-{_safe(str(value))}" for axis, value in point.items() if axis not in AXES]
+    return f"{_safe(str(point['env']))}__{point['algo']}__s{point['seed']}" + "".join(extras)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One grid point: its name, its place in the grid, and the `ace-rl train` options that make it."""
+
+    name: str
+    point: dict[str, Any]
+    argv: tuple[str, ...]  # the train options, without --run-dir and the execution settings
+    run_dir: Path
+    total_steps: int
+
+    @property
+    def train_argv(self) -> list[str]:
+        return [*self.argv, "--run-dir", str(self.run_dir)]
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs: the grid's axes (env, algo, seed, then any swept option) and the common options."""
+
+    grid: dict[str, list[Any]]
+    options: list[str]
+
+    def points(self) -> list[dict[str, Any]]:
+        axes = list(self.grid)
+        return [dict(zip(axes, values)) for values in itertools.product(*(self.grid[axis] for axis in axes))]
+
+
+def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
+    common, swept = split_train_options(train_tokens)
+    defaults = TrainConfig()
+    grid: dict[str, list[Any]] = {
+        "env": _unique("--env", args.env) or [defaults.env],
+        "algo": _unique("--algo", args.algo) or [defaults.algo],
+        "seed": parse_seeds(args.seed) if args.seed else [defaults.seed],
+    }
+    grid.update(swept)
+    return SweepSpec(grid=grid, options=common)
+
+
+def _unique(flag: str, values: Sequence[str]) -> list[str]:
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise SweepError(f"{flag} gives {', '.join(repeated)} more than once")
+    return list(values)
+
+
+def execution_argv(threads_per_run: int) -> list[str]:
+    """The settings the sweep adds to every run: its PyTorch threads, and no per-run progress bar."""
+    return ["--threads", str(threads_per_run), "--no-progress"]
+
+
+def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_run: int = 1) -> list[tuple[PlannedRun, TrainConfig]]:
+    """Every grid point as a run and its configuration, built by `ace-rl train`'s own parser and validated.
+
+    Raises SweepError (one line, naming the run) for the first grid point that `ace-rl train` would refuse.
+    """
+    out = out.resolve()
+    planned: list[tuple[PlannedRun, TrainConfig]] = []
+    names: dict[str, dict[str, Any]] = {}
+    for point in spec.points():
+        name = run_name(point)
+        if name in names:
+            raise SweepError(f"grid points {names[name]} and {point} would share the run directory {name}")
+        names[name] = point
+        argv = [*spec.options, "--env", str(point["env"]), "--algo", str(point["algo"]), "--seed", str(point["seed"])]
+        for axis, value in point.items():
+            if axis not in AXES:
+                argv.extend([f"--{axis}", str(value)])
+        run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=0)
+        try:
+            config = parse_train([*run.train_argv, *execution_argv(threads_per_run)])
+            validate(config)
+        except ConfigError as error:
+            raise SweepError(f"run {name}: {error}") from None
+        planned.append((dataclasses.replace(run, total_steps=config.total_steps), config))
+    return planned
+
+
+def check_environments(configs: Iterable[TrainConfig]) -> None:
+    """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
+    from ace_rl.train import check_causal_time_limit
+
+    sizes: dict[tuple[str, str], int] = {}
+    checked: set[tuple] = set()
+    for config in configs:
+        key = (config.env, config.reward)
+        if key not in sizes:
+            try:
+                probe = make_env(config.env, reward=config.reward)
+            except EnvError as error:
+                raise SweepError(str(error)) from None
+            sizes[key] = observation_size(probe) + int(probe.action_space.shape[0]) + 1
+            probe.close()
+        causal = (*key, config.algo, config.causal_method, config.causal_samples, config.causal_time_limit)
+        if causal not in checked:
+            checked.add(causal)
+            check_causal_time_limit(config, sizes[key])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sweep.json: the specification, written once; a later invocation must match it
+# --------------------------------------------------------------------------------------------------------------
+def experiment_settings(config: TrainConfig) -> dict[str, Any]:
+    """The configuration without the settings that only decide where and how a run executes."""
+    values = to_json_dict(config)
+    for name in EXECUTION_SETTINGS:
+        values.pop(name, None)
+    return json.loads(json.dumps(values))  # as sweep.json holds them (tuples become lists), so that both compare
+
+
+def spec_document(spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]], command: Sequence[str]) -> dict[str, Any]:
+    commit, dirty = git_commit(Path(ace_rl.__file__).parent)
+    return {
+        "format": SPEC_FORMAT,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "command": ["ace-rl", "sweep", *command],
+        "ace_rl_version": ace_rl.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "grid": spec.grid,
+        "options": spec.options,
+        "runs": [
+            {"name": run.name, "point": run.point, "argv": list(run.argv), "config": experiment_settings(config)}
+            for run, config in planned
+        ],
+    }
+
+
+def git_commit(package_dir: Path) -> tuple[Optional[str], Optional[bool]]:
+    """The commit of the git checkout the package is imported from, and whether the package has uncommitted
+    changes; (None, None) for an installed copy or without git."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        tracked = git("ls-files", "--error-unmatch", "__init__.py")  # a venv inside a repository is not its source
+        if head.returncode != 0 or tracked.returncode != 0:
+            return None, None
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        return head.stdout.strip(), bool(changes.stdout.strip()) if changes.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def load_spec(out: Path) -> dict[str, Any]:
+    path = out / SPEC_FILE
+    try:
+        document = json.loads(path.read_text())
+        SweepSpec(grid=document["grid"], options=list(document["options"]))
+        document["runs"][0]["config"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        raise SweepError(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+    return document
+
+
+def stored_spec(document: dict[str, Any]) -> SweepSpec:
+    return SweepSpec(grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"]))
+
+
+def _describe_values(axis: str, values: Optional[Sequence[Any]]) -> str:
+    if values is None:
+        return "(not swept)"
+    if axis == "seed" and all(isinstance(v, int) for v in values):
+        return format_seeds(values)
+    return " ".join(str(v) for v in values)
+
+
+def spec_differences(stored: dict[str, Any], spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> list[str]:
+    """What differs between sweep.json and this command's specification, one phrase per difference."""
+    differences = []
+    for axis in [*stored["grid"], *(a for a in spec.grid if a not in stored["grid"])]:
+        before, now = stored["grid"].get(axis), spec.grid.get(axis)
+        if before != now:
+            differences.append(f"--{axis} {_describe_values(axis, before)} in {SPEC_FILE}, {_describe_values(axis, now)} now")
+    if differences:
+        return differences
+    stored_configs = {run["name"]: run["config"] for run in stored["runs"]}
+    changed: dict[str, tuple[Any, Any]] = {}
+    for run, config in planned:
+        before = stored_configs.get(run.name, {})
+        now = experiment_settings(config)
+        for name in [*before, *(n for n in now if n not in before)]:
+            if name not in changed and before.get(name) != now.get(name):
+                changed[name] = (before.get(name), now.get(name))
+    return [f"{name} {before} in {SPEC_FILE}, {now} now (--{name.replace('_', '-')})" for name, (before, now) in changed.items()]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the directories say
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class RunProgress:
+    env_step: int = 0
+    done: bool = False
+    started: bool = False  # the run directory holds a run
+    last_eval: Optional[float] = None
+    last_success: Optional[float] = None
+    last_eval_step: Optional[int] = None
+    modified: float = 0.0  # latest modification time of its logs (seconds since the epoch)
+
+
+def state_step(path: Path) -> int:
+    """The env step of a full-state checkpoint, from its name (RunDir.state)."""
+    return int(path.name.split("-", 1)[1].split(".", 1)[0])
+
+
+def _last_row(path: Path, tail_bytes: int = 16_384) -> Optional[dict[str, str]]:
+    """The last complete row of a CSV log, reading only its end."""
+    try:
+        with open(path, "rb") as file:
+            header = file.readline().decode()
+            size = file.seek(0, os.SEEK_END)
+            start = max(len(header), size - tail_bytes)
+            file.seek(start)
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = tail.split("\n")
+    complete = lines[:-1]  # what follows the last newline may be a row being written
+    if start > len(header) and complete:
+        complete = complete[1:]  # the first line of the tail may be cut
+    for line in reversed(complete):
+        if line.strip():
+            rows = list(csv.reader(io.StringIO(header + line + "\n")))
+            fields = next(csv.reader(io.StringIO(header)), [])
+            if len(rows) >= 2 and len(rows[1]) == len(fields):
+                return dict(zip(fields, rows[1]))
+    return None
+
+
+def _number(text: Optional[str]) -> Optional[float]:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def observe_run(run_dir: Path, total_steps: int) -> RunProgress:
+    """Progress of a run read from its directory: the latest of its logs and checkpoints."""
+    directory = RunDir(run_dir)
+    progress = RunProgress(started=directory.is_run())
+    if not progress.started:
+        return progress
+    state_steps = [state_step(path) for path in directory.states()]
+    steps = list(state_steps)
+    metrics = _last_row(directory.metrics)
+    episodes = _last_row(directory.episodes)
+    for row in (metrics, episodes):
+        if row is not None and _number(row.get("env_step")) is not None:
+            steps.append(int(float(row["env_step"])))
+    progress.env_step = max(steps, default=0)
+    if metrics is not None:
+        progress.last_eval = _number(metrics.get("eval_return_mean"))
+        progress.last_success = _number(metrics.get("eval_success_rate"))
+        progress.last_eval_step = int(float(metrics["env_step"]))
+    progress.done = directory.policy("final").is_file() or any(step >= total_steps for step in state_steps)
+    if progress.done:
+        progress.env_step = max(progress.env_step, total_steps)
+    mtimes = [path.stat().st_mtime for path in (directory.config, directory.metrics, directory.episodes) if path.is_file()]
+    progress.modified = max(mtimes, default=0.0)
+    return progress
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One run, in a Ray worker
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class RunOutcome:
+    name: str
+    state: str  # done, failed, stopped
+    message: str = ""
+
+
+def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, parse_train: TrainParser) -> RunOutcome:
+    """Train one grid point to the end: from scratch, or resumed from its latest checkpoint when it has one.
+
+    Runs inside a Ray worker. Ray calls it again after the worker died, and that call resumes. An earlier
+    attempt that still holds the run directory (its lock) is waited for. Errors of the run itself (NaN stop,
+    refused option, unreadable checkpoint, anything else) become a failed outcome with a one-line message; the
+    full traceback goes to the run's log.
+    """
+    from ace_rl.train import NonFiniteError, TrainingStopped
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return _attempt(run, extra_argv, parse_train)
+            except RunDirError as error:
+                if time.monotonic() > deadline:
+                    return _failed(run, error)
+                print(f"waiting {LOCK_POLL_SECONDS:g} s: {error}", flush=True)
+                time.sleep(LOCK_POLL_SECONDS)
+            except TrainingStopped as stop:
+                print(f"stopped: {stop}", flush=True)
+                return RunOutcome(run.name, "stopped", str(stop))
+            except (ConfigError, EnvError, CheckpointError, NonFiniteError) as error:
+                return _failed(run, error)
+            except Exception as error:  # noqa: BLE001 - any error of one run must not stop the others
+                traceback.print_exc()
+                return _failed(run, error)
+
+
+def _failed(run: PlannedRun, error: BaseException) -> RunOutcome:
+    message = f"{type(error).__name__}: {error}".splitlines()[0]
+    print(f"failed: {message}", flush=True)
+    return RunOutcome(run.name, "failed", message)
+
+
+def _attempt(run: PlannedRun, extra_argv: Sequence[str], parse_train: TrainParser) -> RunOutcome:
+    from ace_rl.train import train
+
+    stamp = f"== {datetime.now().isoformat(timespec='seconds')} {socket.gethostname()} pid {os.getpid()}:"
+    if is_locked(run.run_dir):
+        holder = RunLock(run.run_dir).holder()
+        raise RunDirError(f"run directory {run.run_dir} is held by an earlier attempt{f' (pid {holder})' if holder else ''}")
+    if observe_run(run.run_dir, run.total_steps).done:
+        print(f"{stamp} already done", flush=True)
+        return RunOutcome(run.name, "done")
+    states = RunDir(run.run_dir).states()
+    if states:
+        print(f"{stamp} resuming from {states[-1].name} (env step {state_step(states[-1])})", flush=True)
+        config = parse_train(["--resume", str(run.run_dir), *run.argv, *extra_argv])
+    else:
+        if run.run_dir.exists():
+            # Started but killed before its first checkpoint: there is nothing to continue from.
+            shutil.rmtree(run.run_dir)
+        print(f"{stamp} starting: ace-rl train {' '.join(run.train_argv)}", flush=True)
+        config = parse_train([*run.train_argv, *extra_argv])
+    train(config)
+    print(f"done at {datetime.now().isoformat(timespec='seconds')}", flush=True)
+    return RunOutcome(run.name, "done")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sweep_status.json and the table
+# --------------------------------------------------------------------------------------------------------------
+def load_status(out: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((out / STATUS_FILE).read_text())
+        return document if isinstance(document.get("runs"), dict) else {"runs": {}}
+    except (OSError, ValueError, AttributeError):
+        return {"runs": {}}
+
+
+def save_status(out: Path, status: dict[str, Any]) -> None:
+    status["updated"] = datetime.now().isoformat(timespec="seconds")
+    text = json.dumps(status, indent=2) + "\n"
+    write_atomically(out / STATUS_FILE, lambda file: file.write(text.encode()))
+
+
+@dataclass
+class RunRow:
+    name: str
+    state: str  # queued, running, done, failed, stopped
+    env_step: int
+    total_steps: int
+    last_eval: Optional[float] = None
+    last_success: Optional[float] = None
+    note: str = ""
+
+
+def status_rows(document: dict[str, Any], out: Path, status: dict[str, Any], sweep_running: bool) -> list[RunRow]:
+    """The table of runs as the directories and sweep_status.json tell it, without running anything."""
+    rows = []
+    for run in document["runs"]:
+        total = int(run["config"]["total_steps"])
+        progress = observe_run(out / run["name"], total)
+        recorded = status["runs"].get(run["name"], {})
+        if progress.done:
+            state, note = "done", ""
+        elif is_locked(out / run["name"]) or (sweep_running and recorded.get("state") == "running"):
+            state, note = "running", ""
+        elif recorded.get("state") == "failed":
+            state, note = "failed", recorded.get("error", "")
+        elif progress.started:
+            state, note = "stopped", "continues on the next ace-rl sweep"
+        else:
+            state, note = "queued", ""
+        rows.append(RunRow(run["name"], state, progress.env_step, total, progress.last_eval, progress.last_success, note))
+    return rows
+
+
+STATE_STYLES = {"queued": "dim", "running": "cyan", "done": "green", "failed": "bold red", "stopped": "yellow"}
+
+
+def render_table(rows: Sequence[RunRow], max_rows: Optional[int] = None) -> Any:
+    from rich.table import Table
+
+    shown = list(rows)
+    hidden = 0
+    if max_rows is not None and len(shown) > max_rows:
+        order = {"running": 0, "failed": 1, "stopped": 2, "queued": 3, "done": 4}
+        keep = set(id(row) for row in sorted(shown, key=lambda row: order[row.state])[:max_rows])
+        hidden = len(shown) - max_rows
+        shown = [row for row in shown if id(row) in keep]
+    counts = {state: sum(row.state == state for row in rows) for state in STATE_STYLES}
+    caption = ", ".join(f"{count} {state}" for state, count in counts.items() if count)
+    if hidden:
+        caption += f" ({hidden} rows not shown; ace-rl sweep --status DIR shows all)"
+    table = Table(caption=caption, caption_justify="left", expand=False)
+    for column, justify in (("run", "left"), ("state", "left"), ("env step", "right"), ("last eval", "right"), ("", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in shown:
+        evaluation = "" if row.last_eval is None else f"{row.last_eval:.1f}"
+        if row.last_success is not None:
+            evaluation += f" (success {row.last_success:.2f})"
+        style = STATE_STYLES[row.state]
+        table.add_row(row.name, f"[{style}]{row.state}[/]", f"{row.env_step:,} / {row.total_steps:,}", evaluation, row.note)
+    return table
+
+
+def _require_rich() -> None:
+    try:
+        import rich  # noqa: F401
+    except ImportError as error:
+        raise SweepError(f"ace-rl sweep needs rich, which is not installed ({error}); install it with: {EXTRA_HINT}") from None
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError as error:
+        raise SweepError(f"ace-rl sweep runs on Ray, which is not installed ({error}); install it with: {EXTRA_HINT}") from None
+    return ray
+
+
+def show_status(out: Path) -> int:
+    """`ace-rl sweep --status DIR`: print the table; exit status 1 when a run failed."""
+    _require_rich()
+    if not (out / SPEC_FILE).is_file():
+        raise SweepError(f"no sweep in {out} ({SPEC_FILE} is missing)")
+    document = load_spec(out)
+    running = is_locked(out)
+    rows = status_rows(document, out, load_status(out), running)
+    console = _console()
+    console.print(render_table(rows))
+    holder = RunLock(out).holder() if running else None
+    console.print(f"sweep {out}: " + (f"running (ace-rl sweep pid {holder})" if running else "not running"), highlight=False)
+    return 1 if any(row.state == "failed" for row in rows) else 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------------------
+def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
+    """`ace-rl sweep ...`; returns the exit status. ``parse_train`` is `ace-rl train`'s parser."""
+    args, train_tokens = tyro.cli(SweepArgs, args=list(argv), prog="ace-rl sweep", return_unknown_args=True)
+    if args.status is not None:
+        if args.out is not None or train_tokens or args.env or args.algo or args.seed:
+            raise SweepError("--status DIR takes no other option")
+        return show_status(args.status)
+    if args.out is None:
+        raise SweepError("give --out DIR (a new sweep directory, or one to continue) or --status DIR")
+    if args.threads_per_run < 1:
+        raise SweepError(f"--threads-per-run must be a positive integer, got {args.threads_per_run}")
+    if args.gpus_per_run < 0:
+        raise SweepError(f"--gpus-per-run must be zero or positive, got {args.gpus_per_run}")
+    if args.max_retries < 0:
+        raise SweepError(f"--max-retries must be zero or positive, got {args.max_retries}")
+    _require_rich()
+    ray = _require_ray()
+    out = args.out.resolve()
+
+    given = bool(args.env or args.algo or args.seed or train_tokens)
+    document = load_spec(out) if (out / SPEC_FILE).is_file() else None
+    if document is None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise SweepError(f"--out {args.out} already holds files but no {SPEC_FILE}; choose a new or empty directory")
+        if not given:
+            raise SweepError(f"--out {args.out} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4")
+    spec = build_spec(args, train_tokens) if given or document is None else stored_spec(document)
+    planned = plan_runs(spec, out, parse_train, args.threads_per_run)
+    if document is not None:
+        differences = spec_differences(document, spec, planned)
+        if differences:
+            origin = "this command" if given else f"this ace-rl ({ace_rl.__version__}) reading its options"
+            raise SweepError(
+                f"{args.out} holds a different sweep than {origin}: {'; '.join(differences)}; continue it with "
+                f"`ace-rl sweep --out {args.out}` or choose a new --out"
+            )
+        if document.get("ace_rl_version") != ace_rl.__version__:
+            print(f"ace-rl: note: {args.out} was created by ace-rl {document.get('ace_rl_version')}; this is {ace_rl.__version__}", file=sys.stderr)
+    grid, to_run, status = _classify([run for run, _ in planned], out, args.retry_failed)
+    configs = {run.name: config for run, config in planned}
+    check_environments(configs[run.name] for run in to_run)
+
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_lock = RunLock(out)
+    try:
+        sweep_lock.acquire()
+    except RunDirError:
+        holder = sweep_lock.holder()
+        raise SweepError(f"{args.out} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
+    try:
+        if document is None:
+            document = spec_document(spec, planned, argv)
+            text = json.dumps(document, indent=2) + "\n"
+            write_atomically(out / SPEC_FILE, lambda file: file.write(text.encode()))
+        return _run_grid(ray, args, out, grid, to_run, status, parse_train)
+    finally:
+        sweep_lock.release()
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Logs and pipes get wide lines rather than run names folded at 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+@dataclass
+class _Grid:
+    """Every run of the sweep and what the driver knows of each."""
+
+    runs: list[PlannedRun]
+    state: dict[str, str] = field(default_factory=dict)
+    note: dict[str, str] = field(default_factory=dict)
+    progress: dict[str, RunProgress] = field(default_factory=dict)
+
+    def observe(self, run: PlannedRun) -> RunProgress:
+        self.progress[run.name] = observe_run(run.run_dir, run.total_steps)
+        return self.progress[run.name]
+
+    def rows(self) -> list[RunRow]:
+        return [
+            RunRow(
+                run.name, self.state[run.name], self.progress[run.name].env_step, run.total_steps,
+                self.progress[run.name].last_eval, self.progress[run.name].last_success, self.note.get(run.name, ""),
+            )
+            for run in self.runs
+        ]
+
+    def steps(self) -> tuple[int, int]:
+        """Env steps done and to do over the grid; a failed run counts for the steps it reached."""
+        done = sum(self.progress[run.name].env_step for run in self.runs)
+        total = sum(
+            self.progress[run.name].env_step if self.state[run.name] == "failed" else run.total_steps for run in self.runs
+        )
+        return done, total
+
+
+def _classify(runs: list[PlannedRun], out: Path, retry_failed: bool) -> tuple[_Grid, list[PlannedRun], dict[str, Any]]:
+    """Which runs are done, which failed earlier (left alone unless retry_failed), which are to run."""
+    status = load_status(out)
+    status["runs"] = {name: record for name, record in status["runs"].items() if record.get("state") == "failed"}
+    grid = _Grid(runs)
+    to_run: list[PlannedRun] = []
+    for run in runs:
+        recorded = status["runs"].get(run.name)
+        if grid.observe(run).done:
+            grid.state[run.name] = "done"
+            status["runs"].pop(run.name, None)
+        elif recorded and not retry_failed:
+            grid.state[run.name], grid.note[run.name] = "failed", recorded.get("error", "")
+        else:
+            status["runs"].pop(run.name, None)
+            grid.state[run.name] = "queued"
+            to_run.append(run)
+    return grid, to_run, status
+
+
+def _run_grid(
+    ray: Any, args: SweepArgs, out: Path, grid: _Grid, to_run: list[PlannedRun], status: dict[str, Any], parse_train: TrainParser,
+) -> int:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = _console()
+    runs = grid.runs
+    if not to_run:
+        console.print(render_table(grid.rows()))
+        return _finish(out, grid, stopped_by=None)
+
+    # Seed-major order: with fewer slots than runs, every task and algorithm gets its first seeds first.
+    seed_position = {seed: index for index, seed in enumerate(dict.fromkeys(run.point["seed"] for run in runs))}
+    to_run.sort(key=lambda run: seed_position[run.point["seed"]])
+    _start_ray(ray, args)
+    try:
+        _check_resources(ray, args)
+        remote = ray.remote(execute_run)
+        task_options = dict(
+            num_cpus=args.threads_per_run, num_gpus=args.gpus_per_run, max_retries=args.max_retries, retry_exceptions=False,
+        )
+        extra = execution_argv(args.threads_per_run)
+
+        def submit(run: PlannedRun) -> Any:
+            log = out / LOGS / f"{run.name}.log"
+            return remote.options(name=f"ace-rl {run.name}", **task_options).remote(run, extra, log, parse_train)
+
+        started_at = time.time()
+        pending = {submit(run): run for run in to_run}
+        resubmitted: dict[str, int] = {}
+        status["driver_pid"] = os.getpid()
+        for run in to_run:
+            status["runs"][run.name] = {"state": "queued"}
+        save_status(out, status)
+
+        bar = Progress(
+            TextColumn("env steps"), BarColumn(), TaskProgressColumn(), TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
+            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+        )
+        done_steps, total_steps = grid.steps()
+        bar_task = bar.add_task("grid", total=total_steps, completed=done_steps)
+        max_rows = max(5, console.size.height - 8) if console.is_terminal else None
+
+        def display() -> Group:
+            done_steps, total_steps = grid.steps()
+            bar.update(bar_task, completed=done_steps, total=total_steps)
+            return Group(bar, render_table(grid.rows(), max_rows))
+
+        stop = _StopRequest()
+        stopped_by: Optional[str] = None
+        stop_deadline: Optional[float] = None
+        with stop.installed(), Live(display(), console=console, refresh_per_second=2) as live:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_SECONDS)
+                for ref in ready:
+                    run = pending.pop(ref)
+                    outcome = _outcome(ray, ref, run, stopping=stopped_by is not None)
+                    progress = grid.observe(run)
+                    if outcome.state == "stopped" and stopped_by is None and resubmitted.get(run.name, 0) < args.max_retries:
+                        # Stopped by a signal that did not come from this sweep (a node draining): continue it.
+                        resubmitted[run.name] = resubmitted.get(run.name, 0) + 1
+                        pending[submit(run)] = run
+                        live.console.print(f"resumed  {run.name}: {outcome.message}", highlight=False, soft_wrap=True)
+                        continue
+                    grid.state[run.name] = outcome.state
+                    grid.note[run.name] = outcome.message if outcome.state == "failed" else ""
+                    if outcome.state == "failed":
+                        status["runs"][run.name] = {"state": "failed", "error": outcome.message}
+                    else:
+                        status["runs"].pop(run.name, None)
+                    save_status(out, status)
+                    live.console.print(_event_line(run, outcome, progress), highlight=False, soft_wrap=True)
+                if stop.requested is not None and stopped_by is None:
+                    stopped_by = stop.requested
+                    running = sum(grid.state[run.name] == "running" for run in pending.values())
+                    live.console.print(
+                        f"{stopped_by}: checkpointing {running} running runs; send it again to stop at once "
+                        "(they then continue from their last periodic checkpoint)", highlight=False, soft_wrap=True,
+                    )
+                    for ref in pending:
+                        ray.cancel(ref, force=False)
+                    stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+                if pending and (stop.count > 1 or (stop_deadline is not None and time.monotonic() > stop_deadline)):
+                    for ref, run in pending.items():
+                        ray.cancel(ref, force=True)
+                        grid.state[run.name] = "stopped"
+                        status["runs"].pop(run.name, None)
+                    pending.clear()
+                changed = False
+                for run in pending.values():
+                    progress = grid.observe(run)
+                    if grid.state[run.name] == "queued" and (is_locked(run.run_dir) or progress.modified >= started_at):
+                        grid.state[run.name] = "running"
+                        status["runs"][run.name] = {"state": "running"}
+                        changed = True
+                if changed:
+                    save_status(out, status)
+                live.update(display())
+            for run in runs:
+                grid.observe(run)
+            live.update(display())
+        status.pop("driver_pid", None)
+        save_status(out, status)
+    finally:
+        ray.shutdown()
+    return _finish(out, grid, stopped_by)
+
+
+def _outcome(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcome:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return RunOutcome(run.name, "stopped" if RunDir(run.run_dir).is_run() else "queued")
+    except ray.exceptions.RayError as error:
+        if stopping:
+            return RunOutcome(run.name, "stopped")
+        return RunOutcome(run.name, "failed", _error_line(error))
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _error_line(error: BaseException) -> str:
+    """One line for a Ray error: the exception underneath (a worker that died, arguments that failed to load)."""
+    cause = getattr(error, "cause", None)
+    shown = cause if isinstance(cause, BaseException) else error
+    lines = [line.strip() for line in _ANSI_ESCAPE.sub("", str(shown)).splitlines() if line.strip()]
+    return f"{type(shown).__name__}: {lines[0] if lines else ''}"
+
+
+def _event_line(run: PlannedRun, outcome: RunOutcome, progress: RunProgress) -> str:
+    evaluation = "" if progress.last_eval is None else f", last eval {progress.last_eval:.1f}"
+    if outcome.state == "failed":
+        return f"failed   {run.name}: {outcome.message}"
+    return f"{outcome.state:<8} {run.name} at env step {progress.env_step:,}{evaluation}"
+
+
+def _finish(out: Path, grid: _Grid, stopped_by: Optional[str]) -> int:
+    failed = [run.name for run in grid.runs if grid.state[run.name] == "failed"]
+    done = sum(grid.state[run.name] == "done" for run in grid.runs)
+    unfinished = len(grid.runs) - done - len(failed)
+    sys.stdout.flush()  # the table (stdout) before the summary (stderr)
+    print(f"sweep {out}: {done} of {len(grid.runs)} runs done", file=sys.stderr)
+    if stopped_by is not None or unfinished:
+        how = f" by {stopped_by}" if stopped_by else ""
+        print(f"ace-rl: sweep stopped{how} with {unfinished} runs unfinished; continue with: ace-rl sweep --out {out}", file=sys.stderr)
+    if failed:
+        print(
+            f"ace-rl: error: {len(failed)} of {len(grid.runs)} runs failed: {', '.join(failed)} (errors: ace-rl sweep "
+            f"--status {out}; logs in {out / LOGS}; run them again with --retry-failed)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _start_ray(ray: Any, args: SweepArgs) -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    common = dict(log_to_driver=False, logging_level="WARNING")
+    if args.address is None:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, object_store_memory=100 * 1024**2, **common)
+    else:
+        ray.init(address=args.address, **common)
+
+
+def _check_resources(ray: Any, args: SweepArgs) -> None:
+    """Refuse requests no node can meet (Ray would wait for them forever)."""
+    resources = ray.cluster_resources()
+    if args.threads_per_run > resources.get("CPU", 0):
+        raise SweepError(f"--threads-per-run {args.threads_per_run} exceeds the {resources.get('CPU', 0):g} CPUs of the Ray cluster")
+    if args.gpus_per_run > resources.get("GPU", 0):
+        raise SweepError(f"--gpus-per-run {args.gpus_per_run:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs")
+
+
+class _StopRequest:
+    """SIGINT and SIGTERM ask the runs to checkpoint and stop; a second one stops them at once."""
+
+    def __init__(self) -> None:
+        self.requested: Optional[str] = None
+        self.count = 0
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        self.requested = self.requested or signal.Signals(signum).name
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,356 @@
+"""`ace-rl sweep`: grid parsing, specification checks, the status table, and one real sweep on Ray in which a
+worker is killed with SIGKILL and one run of each pair diverges."""
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tyro
+
+import ace_rl
+from ace_rl.cli import main, parse_train
+from ace_rl.config import preset_config, to_json_dict
+from ace_rl.rundir import RunLock
+from ace_rl.sweep import (
+    SweepArgs,
+    SweepError,
+    build_spec,
+    format_seeds,
+    parse_seeds,
+    plan_runs,
+    spec_document,
+    split_train_options,
+)
+
+needs_sweep_extra = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None or importlib.util.find_spec("rich") is None,
+    reason='needs the sweep extra: pip install -e ".[sweep]"',
+)
+
+ENV = "InvertedPendulum-v5"
+TINY = [
+    "--preset", "small", "--total-steps", "300", "--start-steps", "100", "--eval-every", "150", "--eval-episodes", "1",
+    "--hidden-size", "32", "--batch-size", "32", "--causal-interval", "150", "--causal-samples", "100",
+    "--checkpoint-every", "100", "--buffer-size", "1000",
+]
+TINY_SETTINGS = dict(
+    total_steps=300, start_steps=100, eval_every=150, eval_episodes=1, hidden_size=32, batch_size=32,
+    causal_interval=150, causal_samples=100, checkpoint_every=100, buffer_size=1000,
+)
+METRICS_HEADER = "env_step,updates,eval_return_mean,eval_return_std,eval_success_rate,wall_time\n"
+EPISODES_HEADER = "env_step,episode,return,length,terminated,wall_time\n"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The grid
+# ------------------------------------------------------------------------------------------------------------------
+def test_seeds_take_values_and_inclusive_ranges():
+    assert parse_seeds(["0-4"]) == [0, 1, 2, 3, 4]
+    assert parse_seeds(["0", "1", "5-7"]) == [0, 1, 5, 6, 7]
+    assert parse_seeds(["3"]) == [3]
+    assert format_seeds([0, 1, 2, 3, 4, 7, 9, 10]) == "0-4 7 9-10"
+    for bad, message in ((["4-2"], "upwards"), (["x"], "neither"), (["0-2", "2"], "seed 2 more than once"), (["-1"], "neither")):
+        with pytest.raises(SweepError, match=message):
+            parse_seeds(bad)
+
+
+def test_options_given_once_are_common_and_several_values_make_an_axis():
+    common, swept = split_train_options(
+        ["--preset", "small", "--reset", "none", "reset", "--compile", "--gamma=0.98", "--learning-rate", "1e-3", "3e-4"]
+    )
+    assert common == ["--preset", "small", "--compile", "--gamma", "0.98"]
+    assert swept == {"reset": ["none", "reset"], "learning-rate": ["1e-3", "3e-4"]}
+    for tokens, message in (
+        (["--threads", "2"], "--threads-per-run"),
+        (["--run-dir", "x"], "DIR/RUN_NAME"),
+        (["--resume", "x"], "resumes its runs itself"),
+        (["--bogus", "1"], "unknown option --bogus"),
+        (["--gamma"], "needs a value"),
+        (["--compile", "yes"], "switch"),
+        (["--reset", "none", "none"], "more than once"),
+        (["--gamma", "0.9", "--gamma", "0.8"], "given twice"),
+        (["small"], "unexpected value"),
+    ):
+        with pytest.raises(SweepError, match=re.escape(message)):
+            split_train_options(tokens)
+
+
+def test_the_grid_is_the_product_and_each_run_is_what_ace_rl_train_would_build(tmp_path: Path):
+    envs, algos, seeds, rates = [ENV, "dmc:cheetah-run"], ["ace", "sac"], [0, 1, 2], ["1e-3", "3e-4"]
+    args = SweepArgs(env=envs, algo=algos, seed=["0-2"])
+    spec = build_spec(args, ["--preset", "small", "--total-steps", "1000", "--learning-rate", *rates])
+    planned = plan_runs(spec, tmp_path / "sweep", parse_train)
+
+    expected = {}
+    for env in envs:
+        for algo in algos:
+            for seed in seeds:
+                for rate in rates:
+                    name = f"{env.replace(':', '_')}__{algo}__s{seed}__learning-rate-{rate}"
+                    expected[name] = preset_config(
+                        "small", algo, env=env, seed=seed, total_steps=1000, learning_rate=float(rate),
+                        run_dir=(tmp_path / "sweep" / name).resolve(), threads=1, progress=False,
+                    )
+    assert len(planned) == 2 * 2 * 3 * 2
+    assert {run.name for run, _ in planned} == set(expected)
+    for run, config in planned:
+        assert config == expected[run.name], run.name
+        assert run.run_dir == (tmp_path / "sweep" / run.name).resolve()
+        assert run.total_steps == 1000
+    # Seeds vary fastest after the algorithm: the order is env, algo, seed, then the swept options.
+    assert [run.name for run, _ in planned][:3] == [
+        f"{ENV}__ace__s0__learning-rate-1e-3", f"{ENV}__ace__s0__learning-rate-3e-4", f"{ENV}__ace__s1__learning-rate-1e-3",
+    ]
+
+
+def test_a_grid_point_that_ace_rl_train_refuses_is_named(tmp_path: Path):
+    spec = build_spec(SweepArgs(env=[ENV], algo=["ace", "sac"]), ["--reset", "dormant_reset"])
+    with pytest.raises(SweepError, match=rf"run {ENV}__sac__s0: --algo sac runs without resets"):
+        plan_runs(spec, tmp_path / "sweep", parse_train)
+
+
+@needs_sweep_extra
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--env", "Hoper-v5"], "did you mean Hopper-v5"),
+        (["--env", ENV, "--total-steps", "0"], f"run {ENV}__ace__s0: --total-steps must be a positive integer"),
+        (["--env", ENV, "--threads", "2"], "use --threads-per-run"),
+        (["--env", ENV, "--seed", "3-1"], "a range goes upwards"),
+        (["--env", ENV, "--threads-per-run", "0"], "--threads-per-run must be a positive integer"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path: Path, capsys, options, message):
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--out", str(out), *options])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("ace-rl: error: ") and message in error and "\n" not in error
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# sweep.json and the status table, on directories written by the test
+# ------------------------------------------------------------------------------------------------------------------
+def write_sweep(out: Path, grid_options: list[str], options: list[str]) -> dict:
+    """A sweep directory as `ace-rl sweep` creates it before any run starts."""
+    spec = build_spec(tyro.cli(SweepArgs, args=grid_options), options)
+    planned = plan_runs(spec, out, parse_train)
+    document = spec_document(spec, planned, ["--out", str(out), *grid_options, *options])
+    out.mkdir(parents=True)
+    (out / "sweep.json").write_text(json.dumps(document))
+    return document
+
+
+@needs_sweep_extra
+def test_a_changed_specification_is_refused_naming_what_differs(tmp_path: Path, capsys):
+    out = tmp_path / "sweep"
+    grid = ["--env", ENV, "--algo", "ace", "sac", "--seed", "0-1"]
+    write_sweep(out, grid, TINY)
+    before = (out / "sweep.json").read_bytes()
+    changes = [
+        ([*grid, *TINY[:-2], "--buffer-size", "2000"], "buffer_size 1000 in sweep.json, 2000 now (--buffer-size)"),
+        (["--env", ENV, "--algo", "ace", "sac", "--seed", "0-2", *TINY], "--seed 0-1 in sweep.json, 0-2 now"),
+        ([*grid, *TINY, "--gamma", "0.98", "0.99"], "--gamma (not swept) in sweep.json, 0.98 0.99 now"),
+    ]
+    for argv, difference in changes:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sweep", "--out", str(out), *argv])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert "holds a different sweep" in error and difference in error and "\n" not in error, error
+    assert (out / "sweep.json").read_bytes() == before
+    assert sorted(path.name for path in out.iterdir()) == ["sweep.json"]
+
+
+@needs_sweep_extra
+def test_status_shows_each_run_from_its_directory_without_running_anything(tmp_path: Path, capsys):
+    out = tmp_path / "sweep"
+    document = write_sweep(out, ["--env", ENV, "--algo", "ace", "sac", "--seed", "0", "1"], TINY)
+    assert document["ace_rl_version"] == ace_rl.__version__
+    assert document["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", document["git_commit"])
+    done, stopped, failed, queued = (out / f"{ENV}__{algo}__s{seed}" for algo, seed in (("ace", 0), ("ace", 1), ("sac", 0), ("sac", 1)))
+    for run_dir in (done, stopped, failed):
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "config.json").write_text("{}")
+    (done / "metrics.csv").write_text(METRICS_HEADER + "150,119,12.0,0,,1.0\n300,269,20.5,0,,2.0\n")
+    (done / "checkpoints" / "final.pt").write_bytes(b"")
+    (stopped / "metrics.csv").write_text(METRICS_HEADER + "100,69,7.5,0,,1.0\n")
+    (stopped / "episodes.csv").write_text(EPISODES_HEADER + "50,1,9,50,1,0.5\n120,2,11,70,1,1.2\n")
+    (stopped / "checkpoints" / "state-0000000100.pt").write_bytes(b"")
+    (failed / "episodes.csv").write_text(EPISODES_HEADER + "33,1,33,33,1,0.3\n")
+    (out / "sweep_status.json").write_text(json.dumps({"runs": {failed.name: {"state": "failed", "error": "NonFiniteError: boom"}}}))
+    files_before = sorted(path for path in out.rglob("*"))
+
+    def table() -> dict[str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sweep", "--status", str(out)])
+        assert exit_info.value.code == 1  # a run failed
+        lines = capsys.readouterr().out.splitlines()
+        return {name: next(line for line in lines if name in line) for name in (done.name, stopped.name, failed.name, queued.name)}
+
+    rows = table()
+    assert re.search(r"\bdone\b.*300 / 300.*20\.5", rows[done.name])
+    assert re.search(r"\bstopped\b.*120 / 300.*7\.5", rows[stopped.name])
+    assert re.search(r"\bfailed\b.*33 / 300.*NonFiniteError: boom", rows[failed.name])
+    assert re.search(r"\bqueued\b.*0 / 300", rows[queued.name])
+    assert sorted(path for path in out.rglob("*")) == files_before
+    with RunLock(stopped):  # a live process training in it
+        assert re.search(r"\brunning\b.*120 / 300", table()[stopped.name])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One real sweep: 2 algorithms x 2 seeds x 2 learning rates (1e38 diverges at once); one worker is SIGKILLed
+# ------------------------------------------------------------------------------------------------------------------
+GRID = ["--env", ENV, "--algo", "ace", "sac", "--seed", "0-1", "--learning-rate", "3e-4", "1e38"]
+KILLED = f"{ENV}__ace__s0__learning-rate-3e-4"  # the first run submitted (seed-major order)
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    checkpoint_step: int  # the killed run's latest complete checkpoint when it was killed
+    rows_before_kill: list[dict]  # its episode rows up to that checkpoint
+
+
+def ace_rl_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from ace_rl.cli import main; main()", *args]
+
+
+def worker_pids(run_dir: Path) -> set[int]:
+    """Ray worker processes with a file of ``run_dir`` open."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::"):
+                continue
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(f"{run_dir}/") for fd in os.listdir(f"/proc/{entry}/fd")):
+                pids.add(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def complete_states(run_dir: Path) -> list[int]:
+    return sorted(int(path.name[6:16]) for path in (run_dir / "checkpoints").glob("state-*.pt") if Path(f"{path}.sha256").is_file())
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> SweepResult:
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("rich") is None:
+        pytest.skip('needs the sweep extra: pip install -e ".[sweep]"')
+    out = tmp_path_factory.mktemp("sweep") / "grid"
+    killed = out / KILLED
+    logs = tmp_path_factory.mktemp("sweep-output")
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        process = subprocess.Popen(ace_rl_command("sweep", "--out", str(out), *GRID, *TINY), stdout=stdout, stderr=stderr)
+        try:
+            deadline = time.time() + 400
+            while not complete_states(killed):
+                assert process.poll() is None and time.time() < deadline, "the sweep ended before the run checkpointed"
+                time.sleep(0.02)
+            pids = worker_pids(killed)
+            assert pids and not (killed / "checkpoints" / "final.pt").exists(), "the run was not caught mid-way"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            checkpoint_step = complete_states(killed)[-1]
+            assert checkpoint_step < 300
+            rows_before_kill = [row for row in read_rows(killed / "episodes.csv") if int(row["env_step"]) <= checkpoint_step]
+            process.wait(timeout=600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    return SweepResult(
+        out, process.returncode, (logs / "stdout").read_text(), (logs / "stderr").read_text(), checkpoint_step, rows_before_kill
+    )
+
+
+FINISHED = [f"{ENV}__{algo}__s{seed}__learning-rate-3e-4" for algo in ("ace", "sac") for seed in (0, 1)]
+DIVERGED = [f"{ENV}__{algo}__s{seed}__learning-rate-1e38" for algo in ("ace", "sac") for seed in (0, 1)]
+
+
+def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(sweep: SweepResult):
+    from ace_rl.evaluate import evaluate_run
+
+    document = json.loads((sweep.out / "sweep.json").read_text())
+    assert document["grid"] == {"env": [ENV], "algo": ["ace", "sac"], "seed": [0, 1], "learning-rate": ["3e-4", "1e38"]}
+    assert document["options"] == TINY
+    assert document["ace_rl_version"] == ace_rl.__version__
+    assert {run["name"] for run in document["runs"]} == set(FINISHED + DIVERGED)
+    for name in FINISHED:
+        algo, seed = name.split("__")[1], int(name.split("__")[2][1:])
+        expected = preset_config(
+            "small", algo, env=ENV, seed=seed, learning_rate=3e-4, run_dir=sweep.out / name, threads=1, progress=False,
+            **TINY_SETTINGS,
+        )
+        written = json.loads((sweep.out / name / "config.json").read_text())
+        assert written == json.loads(json.dumps(to_json_dict(expected))), name
+        assert [row["env_step"] for row in read_rows(sweep.out / name / "metrics.csv")] == ["150", "300"]
+    result = evaluate_run(sweep.out / FINISHED[1], "final", 1, 0)  # what `ace-rl eval RUN_DIR` does
+    assert len(result.episodes.returns) == 1
+
+
+def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: SweepResult):
+    run_dir = sweep.out / KILLED
+    log = (sweep.out / "logs" / f"{KILLED}.log").read_text()
+    assert log.count(": starting: ace-rl train ") == 1 and log.count(": resuming from ") == 1, log
+    assert f"resuming from state-{sweep.checkpoint_step:010d}.pt (env step {sweep.checkpoint_step})" in log
+    episodes = read_rows(run_dir / "episodes.csv")
+    # The first attempt's rows up to its checkpoint are kept as written (a restart from zero rewrites the wall times),
+    assert episodes[: len(sweep.rows_before_kill)] == sweep.rows_before_kill
+    # and the episodes continue without gap or repetition to the end.
+    assert [int(row["episode"]) for row in episodes] == list(range(1, len(episodes) + 1))
+    steps = [0] + [int(row["env_step"]) for row in episodes]
+    assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
+    assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
+    assert (run_dir / "checkpoints" / "final.pt").is_file()
+
+
+def test_runs_that_fail_are_reported_while_the_others_finish(sweep: SweepResult):
+    assert sweep.returncode == 1, sweep.stderr
+    assert "4 of 8 runs failed" in sweep.stderr
+    for name in DIVERGED:
+        assert name in sweep.stderr
+    status = json.loads((sweep.out / "sweep_status.json").read_text())["runs"]
+    assert sorted(status) == sorted(DIVERGED)
+    assert all(record["state"] == "failed" and record["error"].startswith("NonFiniteError: ") for record in status.values())
+    for name in FINISHED:
+        assert (sweep.out / name / "checkpoints" / "final.pt").is_file(), name
+
+
+def modification_times(out: Path) -> dict[str, int]:
+    return {str(path): path.stat().st_mtime_ns for name in FINISHED + DIVERGED for path in (out / name).rglob("*")}
+
+
+def test_running_the_sweep_again_touches_no_finished_run(sweep: SweepResult, capsys):
+    before = modification_times(sweep.out)
+    assert before
+    # Again with the options (in another spelling), then without them: nothing to run, the failures are still named.
+    spelled = [token for token in TINY if token not in ("--total-steps", "300")] + ["--total-steps=300"]
+    again = subprocess.run(ace_rl_command("sweep", "--out", str(sweep.out), *GRID, *spelled), capture_output=True, text=True)
+    assert again.returncode == 1, again.stderr
+    assert "4 of 8 runs failed" in again.stderr and "--retry-failed" in again.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--out", str(sweep.out)])
+    assert exit_info.value.code == 1
+    assert modification_times(sweep.out) == before
