@@ -101,6 +101,7 @@ class ACE:
         self.critic_optimizer = adam(self.critic.parameters())
         self.alpha_optimizer = adam([self.log_alpha])
         self.causal_weights = torch.ones(action_dim, device=device)
+        self.fits_causal_model = config.algo == "ace"  # the SAC ablation keeps all-ones weights
         self.updates = 0
         if compile_losses:
             # Random numbers drawn by PyTorch's own generator, so compiled and eager updates sample alike.
@@ -123,14 +124,21 @@ class ACE:
     def set_causal_weights(self, causal_weights: np.ndarray) -> None:
         self.causal_weights = torch.as_tensor(causal_weights, dtype=torch.float32, device=self.device)
 
+    def trained_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        yield from (("actor." + name, param) for name, param in self.actor.named_parameters())
+        yield from (("critic." + name, param) for name, param in self.critic.named_parameters())
+        yield "log_alpha", self.log_alpha
+
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
     def state_dict(self) -> dict:
-        """Networks, temperature, optimizers, causal weights and the update counter."""
+        """Networks, temperature, optimizers, causal weights, the update counter, and the actor's latest
+        gradients (a reset measures dormancy on them, also when it falls on an update without an actor step)."""
         return {
             "actor": self.actor.state_dict(),
+            "actor_gradients": [None if param.grad is None else param.grad.detach().clone() for param in self.actor.parameters()],
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
@@ -152,6 +160,8 @@ class ACE:
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.causal_weights = state["causal_weights"].to(self.device)
         self.updates = int(state["updates"])
+        for param, gradient in zip(self.actor.parameters(), state.get("actor_gradients", [])):
+            param.grad = None if gradient is None else gradient.to(self.device)
 
     # ----------------------------------------------------------------------------------------------
     # One ACE update

@@ -1,20 +1,25 @@
 """Checkpoints: the policy alone (best.pt, final.pt, for `ace-rl eval`) and the full training state
 (state-*.pt, for `ace-rl train --resume`). Every file is written under a temporary name and renamed, so a
-crash never leaves half a file in place of a good one.
+crash never leaves half a file in place of a good one, and a write that fails (a full disk) removes its
+temporary file and leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import torch
+from torch import nn
 
 from ace_rl.networks import Actor
+from ace_rl.rundir import POLICY_NAMES, TEMPORARY_SUFFIX, RunDir, RunDirError
+from ace_rl.td3 import DeterministicActor
 
-CHECKPOINT_NAMES: tuple[str, ...] = ("best", "final")
+CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES
 
 
 class CheckpointError(ValueError):
@@ -24,24 +29,37 @@ class CheckpointError(ValueError):
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` under a temporary name, flush it to disk, then rename it.
 
-    A crash at any point leaves either the previous file or the complete new one, never half a file.
+    A crash at any point leaves either the previous file or the complete new one, never half a file. A
+    failed write (disk full, read-only file system) removes the temporary file and raises RunDirError with
+    one line naming the file and the cause.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def save_policy(path: Path, actor: Actor, metadata: dict[str, Any]) -> None:
-    """Save the actor's weights with what is needed to rebuild it (sizes, action bounds, env id, ...)."""
+# The policy classes a best.pt / final.pt may hold, by the name stored in it (files without one: gaussian).
+POLICY_CLASSES: dict[str, type[nn.Module]] = {"gaussian": Actor, "deterministic": DeterministicActor}
+
+
+def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
+    """Save the actor's weights with what is needed to rebuild it (kind, sizes, action bounds, env id, ...)."""
+    kind = next(name for name, cls in POLICY_CLASSES.items() if isinstance(actor, cls))
+    first_layer = actor.hidden[0]
     payload = {
+        "policy": kind,
         "actor": actor.state_dict(),
-        "obs_dim": actor.hidden[0].in_features,
-        "action_dim": actor.mean.out_features,
-        "hidden_size": actor.mean.in_features,
+        "obs_dim": first_layer.in_features,
+        "action_dim": int(actor.action_scale.numel()),
+        "hidden_size": first_layer.out_features,
         "action_low": (actor.action_bias - actor.action_scale).cpu(),
         "action_high": (actor.action_bias + actor.action_scale).cpu(),
         **metadata,
@@ -49,12 +67,17 @@ def save_policy(path: Path, actor: Actor, metadata: dict[str, Any]) -> None:
     write_atomically(path, lambda file: torch.save(payload, file))
 
 
-def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[Actor, dict[str, Any]]:
+def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
+        # weights_only: a file of unknown origin is never unpickled beyond tensors and plain values.
         payload = torch.load(path, map_location=device, weights_only=True)
-        actor = Actor(
+        kind = payload.get("policy", "gaussian")
+        if kind not in POLICY_CLASSES:
+            raise KeyError(f"policy kind {kind}")
+        actor = POLICY_CLASSES[kind](
             payload["obs_dim"],
             payload["action_dim"],
             payload["hidden_size"],
@@ -62,8 +85,18 @@ def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[Actor, 
             payload["action_high"],
         )
         actor.load_state_dict(payload["actor"])
-    except (RuntimeError, KeyError, EOFError, OSError) as error:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(error).__name__}: {error})") from None
+        if not isinstance(payload.get("env"), str):
+            raise KeyError("env")
+    except (RuntimeError, KeyError, TypeError, IndexError, EOFError, OSError, pickle.UnpicklingError) as error:
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, KeyError):
+            cause = f"no {error.args[0]!r} entry"
+        if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+            cause = "not a PyTorch checkpoint of plain tensors"
+        raise CheckpointError(
+            f"{path} is not a readable ace-rl policy checkpoint ({cause}); expected a best.pt or final.pt "
+            "written by ace-rl train"
+        ) from None
     actor.to(device).eval()
     return actor, payload
 
@@ -71,12 +104,11 @@ def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[Actor, 
 # --------------------------------------------------------------------------------------------------
 # Full training state: everything needed to continue a run exactly
 # --------------------------------------------------------------------------------------------------
-STATE_PATTERN = "state-*.pt"
 KEEP_STATES = 3
 
 
 def state_path(run_dir: Path, env_step: int) -> Path:
-    return run_dir / "checkpoints" / f"state-{env_step:010d}.pt"
+    return RunDir(run_dir).state(env_step)
 
 
 def _digest_path(path: Path) -> Path:
@@ -87,13 +119,18 @@ def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], kee
     """Write a full-state checkpoint safely and keep only the latest ``keep`` of them.
 
     The file is written under a temporary name, flushed to disk and renamed; its SHA-256 digest is written
-    (the same way) beside it, so that a truncated or altered file is recognised when it is read back.
+    (the same way) beside it, so that a truncated or altered file is recognised when it is read back. If
+    either write fails, neither file is left behind and the older checkpoints are untouched.
     """
     path = state_path(run_dir, env_step)
     digest = hashlib.sha256()
     write_atomically(path, lambda file: torch.save(state, _HashingWriter(file, digest)))
-    write_atomically(_digest_path(path), lambda file: file.write((digest.hexdigest() + "\n").encode()))
-    for old in sorted(path.parent.glob(STATE_PATTERN))[:-keep]:
+    try:
+        write_atomically(_digest_path(path), lambda file: file.write((digest.hexdigest() + "\n").encode()))
+    except RunDirError:
+        path.unlink(missing_ok=True)  # a checkpoint without its digest could never be trusted
+        raise
+    for old in RunDir(run_dir).states()[:-keep]:
         old.unlink()
         _digest_path(old).unlink(missing_ok=True)
     return path
@@ -116,7 +153,7 @@ class _HashingWriter:
 
 def load_training_state(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
     """The newest intact full-state checkpoint of a run, its path, and why any newer ones were skipped."""
-    candidates = sorted((run_dir / "checkpoints").glob(STATE_PATTERN), reverse=True)
+    candidates = list(reversed(RunDir(run_dir).states()))
     if not candidates:
         raise CheckpointError(f"{run_dir} has no full-state checkpoint (checkpoints/state-*.pt) to resume from")
     skipped = []
@@ -131,6 +168,26 @@ def load_training_state(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]
                 return state, path, skipped
         skipped.append(f"{path.name}: {problem}")
     raise CheckpointError(f"no intact checkpoint in {run_dir / 'checkpoints'}: " + "; ".join(skipped))
+
+
+def remove_unusable_files(run_dir: Path, resumed_from: Path | None) -> list[str]:
+    """Before a run continues: delete temporary files left by a killed process, and every state checkpoint
+    newer than the one resumed from (those were found corrupt, or belong to the abandoned future), so that
+    they never count among the checkpoints kept. Returns what was removed, for the log."""
+    layout = RunDir(run_dir)
+    removed = []
+    for temporary in layout.temporary_files():
+        temporary.unlink(missing_ok=True)
+        removed.append(f"{temporary.name} (left by an interrupted write)")
+    for path in layout.states():
+        if resumed_from is None or path.name > resumed_from.name:
+            path.unlink(missing_ok=True)
+            _digest_path(path).unlink(missing_ok=True)
+            removed.append(f"{path.name} (unusable)")
+    for digest in layout.checkpoints.glob("state-*.pt.sha256"):
+        if not digest.with_name(digest.name.removesuffix(".sha256")).exists():
+            digest.unlink(missing_ok=True)
+    return removed
 
 
 def _integrity_problem(path: Path) -> str | None:

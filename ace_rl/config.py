@@ -7,20 +7,21 @@ algorithm, which decides the default reset) and applies the settings given expli
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-Algo = Literal["ace", "sac"]
+Algo = Literal["ace", "sac", "td3"]
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
 CausalMethod = Literal["sink", "directlingam"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
 
-ALGOS: tuple[str, ...] = ("ace", "sac")
+ALGOS: tuple[str, ...] = ("ace", "sac", "td3")
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
 CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
@@ -49,7 +50,8 @@ class TrainConfig:
     seed: int = 0
     """Seeds Python, NumPy, PyTorch and the environments (each seeded once)."""
     algo: Algo = "ace"
-    """ace: causal weights and resets; sac: the same code with all-ones weights and no reset."""
+    """ace: causal weights and resets; sac: the same code with all-ones weights and no reset; td3: TD3
+    (Fujimoto et al. 2018) with the same network sizes."""
     preset: Preset = "paper"
     """Defaults for every setting below that is left unset."""
 
@@ -90,6 +92,12 @@ class TrainConfig:
     """Actor, temperature and target-network updates happen every this many critic updates."""
     updates_per_step: int = 1
     """Gradient updates per environment step."""
+    policy_noise: float = 0.2
+    """td3: std of the target policy smoothing noise, as a fraction of the action's half-range."""
+    noise_clip: float = 0.5
+    """td3: the smoothing noise is clipped to +- this fraction of the action's half-range."""
+    exploration_noise: float = 0.1
+    """td3: std of the Gaussian exploration noise added when acting, as a fraction of the half-range."""
     log_prob_correction: LogProbCorrection = "exact"
     """Tanh correction of the policy's log-probability: exact, or official: log(scale * (1 - tanh(u)^2) + 1e-6) as
     the official ACE code, which stops at 13.8 nats per dimension once tanh saturates (docs/algorithm.md)."""
@@ -99,6 +107,18 @@ class TrainConfig:
     """Deterministic episodes per evaluation, on an environment of its own."""
     log_every: int = 1000
     """Write losses, temperature and entropy to TensorBoard every this many environment steps."""
+    video_every: int = 0
+    """Record one deterministic evaluation episode every this many environment steps into RUN/videos/step-*.mp4
+    and TensorBoard (0: never; needs the video extra, and EGL or OSMesa for MuJoCo tasks)."""
+    wandb_project: Optional[str] = None
+    """Also log to this Weights & Biases project (needs the wandb extra; WANDB_MODE=offline logs without a
+    network)."""
+    wandb_entity: Optional[str] = None
+    """W&B entity (user or team) that owns the project (default: your W&B default entity)."""
+    wandb_group: Optional[str] = None
+    """W&B group of the run (a sweep groups its runs by the sweep's name)."""
+    wandb_tags: tuple[str, ...] = ()
+    """W&B tags of the run."""
     device: str = "auto"
     """auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     threads: int = 0
@@ -159,8 +179,13 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
 
 
+MAX_SEED = 2**32 - 1 - 10_000  # NumPy seeds are 32-bit, and the evaluation environment takes seed + 10,000
+
+
 def validate(config: TrainConfig) -> None:
     """Raise ConfigError naming the first invalid setting and what it accepts."""
+    if not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {config.seed}")
     if config.preset not in PRESETS:
         raise ConfigError(f"unknown --preset {config.preset!r}; accepted: {', '.join(PRESETS)}")
     if config.algo not in ALGOS:
@@ -189,8 +214,12 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}"
         )
-    if config.algo == "sac" and config.reset != "none":
-        raise ConfigError(f"--algo sac runs without resets; drop --reset {config.reset} or use --algo ace")
+    if config.algo in ("sac", "td3") and config.reset != "none":
+        raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
+    for name in ("policy_noise", "noise_clip", "exploration_noise"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--{_flag(name)} must be a non-negative number, got {value}")
     if config.batch_size > config.buffer_size:
         raise ConfigError(
             f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})"
@@ -209,6 +238,19 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
     if not _valid_device(config.device):
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
+    if not isinstance(config.video_every, int) or config.video_every < 0:
+        raise ConfigError(f"--video-every must be zero (no videos) or a positive integer, got {config.video_every}")
+    if config.video_every > 0 and not all(importlib.util.find_spec(name) for name in ("imageio", "imageio_ffmpeg")):
+        raise ConfigError(
+            "--video-every needs imageio with its ffmpeg plugin, which is not installed; "
+            'install it with: pip install "ace-rl[video]"'
+        )
+    if config.wandb_project is not None and not config.wandb_project.strip():
+        raise ConfigError("--wandb-project must name a project, got an empty name")
+    if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(
+            '--wandb-project needs wandb, which is not installed; install it with: pip install "ace-rl[wandb]"'
+        )
 
 
 def _valid_device(device: str) -> bool:
@@ -225,22 +267,73 @@ def _flag(name: str) -> str:
 # Settings that may change when a run is resumed: how long it runs, where and how it reports. Everything
 # else would make the continued run a different experiment.
 RESUMABLE_SETTINGS = frozenset(
-    {"total_steps", "device", "threads", "compile", "progress", "checkpoint_every", "log_every", "resume"}
+    {"total_steps", "device", "threads", "compile", "progress", "checkpoint_every", "log_every", "resume",
+     "video_every", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags"}
 )
+
+
+# The settings every config.json has held since the first release; settings added later take their
+# defaults when an older run is resumed.
+REQUIRED_SETTINGS = (
+    "env", "reward", "seed", "algo", "preset", "total_steps", "hidden_size", "batch_size", "start_steps",
+    "buffer_size", "causal_interval", "causal_samples", "causal_method", "causal_time_limit", "reset",
+    "reset_interval", "reset_start", "dormancy_threshold", "learning_rate", "gamma", "tau", "policy_frequency",
+    "updates_per_step", "eval_every", "eval_episodes", "log_every", "device", "threads", "compile", "run_dir",
+    "checkpoint_every",
+)
+
+
+def config_from_json_dict(values: object, source: str) -> TrainConfig:
+    """A TrainConfig from the JSON object of a config.json (or a checkpoint); ConfigError naming ``source``
+    when it is not an object, lacks settings or has unknown ones."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} is not a JSON object of settings (found {type(values).__name__})")
+    missing = [name for name in REQUIRED_SETTINGS if name not in values]
+    if missing:
+        raise ConfigError(f"{source} lacks the settings {', '.join(missing)}; it was not written by ace-rl train")
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source} has unknown settings {', '.join(unknown)} (written by a newer ace-rl?)")
+    values = dict(values)
+    values["run_dir"] = Path(values["run_dir"]) if values.get("run_dir") else None
+    values["resume"] = None
+    for name in ("wandb_tags",):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
+    try:
+        config = TrainConfig(**values)
+    except TypeError as error:
+        raise ConfigError(f"{source} is not a valid ace-rl configuration ({error})") from None
+    try:
+        validate(config)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return config
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
     """The configuration a run was started with, from its config.json."""
     path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run directory")
     if not path.is_file():
         raise ConfigError(f"--resume {run_dir}: no run there (config.json is missing)")
     try:
         values = json.loads(path.read_text())
-        values["run_dir"] = Path(values["run_dir"]) if values.get("run_dir") else None
-        values["resume"] = None
-        return TrainConfig(**values)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"--resume {run_dir}: config.json is unreadable ({error})") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"--resume {run_dir}: config.json is not readable JSON ({error})") from None
+    return config_from_json_dict(values, f"--resume {run_dir}: config.json")
+
+
+def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]:
+    """The settings that define the experiment (all but RESUMABLE_SETTINGS and run_dir) and differ."""
+    return [
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if field.name not in RESUMABLE_SETTINGS | {"run_dir"}
+        and getattr(first, field.name) != getattr(second, field.name)
+    ]
 
 
 def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> None:

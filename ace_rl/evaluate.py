@@ -12,6 +12,7 @@ import torch
 
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
 from ace_rl.envs import has_success, make_env, seed_env
+from ace_rl.rundir import RunDir
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -26,18 +27,30 @@ class Episodes:
         return None if self.successes is None else float(self.successes.mean())
 
 
+# An evaluation episode of an environment without a time limit of its own ends after this many steps.
+EVAL_MAX_EPISODE_STEPS = 1000
+
+
+def episode_step_limit(env: gym.Env) -> int:
+    """The environment's own time limit (Gymnasium's max_episode_steps), else EVAL_MAX_EPISODE_STEPS."""
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return int(limit) if limit else EVAL_MAX_EPISODE_STEPS
+
+
 def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> Episodes:
-    """Returns (and successes) of ``episodes`` full episodes; the environment continues its own random stream."""
+    """Returns (and successes) of ``episodes`` episodes, each ended by the task or by `episode_step_limit`;
+    the environment continues its own random stream."""
     returns = np.zeros(episodes)
     successes = np.zeros(episodes, dtype=bool)
+    step_limit = episode_step_limit(env)
     for episode in range(episodes):
         obs, _ = env.reset()
-        done = False
-        while not done:
+        for _ in range(step_limit):
             obs, reward, terminated, truncated, info = env.step(policy(obs))
             returns[episode] += float(reward)
             successes[episode] |= bool(info.get("success", False))
-            done = terminated or truncated
+            if terminated or truncated:
+                break
     return Episodes(returns, successes if has_success(env) else None)
 
 
@@ -56,17 +69,23 @@ class EvalResult:
         return float(self.episodes.returns.std())
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0) -> EvalResult:
-    """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment."""
+def evaluate_run(
+    run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0,
+    make: Callable[..., gym.Env] = make_env,
+) -> EvalResult:
+    """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment.
+
+    ``make(env_id, reward=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
+    """
     if checkpoint not in CHECKPOINT_NAMES:
         raise CheckpointError(f"unknown checkpoint {checkpoint!r}; accepted: {', '.join(CHECKPOINT_NAMES)}")
     if episodes <= 0:
         raise CheckpointError(f"--episodes must be a positive integer, got {episodes}")
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory at {run_dir}")
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    path = RunDir(run_dir).policy(checkpoint)
     actor, payload = load_policy(path)
-    env = make_env(payload["env"], reward=payload.get("reward", "dense"))
+    env = make(payload["env"], reward=payload.get("reward", "dense"))
     seed_env(env, seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
-from typing import IO, Sequence
+from typing import BinaryIO, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
 
 from ace_rl.checkpoint import write_atomically
+from ace_rl.rundir import RunDir, RunDirError
 
 METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"]
 EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wall_time"]
 RESETS_COLUMNS = ["env_step", "update", "dormancy_ratio", "reset_factor", "kind"]
+
+
+def _quiet_tensorboard_write_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread hands a failed write (a full disk) to the next add_scalar, which reports
+    it in one line; the thread's own traceback would only repeat it."""
+    if args.thread is not None and type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+        return
+    _default_excepthook(args)
+
+
+_default_excepthook = threading.excepthook
+threading.excepthook = _quiet_tensorboard_write_errors
 
 
 def causal_columns(action_dim: int) -> list[str]:
@@ -21,7 +35,10 @@ def causal_columns(action_dim: int) -> list[str]:
 
 
 class CsvTable:
-    """An append-only CSV file with a fixed header, flushed after every row.
+    """An append-only CSV file with a fixed header; every row reaches the file whole or not at all.
+
+    Each row is written with one unbuffered write; if that fails (a full disk), the file is cut back to its
+    length before the row and RunDirError names the file and the cause, so no half row is ever left.
 
     With ``resume_after_step``, an existing file is kept up to that env step and appended to: rows written
     after the checkpoint being resumed from are dropped, since the resumed run writes them again.
@@ -32,36 +49,54 @@ class CsvTable:
         self.columns = list(columns)
         if resume_after_step is not None and path.is_file():
             self._keep_rows_up_to(resume_after_step)
-            self._file: IO[str] = open(path, "a", newline="")
-            self._writer = csv.writer(self._file)
         else:
-            self._file = open(path, "w", newline="")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(self.columns)
-            self._file.flush()
+            write_atomically(path, lambda file: file.write(_csv_line(self.columns)))
+        try:
+            self._file: BinaryIO = open(path, "ab", buffering=0)
+        except OSError as error:
+            raise RunDirError(f"cannot open {path}: {error.strerror or error}") from None
 
     def _keep_rows_up_to(self, env_step: int) -> None:
-        with open(self.path, newline="") as file:
-            rows = list(csv.reader(file))
+        try:
+            with open(self.path, newline="") as file:
+                rows = list(csv.reader(file))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise RunDirError(f"cannot read {self.path}: {error}") from None
         if not rows or rows[0] != self.columns:
-            raise ValueError(f"{self.path} does not have the expected header {self.columns}")
+            raise RunDirError(f"{self.path} does not have the expected header {','.join(self.columns)}")
         step_column = self.columns.index("env_step")
         # A row cut short by a kill (fewer fields) is dropped too.
-        kept = [row for row in rows[1:] if len(row) == len(self.columns) and int(row[step_column]) <= env_step]
-        text = io.StringIO(newline="")
-        writer = csv.writer(text)
-        writer.writerow(self.columns)
-        writer.writerows(kept)
-        write_atomically(self.path, lambda file: file.write(text.getvalue().encode()))
+        kept = [
+            row for row in rows[1:]
+            if len(row) == len(self.columns) and row[step_column].isdigit() and int(row[step_column]) <= env_step
+        ]
+        text = b"".join(_csv_line(row) for row in [self.columns, *kept])
+        write_atomically(self.path, lambda file: file.write(text))
 
     def write(self, **values: object) -> None:
         if set(values) != set(self.columns):
             raise KeyError(f"{self.path.name}: expected columns {self.columns}, got {sorted(values)}")
-        self._writer.writerow([_format(values[column]) for column in self.columns])
-        self._file.flush()
+        line = _csv_line([_format(values[column]) for column in self.columns])
+        length = self._file.seek(0, io.SEEK_END)
+        try:
+            written = self._file.write(line)
+            if written != len(line):
+                raise OSError(28, "short write")
+        except OSError as error:
+            try:
+                self._file.truncate(length)
+            except OSError:
+                pass
+            raise RunDirError(f"cannot write {self.path}: {error.strerror or error}") from None
 
     def close(self) -> None:
         self._file.close()
+
+
+def _csv_line(values: Sequence[object]) -> bytes:
+    text = io.StringIO(newline="")
+    csv.writer(text).writerow(values)
+    return text.getvalue().encode()
 
 
 def _format(value: object) -> object:
@@ -72,19 +107,27 @@ def _format(value: object) -> object:
 
 class RunLogger:
     def __init__(self, run_dir: Path, action_dim: int, resume_after_step: int | None = None) -> None:
-        self.metrics = CsvTable(run_dir / "metrics.csv", METRICS_COLUMNS, resume_after_step)
-        self.episodes = CsvTable(run_dir / "episodes.csv", EPISODES_COLUMNS, resume_after_step)
-        self.causal = CsvTable(run_dir / "causal_weights.csv", causal_columns(action_dim), resume_after_step)
-        self.resets = CsvTable(run_dir / "resets.csv", RESETS_COLUMNS, resume_after_step)
+        layout = RunDir(run_dir)
+        self.metrics = CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step)
+        self.episodes = CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step)
+        self.causal = CsvTable(layout.causal_weights, causal_columns(action_dim), resume_after_step)
+        self.resets = CsvTable(layout.resets, RESETS_COLUMNS, resume_after_step)
         # TensorBoard hides the earlier events at steps >= purge_step, which the resumed run writes again.
         purge_step = None if resume_after_step is None else resume_after_step + 1
-        self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+        self.tensorboard = SummaryWriter(log_dir=str(layout.tensorboard), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], env_step: int) -> None:
-        for name, value in values.items():
-            self.tensorboard.add_scalar(name, value, env_step)
+        try:
+            for name, value in values.items():
+                self.tensorboard.add_scalar(name, value, env_step)
+        except OSError as error:  # raised here by TensorBoard's writer thread after a failed write
+            raise RunDirError(f"cannot write {self.tensorboard.log_dir}: {error.strerror or error}") from None
 
     def close(self) -> None:
+        """Close every file; a failure to flush TensorBoard (a full disk) does not hide the CSVs' state."""
         for table in (self.metrics, self.episodes, self.causal, self.resets):
             table.close()
-        self.tensorboard.close()
+        try:
+            self.tensorboard.close()
+        except OSError:
+            pass

@@ -19,17 +19,32 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from ace_rl.ace import ACE
+from ace_rl.agents import Agent, make_agent
 from ace_rl.causal import CausalTimeLimitError, causal_weights, estimate_directlingam_seconds
-from ace_rl.checkpoint import load_training_state, save_policy, save_training_state, write_atomically
-from ace_rl.config import ConfigError, TrainConfig, to_json_dict, validate
+from ace_rl.checkpoint import (
+    load_training_state,
+    remove_unusable_files,
+    save_policy,
+    save_training_state,
+    write_atomically,
+)
+from ace_rl.config import (
+    ConfigError,
+    TrainConfig,
+    config_from_json_dict,
+    experiment_differences,
+    to_json_dict,
+    validate,
+)
 from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.evaluate import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
+from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 
 EVAL_SEED_OFFSET = 10_000  # the evaluation environment gets a seed of its own
@@ -50,30 +65,54 @@ def pick_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
-def default_run_dir(config: TrainConfig) -> Path:
+def _run_dir_stem(config: TrainConfig) -> Path:
     env_name = "".join(char if char.isalnum() or char in "-_." else "_" for char in config.env)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{env_name}__{config.algo}__s{config.seed}__{stamp}"
 
 
-def prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory; refuse one that already holds files, so nothing written is overwritten."""
+def create_run_dir(run_dir: Path | None, config: TrainConfig) -> Path:
+    """Create the run directory (``runs/ENV__ALGO__sSEED__TIME`` when none is given) and return it.
+
+    A default name is claimed with an exclusive mkdir, with a numbered suffix on a clash, so identical
+    commands started in the same second never share a directory. Any OS failure becomes one line.
+    """
+    if run_dir is None:
+        stem = _run_dir_stem(config)
+        for attempt in range(1, 1000):
+            candidate = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
+            try:
+                candidate.mkdir(parents=True)
+                return candidate
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise RunDirError(f"cannot create run directory {candidate}: {error.strerror or error}") from None
+        raise RunDirError(f"cannot find a free run directory name next to {stem}")
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--run-dir {run_dir} is a file, not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"--run-dir {run_dir} already holds files; choose a new or empty directory "
-            f"(or continue it with --resume {run_dir})"
-        )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        raise RunDirError(f"--run-dir {run_dir} is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
+    return run_dir
+
+
+def refuse_used_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that holds anything besides its lock, so nothing written is overwritten."""
+    if any(path.name != LOCK for path in run_dir.iterdir()):
+        advice = f" (or continue it with --resume {run_dir})" if RunDir(run_dir).is_run() else ""
+        raise ConfigError(f"--run-dir {run_dir} already holds files; choose a new or empty directory{advice}")
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> None:
     text = json.dumps(to_json_dict(config), indent=2) + "\n"
-    write_atomically(run_dir / "config.json", lambda file: file.write(text.encode()))
+    write_atomically(RunDir(run_dir).config, lambda file: file.write(text.encode()))
 
 
 SLOW_FIT_SECONDS = 60.0  # a DirectLiNGAM fit estimated to be slower than this is announced at start
@@ -99,9 +138,18 @@ def check_causal_time_limit(config: TrainConfig, n_variables: int) -> None:
 
 
 class Trainer:
-    """Everything one run needs, and the state that a checkpoint captures."""
+    """Everything one run needs, and the state that a checkpoint captures.
 
-    def __init__(self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None) -> None:
+    :meth:`run` repeats :meth:`step` (one environment step and what follows from it) and then
+    :meth:`finish`. A step is a sequence of named parts: collect a transition, fit the causal model when
+    due, update the agent, log losses, evaluate, end the episode (log it, checkpoint), and stop on a signal.
+    """
+
+    def __init__(
+        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None, restart: bool = False
+    ) -> None:
+        """``resume_state``: continue from a full-state checkpoint. ``restart``: the run directory holds a
+        run that never reached its first checkpoint; start it again from zero, overwriting its logs."""
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
@@ -113,9 +161,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
 
         seed_everything(config.seed)
-        self.agent = ACE(
-            obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, config, self.device,
-            compile_losses=config.compile,
+        self.agent: Agent = make_agent(
+            config, obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, self.device
         )
         self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
@@ -126,6 +173,10 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
         self.last_state_path: Path | None = None
         self.stop_signal: str | None = None
+        self.episode_return, self.episode_length = 0.0, 0
+        self.episode_running = False  # whether the current episode has taken a step
+        self.pending_metrics: dict[str, torch.Tensor] = {}
+        self.check_every_update = self.device.type == "cpu"  # reading a loss on a GPU would synchronise it
 
         if resume_state is None:
             self.obs = seed_env(self.env, config.seed)
@@ -135,8 +186,11 @@ class Trainer:
             if resume_state["mid_episode"]:
                 self.replay.end_episode()  # the interrupted episode ends here, as if truncated
             self.obs, _ = self.env.reset()  # checkpoints sit just before a reset: this continues the run
-        self.logger = RunLogger(run_dir, action_dim, resume_after_step=self.env_step if resume_state else None)
+        continues = resume_state is not None or restart
+        self.logger = RunLogger(run_dir, action_dim, resume_after_step=self.env_step if continues else None)
         self.checkpoint_metadata = {"env": config.env, "reward": config.reward, "algo": config.algo, "seed": config.seed}
+        self.first_step = self.env_step
+        self.started = time.perf_counter()
 
     # ----------------------------------------------------------------------------------------------
     # State
@@ -177,110 +231,95 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def save_state(self, mid_episode: bool) -> None:
-        for name, param in [*self.agent.actor.named_parameters(), *self.agent.critic.named_parameters()]:
+    def check_parameters_finite(self) -> None:
+        """Refuse to save parameters that are NaN or infinite: the last checkpoint stays the last good state."""
+        for name, param in self.agent.trained_parameters():
             if not torch.isfinite(param).all():
                 raise NonFiniteError(
                     f"parameter {name} is not finite at env step {self.env_step}; not saving it. "
                     f"Last good checkpoint: {self.last_state_path or 'none'}"
                 )
+
+    def save_state(self, mid_episode: bool) -> None:
+        self.check_parameters_finite()
         self.last_state_path = save_training_state(self.run_dir, self.env_step, self.state_dict(mid_episode))
+
+    def save_policy(self, name: str) -> None:
+        self.check_parameters_finite()
+        save_policy(
+            RunDir(self.run_dir).policy(name), self.agent.actor,
+            {**self.checkpoint_metadata, "env_step": self.env_step, "eval_return_mean": self.last_eval_return},
+        )
 
     # ----------------------------------------------------------------------------------------------
     # The loop
     # ----------------------------------------------------------------------------------------------
     def run(self) -> None:
         config = self.config
-        self.started = time.perf_counter()
-        first_step = self.env_step
-        episode_return, episode_length = 0.0, 0
-        pending_metrics: dict[str, torch.Tensor] = {}
-        check_every_update = self.device.type == "cpu"  # reading a loss on a GPU would synchronise it
         progress = tqdm(
             total=config.total_steps, initial=self.env_step, unit="step", disable=not config.progress, mininterval=1.0
         )
         previous_handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for env_step in range(self.env_step + 1, config.total_steps + 1):
-                self.env_step = env_step
-                if env_step <= config.start_steps:
-                    action = self.env.action_space.sample()
-                else:
-                    action = self.agent.act(self.obs)
-                next_obs, reward, terminated, truncated, _ = self.env.step(action)
-                # Only a terminal state stops bootstrapping; a time limit (truncation) does not.
-                self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
-                episode_return += float(reward)
-                episode_length += 1
-
-                if (
-                    config.algo == "ace"
-                    and env_step % config.causal_interval == 0
-                    and len(self.replay) >= config.causal_samples
-                ):
-                    self.fit_causal_model()
-
-                if len(self.replay) >= config.batch_size:
-                    for _ in range(config.updates_per_step):
-                        metrics, reset = self.agent.update(self.replay.sample(config.batch_size, self.device))
-                        pending_metrics.update(metrics)
-                        if check_every_update:
-                            self.check_finite(metrics)
-                        if reset is not None:
-                            self.logger.resets.write(
-                                env_step=env_step, update=reset.update, dormancy_ratio=reset.dormancy_ratio,
-                                reset_factor=reset.factor, kind=reset.kind,
-                            )
-                            self.logger.scalars(
-                                {"reset/dormancy_ratio": reset.dormancy_ratio, "reset/factor": reset.factor}, env_step
-                            )
-
-                if env_step % config.log_every == 0 and pending_metrics:
-                    if not check_every_update:
-                        self.check_finite(pending_metrics)
-                    self.logger.scalars({name: float(value) for name, value in pending_metrics.items()}, env_step)
-                    seconds = time.perf_counter() - self.started
-                    self.logger.scalars({"train/steps_per_second": (env_step - first_step) / seconds}, env_step)
-
-                if env_step % config.eval_every == 0 or env_step == config.total_steps:
-                    self.evaluate()
-                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}", refresh=False)
-
-                episode_over = terminated or truncated
-                if episode_over:
-                    self.episode += 1
-                    self.logger.episodes.write(
-                        env_step=env_step, episode=self.episode, **{"return": episode_return}, length=episode_length,
-                        terminated=int(terminated), wall_time=self.elapsed(),
-                    )
-                    self.logger.scalars({"train/episode_return": episode_return}, env_step)
-                    episode_return, episode_length = 0.0, 0
-                    if env_step >= self.next_checkpoint:
-                        self.next_checkpoint = (env_step // config.checkpoint_every + 1) * config.checkpoint_every
-                        self.save_state(mid_episode=False)
+            while self.env_step < config.total_steps:
+                self.step()
                 progress.update(1)
-                if self.stop_signal is not None:
-                    self.save_state(mid_episode=not episode_over)
-                    raise TrainingStopped(
-                        f"stopped by {self.stop_signal} at env step {env_step}; checkpoint {self.last_state_path}; "
-                        f"continue with: ace-rl train --resume {self.run_dir}"
-                    )
-                if episode_over:
-                    self.obs, _ = self.env.reset()
-                else:
-                    self.obs = next_obs
-            save_policy(
-                self.run_dir / "checkpoints" / "final.pt", self.agent.actor,
-                {**self.checkpoint_metadata, "env_step": self.env_step, "eval_return_mean": self.last_eval_return},
-            )
-            self.save_state(mid_episode=True)
+                if self.last_eval_return is not None and self.env_step % config.eval_every == 0:
+                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}", refresh=False)
+            self.finish()
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
             progress.close()
 
-    def _request_stop(self, signum: int, frame: object) -> None:
-        self.stop_signal = signal.Signals(signum).name
+    def step(self) -> None:
+        """One environment step and everything that is due after it."""
+        config = self.config
+        self.env_step += 1
+        next_obs, terminated, truncated = self.collect()
+        if self.causal_fit_due():
+            self.fit_causal_model()
+        if len(self.replay) >= config.batch_size:
+            self.update_agent()
+        if self.env_step % config.log_every == 0 and self.pending_metrics:
+            self.log_losses()
+        if self.env_step % config.eval_every == 0 or self.env_step == config.total_steps:
+            self.evaluate()
+        episode_over = terminated or truncated
+        if episode_over:
+            self.end_episode(terminated)
+        if self.stop_signal is not None:
+            self.save_state(mid_episode=not episode_over)
+            raise TrainingStopped(
+                f"stopped by {self.stop_signal} at env step {self.env_step}; checkpoint {self.last_state_path}; "
+                f"continue with: ace-rl train --resume {self.run_dir}"
+            )
+        if episode_over:
+            self.obs, _ = self.env.reset()
+        else:
+            self.obs = next_obs
+
+    def collect(self) -> tuple[np.ndarray, bool, bool]:
+        """Act (uniformly at random during the start steps), step the environment, store the transition."""
+        if self.env_step <= self.config.start_steps:
+            action = self.env.action_space.sample()
+        else:
+            action = self.agent.act(self.obs)
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        # Only a terminal state stops bootstrapping; a time limit (truncation) does not.
+        self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        self.episode_running = True
+        return next_obs, bool(terminated), bool(truncated)
+
+    def causal_fit_due(self) -> bool:
+        config = self.config
+        return (
+            self.agent.fits_causal_model
+            and self.env_step % config.causal_interval == 0
+            and len(self.replay) >= config.causal_samples
+        )
 
     def fit_causal_model(self) -> None:
         config = self.config
@@ -302,6 +341,29 @@ class Trainer:
              "causal/dropped_columns": len(fit.dropped)},
             self.env_step,
         )
+
+    def update_agent(self) -> None:
+        """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""
+        for _ in range(self.config.updates_per_step):
+            metrics, reset = self.agent.update(self.replay.sample(self.config.batch_size, self.device))
+            self.pending_metrics.update(metrics)
+            if self.check_every_update:
+                self.check_finite(metrics)
+            if reset is not None:
+                self.logger.resets.write(
+                    env_step=self.env_step, update=reset.update, dormancy_ratio=reset.dormancy_ratio,
+                    reset_factor=reset.factor, kind=reset.kind,
+                )
+                self.logger.scalars(
+                    {"reset/dormancy_ratio": reset.dormancy_ratio, "reset/factor": reset.factor}, self.env_step
+                )
+
+    def log_losses(self) -> None:
+        if not self.check_every_update:
+            self.check_finite(self.pending_metrics)
+        self.logger.scalars({name: float(value) for name, value in self.pending_metrics.items()}, self.env_step)
+        seconds = time.perf_counter() - self.started
+        self.logger.scalars({"train/steps_per_second": (self.env_step - self.first_step) / seconds}, self.env_step)
 
     def check_finite(self, metrics: dict[str, torch.Tensor]) -> None:
         for name, value in metrics.items():
@@ -328,10 +390,30 @@ class Trainer:
         self.logger.scalars(scalars, self.env_step)
         if mean_return > self.best_return:
             self.best_return = mean_return
-            save_policy(
-                self.run_dir / "checkpoints" / "best.pt", self.agent.actor,
-                {**self.checkpoint_metadata, "env_step": self.env_step, "eval_return_mean": mean_return},
-            )
+            self.save_policy("best")
+
+    def end_episode(self, terminated: bool) -> None:
+        """Log the finished episode; write a full-state checkpoint when one is due (just before the reset)."""
+        self.episode += 1
+        self.logger.episodes.write(
+            env_step=self.env_step, episode=self.episode, **{"return": self.episode_return},
+            length=self.episode_length, terminated=int(terminated), wall_time=self.elapsed(),
+        )
+        self.logger.scalars({"train/episode_return": self.episode_return}, self.env_step)
+        self.episode_return, self.episode_length = 0.0, 0
+        self.episode_running = False
+        if self.env_step >= self.next_checkpoint:
+            checkpoint_every = self.config.checkpoint_every
+            self.next_checkpoint = (self.env_step // checkpoint_every + 1) * checkpoint_every
+            self.save_state(mid_episode=False)
+
+    def finish(self) -> None:
+        """The final policy and a last full-state checkpoint (from which a longer run can continue)."""
+        self.save_policy("final")
+        self.save_state(mid_episode=self.episode_running)
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stop_signal = signal.Signals(signum).name
 
     def close(self) -> None:
         self.logger.close()
@@ -340,33 +422,68 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> Path:
-    """Train as configured (or continue the run named by ``config.resume``) and return the run directory."""
+    """Train as configured (or continue the run named by ``config.resume``) and return the run directory.
+
+    Everything that can be checked (settings, device, environment, the run directory) is checked before
+    anything is written; the run directory is locked for the life of the process.
+    """
     validate(config)
+    pick_device(config.device)
     if config.resume is not None:
         run_dir = config.resume
-        state, path, skipped = load_training_state(run_dir)
-        for problem in skipped:
-            print(f"ace-rl: skipped checkpoint {problem}")
-        if state["env_step"] >= config.total_steps:
-            raise ConfigError(
-                f"the run in {run_dir} already reached {state['env_step']} env steps; "
-                "pass a larger --total-steps to continue it"
-            )
-        write_config(run_dir, config)
-        trainer = Trainer(config, run_dir, resume_state=state)
-        trainer.last_state_path = path
-    else:
-        run_dir = config.run_dir if config.run_dir is not None else default_run_dir(config)
-        config.run_dir = run_dir
-        # Unknown environments and impossible settings fail before anything is written.
-        probe = make_env(config.env, reward=config.reward)
-        check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
-        probe.close()
-        prepare_run_dir(run_dir)
+        with RunLock(run_dir):
+            trainer = _resumed_trainer(config, run_dir)
+            _run(trainer)
+        return run_dir
+    # Unknown environments and impossible settings fail before anything is written.
+    probe = make_env(config.env, reward=config.reward)
+    check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
+    probe.close()
+    run_dir = create_run_dir(config.run_dir, config)
+    config.run_dir = run_dir
+    with RunLock(run_dir):
+        refuse_used_run_dir(run_dir)
         write_config(run_dir, config)
         trainer = Trainer(config, run_dir)
+        _run(trainer)
+    return run_dir
+
+
+def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
+    """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
+    zero, when it was stopped before its first checkpoint)."""
+    if not RunDir(run_dir).states():
+        for note in remove_unusable_files(run_dir, resumed_from=None):
+            print(f"ace-rl: removed {note}", file=sys.stderr)
+        print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
+        write_config(run_dir, config)
+        return Trainer(config, run_dir, restart=True)
+    state, path, skipped = load_training_state(run_dir)
+    for problem in skipped:
+        print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
+    stored = config_from_json_dict(state.get("config"), f"checkpoint {path}")
+    differences = experiment_differences(stored, config)
+    if differences:
+        raise ConfigError(
+            f"--resume {run_dir}: config.json differs from the configuration stored in {path.name} in "
+            + ", ".join(f"{name} ({getattr(config, name)!r} vs {getattr(stored, name)!r})" for name in differences)
+            + "; restore config.json or start a new run"
+        )
+    if state["env_step"] >= config.total_steps:
+        raise ConfigError(
+            f"the run in {run_dir} already reached {state['env_step']} env steps; "
+            "pass a larger --total-steps to continue it"
+        )
+    for note in remove_unusable_files(run_dir, resumed_from=path):
+        print(f"ace-rl: removed {note}", file=sys.stderr)
+    write_config(run_dir, config)
+    trainer = Trainer(config, run_dir, resume_state=state)
+    trainer.last_state_path = path
+    return trainer
+
+
+def _run(trainer: Trainer) -> None:
     try:
         trainer.run()
     finally:
         trainer.close()
-    return run_dir
