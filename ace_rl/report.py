@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import re
+import textwrap
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ace_rl.config import PRESET_VALUES, ConfigError
+from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, ConfigError, TrainConfig, to_json_dict
 from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS
 from ace_rl.rundir import CONFIG, RunDir, find_runs
 from ace_rl.scores import Normalisation, normalisation
@@ -39,14 +40,10 @@ CONFIDENCE = 0.95
 FEW_SEEDS = 5
 """Groups with fewer seeds than this are flagged: their intervals rest on too few runs to be trusted."""
 
-# Config options that change neither the training nor the agent: runs that differ only in these belong to one
-# group. Different lengths (total_steps) and evaluation periods (eval_every) are aligned, not split.
-NOT_GROUPED = frozenset(
-    {
-        "seed", "run_dir", "resume", "progress", "threads", "device", "compile", "checkpoint_every", "log_every",
-        "total_steps", "eval_every", "eval_episodes", "causal_time_limit",
-    }
-)
+# Config options that change neither the training nor the agent: those a resumed run may change
+# (config.RESUMABLE_SETTINGS: length, device, logging), and these. Runs that differ only in them belong to one
+# group; different lengths (total_steps) and evaluation periods (eval_every) are aligned, not split.
+NOT_GROUPED = RESUMABLE_SETTINGS | {"seed", "run_dir", "eval_every", "eval_episodes", "causal_time_limit"}
 TASK_OPTIONS = frozenset({"env", "reward", "algo"})
 ALGO_ORDER = {"ace": 0, "sac": 1, "td3": 2}
 METRIC_NAMES = ("IQM", "Median", "Mean", "Optimality Gap")
@@ -56,6 +53,9 @@ DPI = 150
 PANEL_SIZE = (4.0, 3.0)
 """One task's learning-curve panel; the learning-curve figure has up to PANEL_COLUMNS panels per row."""
 PANEL_COLUMNS = 4
+LEGEND_LINE = 0.2
+LEGEND_CHARACTER = 0.075
+"""Inches per line and (roughly) per character of the learning-curve figure's legend."""
 CAUSAL_SIZE = (8.0, 6.0)
 CURVE_SIZE = (7.0, 5.0)
 """The sample-efficiency curve and the performance profile."""
@@ -166,6 +166,16 @@ def _steps(path: Path, header: list[str], rows: list[list[str]]) -> np.ndarray:
     return steps
 
 
+@functools.lru_cache(maxsize=None)
+def _defaults_json() -> str:
+    return json.dumps(to_json_dict(TrainConfig()))
+
+
+def _setting_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults as config.json holds them."""
+    return json.loads(_defaults_json())
+
+
 def load_run(path: Path) -> Run:
     """Read one run directory; ReportError naming the file when config.json or a CSV cannot be read."""
     run_dir = RunDir(path)
@@ -175,6 +185,7 @@ def load_run(path: Path) -> Run:
         raise ReportError(f"{run_dir.config}: unreadable config.json ({error})") from None
     if not isinstance(config, dict) or any(key not in config for key in ("env", "algo", "seed")):
         raise ReportError(f"{run_dir.config}: unreadable config.json (expected the env, algo and seed of a run)")
+    config = {**_setting_defaults(), **config}  # settings added after a run was made had their defaults
 
     header, rows = _read_table(run_dir.metrics, METRICS_COLUMNS)
     eval_steps = _steps(run_dir.metrics, header, rows)
@@ -448,12 +459,15 @@ class GroupResult:
     group: Group
     aligned: Aligned
     curve: Curve
+    compared: list[Run]
+    """The group's runs that reach the task's comparison step (all of them, unless runs cover disjoint steps)."""
     finals: np.ndarray
-    """Each run's score at the task's comparison step, raw units, in seed order."""
-    final: Estimate
+    """Each compared run's score at the task's comparison step, raw units, in seed order."""
+    final: Estimate | None
+    """None where no run of the group reaches the comparison step (likewise the three below)."""
     final_normalised: Estimate | None
-    auc: Estimate
-    best: Estimate
+    auc: Estimate | None
+    best: Estimate | None
 
 
 @dataclass
@@ -464,9 +478,10 @@ class TaskResult:
     """"success rate" or "return"."""
     normalisation: Normalisation | None
     start_step: float
-    """The first env step that every run of the task has evaluated (inside its range): AUCs start here."""
+    """The first env step that every compared run has evaluated (inside its range): AUCs start here."""
     comparison_step: float
-    """The last env step that every run of the task reached: final scores, AUCs and bests are taken up to it."""
+    """The last env step that every run of the task reached (where runs cover disjoint steps: the latest step
+    that the most runs cover): final scores, AUCs and bests are taken up to it."""
     groups: list[GroupResult]
 
     @property
@@ -519,6 +534,15 @@ def _steps_text(step: float) -> str:
     return f"{int(step):,}" if float(step).is_integer() else f"{step:,.1f}"
 
 
+def comparison_step(runs: Sequence[Run]) -> tuple[float, list[Run]]:
+    """The env step at which a task's runs are compared, and the runs that reach it: the last step that every
+    run reached; where runs cover disjoint stretches of env steps, the latest step that the most runs cover."""
+    steps = np.unique(np.concatenate([run.eval_steps for run in runs]))
+    covering = np.array([sum(run.eval_steps[0] <= step <= run.eval_steps[-1] for run in runs) for step in steps])
+    step = float(steps[np.flatnonzero(covering == covering.max())[-1]])
+    return step, [run for run in runs if run.eval_steps[0] <= step <= run.eval_steps[-1]]
+
+
 def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes: list[str]) -> TaskResult:
     runs = [run for group in groups for run in group.runs]
     with_success = [run.success_rates is not None for run in runs]
@@ -527,15 +551,18 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
         raise ReportError(f"task {name}: some runs report a success rate and others do not ({without})")
     success = all(with_success)
     norm = normalisation(str(runs[0].config["env"]), success)
-    start = max(float(run.eval_steps[0]) for run in runs)
-    end = min(float(run.eval_steps[-1]) for run in runs)
-    if start > end:
-        raise ReportError(
-            f"task {name}: no env step lies within every run's evaluations (one run starts at {start:g}, another "
-            f"ends at {end:g}); report these runs separately"
+    end, compared = comparison_step(runs)
+    start = max(float(run.eval_steps[0]) for run in compared)
+    left_out = [run for run in runs if run not in compared]
+    if left_out:
+        notes.append(
+            f"{name}: no env step lies within every run's evaluations; final scores, AUC and best are taken at env "
+            f"step {_steps_text(end)}, the latest step that the most runs ({len(compared)} of {len(runs)}) cover, and "
+            f"leave out {_listing([f'{run.path.name} ({_steps_text(run.eval_steps[0])}-{_steps_text(run.eval_steps[-1])})' for run in left_out])}, "
+            "which appear in the learning curves only."
         )
-    longer = [run for run in runs if run.eval_steps[-1] > end]
-    if longer:
+    longer = [run for run in compared if run.eval_steps[-1] > end]
+    if longer and not left_out:
         notes.append(
             f"{name}: final scores, AUC and best are taken up to env step {_steps_text(end)}, the last step every run "
             f"of the task reached; {len(longer)} of {len(runs)} runs went further (up to "
@@ -548,8 +575,8 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
             f"{name}: {len(unfinished)} of {len(runs)} runs have not reached their total_steps (still running, or "
             f"stopped early): {_listing([f'{run.path.name} at {_steps_text(run.eval_steps[-1])}' for run in unfinished])}."
         )
-    if start > min(float(run.eval_steps[0]) for run in runs):
-        notes.append(f"{name}: AUC starts at env step {_steps_text(start)}, the first evaluation every run has.")
+    if start > min(float(run.eval_steps[0]) for run in compared):
+        notes.append(f"{name}: AUC starts at env step {_steps_text(start)}, the first evaluation every compared run has.")
 
     results = []
     for group in groups:
@@ -572,19 +599,22 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
         repeated = sorted({seed_ for seed_ in group.seeds if group.seeds.count(seed_) > 1})
         if repeated:
             notes.append(f"{name} / {group.label}: seed(s) {repeated} appear in more than one run; each run counts.")
-        finals = np.array([run_final(run.eval_steps, s, end) for run, s in zip(group.runs, scores)])
-        aucs = np.array([run_auc(run.eval_steps, s, start, end) for run, s in zip(group.runs, scores)])
-        bests = np.array([run_best(run.eval_steps, s, end) for run, s in zip(group.runs, scores)])
+        pairs = [(run, run.scores(success)) for run in group.runs if run in compared]
+        finals = np.array([run_final(run.eval_steps, s, end) for run, s in pairs])
+        aucs = np.array([run_auc(run.eval_steps, s, start, end) for run, s in pairs])
+        bests = np.array([run_best(run.eval_steps, s, end) for run, s in pairs])
+        has_runs = len(pairs) > 0
         results.append(
             GroupResult(
                 group=group,
                 aligned=aligned,
                 curve=iqm_curve(aligned, reps, seed),
+                compared=[run for run, _ in pairs],
                 finals=finals,
-                final=iqm_estimate(finals, reps, seed),
-                final_normalised=None if norm is None else iqm_estimate(norm(finals), reps, seed),
-                auc=iqm_estimate(aucs, reps, seed),
-                best=iqm_estimate(bests, reps, seed),
+                final=iqm_estimate(finals, reps, seed) if has_runs else None,
+                final_normalised=iqm_estimate(norm(finals), reps, seed) if has_runs and norm is not None else None,
+                auc=iqm_estimate(aucs, reps, seed) if has_runs else None,
+                best=iqm_estimate(bests, reps, seed) if has_runs else None,
             )
         )
     return TaskResult(
@@ -594,8 +624,8 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
 
 def _label_results(label: str, tasks: Sequence[TaskResult]) -> tuple[list[GroupResult], int]:
     """The label's group on each task, and the fewest runs any of them has."""
-    chosen = [next(r for r in task.groups if r.group.label == label) for task in tasks]
-    return chosen, min(len(r.group.runs) for r in chosen)
+    chosen = [next(r for r in task.groups if r.group.label == label and r.final is not None) for task in tasks]
+    return chosen, min(len(r.compared) for r in chosen)
 
 
 def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: list[str]) -> AggregateResult | None:
@@ -617,7 +647,7 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
         labels.extend(r.group.label for r in task.groups if r.group.label not in labels)
     labels.sort(key=lambda label: (ALGO_ORDER.get(label.split()[0], len(ALGO_ORDER)), label))
     algo_of = {r.group.label: r.group.algo for task in normalised for r in task.groups}
-    present = {task.name: {r.group.label for r in task.groups} for task in normalised}
+    present = {task.name: {r.group.label for r in task.groups if r.final is not None} for task in normalised}
     improvements = _improvements(normalised, labels, algo_of, reps, seed, notes)
     chosen, common = _aggregate_selection(normalised, labels, present)
     for label in labels:
@@ -642,7 +672,8 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
     curve_scores: dict[str, np.ndarray] = {}
     start = max(task.start_step for task in common)
     end = min(task.comparison_step for task in common)
-    grid = np.unique(np.concatenate([r.aligned.steps for task in common for r in task.groups if r.group.label in labels]))
+    grid = np.unique(np.concatenate([run.eval_steps for task in common for r in task.groups if r.group.label in labels
+                                     for run in r.compared]))
     grid = grid[(grid >= start) & (grid <= end)]
     if len({task.comparison_step for task in common}) > 1:
         notes.append(
@@ -652,10 +683,10 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
     for label in labels:
         results, runs = _label_results(label, common)
         for task, result in zip(common, results):
-            if len(result.group.runs) > runs:
+            if len(result.compared) > runs:
                 notes.append(
                     f"Aggregates of {label} use the {runs} lowest seeds of each task (the fewest any task has); "
-                    f"{task.name} seeds {result.group.seeds[runs:]} enter its per-task numbers only."
+                    f"{task.name} seeds {[run.seed for run in result.compared[runs:]]} enter its per-task numbers only."
                 )
         scores[label] = np.stack(
             [task.normalisation(result.finals[:runs]) for task, result in zip(common, results)], axis=1
@@ -663,7 +694,7 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
         curve_scores[label] = np.stack(
             [
                 task.normalisation(np.array([np.interp(grid, run.eval_steps, run.scores(task.success))
-                                             for run in result.group.runs[:runs]]))
+                                             for run in result.compared[:runs]]))
                 for task, result in zip(common, results)
             ],
             axis=1,
@@ -726,7 +757,7 @@ def _improvements(
     ]
     improvements = []
     for x, y in pairs:
-        paired = [task for task in tasks if {x, y} <= {r.group.label for r in task.groups}]
+        paired = [task for task in tasks if {x, y} <= {r.group.label for r in task.groups if r.final is not None}]
         if not paired:
             notes.append(f"{x} and {y} share no task with a reference score: no probability of improvement.")
             continue
@@ -810,16 +841,38 @@ def write_figures(report: Report, out: Path) -> list[str]:
     return figures
 
 
+def learning_curves_layout(tasks: int, labels: Sequence[str]) -> tuple[tuple[float, float], list[str], int]:
+    """The learning-curve figure's size in inches (PANEL_SIZE per task, PANEL_COLUMNS per row, and the legend
+    below), the legend's labels wrapped to its column width, and its number of columns (one per panel)."""
+    columns = min(PANEL_COLUMNS, tasks)
+    rows = math.ceil(tasks / columns)
+    width = PANEL_SIZE[0] * columns
+    characters = max(12, int((PANEL_SIZE[0] - 0.6) / LEGEND_CHARACTER))
+    wrapped = [textwrap.fill(label, characters) for label in labels]
+    lines = max((label.count("\n") + 1 for label in wrapped), default=1)
+    legend = math.ceil(len(labels) / columns) * lines * LEGEND_LINE + 0.15
+    return (width, PANEL_SIZE[1] * rows + legend), wrapped, columns
+
+
 def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, figures: list[str]) -> None:
     """One panel per task: each group's IQM over seeds with its 95 % band; dashed where fewer runs cover the
-    step; a dotted vertical line at the task's comparison step when some runs go beyond it."""
+    step; a dotted vertical line at the task's comparison step when some runs go beyond it. One legend below
+    for all panels (a group has the same colour on every task)."""
     plt, _, _, _ = libraries()
     count = len(report.tasks)
     columns = min(PANEL_COLUMNS, count)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(
-        rows, columns, figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), squeeze=False, layout="constrained"
-    )
+    seeds: dict[str, set[int]] = defaultdict(set)
+    for task in report.tasks:
+        for result in task.groups:
+            seeds[result.group.label].add(len(result.group.runs))
+    labels = []
+    for label in colours:
+        low, high = min(seeds[label]), max(seeds[label])
+        labels.append(f"{label} ({low if low == high else f'{low}-{high}'} seed{'s' if high != 1 else ''})")
+    size, wrapped, legend_columns = learning_curves_layout(count, labels)
+    fig = plt.figure(figsize=size, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     for ax, task in zip(axes.flat, report.tasks):
@@ -830,15 +883,15 @@ def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, 
             ax.fill_between(curve.steps, curve.low, curve.high, color=colour, alpha=0.2, linewidth=0)
             ax.plot(curve.steps, curve.iqm, color=colour, linestyle="--", linewidth=1.2, marker=marker, markersize=3)
             full = np.where(curve.runs == runs, curve.iqm, np.nan)
-            ax.plot(curve.steps, full, color=colour, linewidth=1.8, marker=marker, markersize=3,
-                    label=f"{result.group.label} ({runs} seed{'s' if runs != 1 else ''})")
+            ax.plot(curve.steps, full, color=colour, linewidth=1.8, marker=marker, markersize=3)
         if any(run.eval_steps[-1] > task.comparison_step for r in task.groups for run in r.group.runs):
             ax.axvline(task.comparison_step, color="0.4", linestyle=":", linewidth=1)
         ax.set_title(task.name, fontsize="medium")
         ax.set_xlabel("env step")
         ax.set_ylabel(f"{task.score_name} (IQM, 95% CI)")
         ax.grid(alpha=0.25)
-        ax.legend(fontsize="x-small")
+    handles = [plt.Line2D([], [], color=colour, linewidth=1.8, label=text) for colour, text in zip(colours.values(), wrapped)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=legend_columns, fontsize="small", frameon=False)
     _save(fig, out, "learning_curves", figures)
 
 
@@ -884,8 +937,11 @@ def plot_causal_weights(
         dormancy_ax.text(0.5, 0.5, "no resets", transform=dormancy_ax.transAxes, ha="center", va="center")
     seeds = len(fitted)
     weights_ax.set_title(
-        f"{task.name} / {group.label}: causal weights, mean of {seeds} seed{'s' if seeds != 1 else ''} "
-        "(band: lowest to highest)", fontsize="medium",
+        textwrap.fill(
+            f"{task.name} / {group.label}: causal weights, mean of {seeds} seed{'s' if seeds != 1 else ''} "
+            "(band: lowest to highest)", 95,
+        ),
+        fontsize="medium",
     )
     weights_ax.set_ylabel("causal weight w")
     weights_ax.grid(alpha=0.25)
@@ -986,6 +1042,8 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     for task in report.tasks:
         for result in task.groups:
             name, label, step = task.name, result.group.label, task.comparison_step
+            if result.final is None or result.auc is None or result.best is None:
+                continue
             add("task", name, label, "final_iqm", result.final, 1, step, task.score_name)
             if result.final_normalised is not None:
                 add("task", name, label, "final_iqm_normalised", result.final_normalised, 1, step, "normalised score")
@@ -1063,9 +1121,18 @@ def summary_markdown(report: Report) -> str:
     for task in report.tasks:
         for result in task.groups:
             unit = task.score_name
+            if result.final is None or result.auc is None or result.best is None:
+                lines.append(
+                    f"| {task.name} | {unit} | {result.group.label} | 0 of {len(result.group.runs)} | "
+                    f"{_steps_text(task.comparison_step)} | - | - | - | - |"
+                )
+                continue
             normalised = "-" if result.final_normalised is None else _interval(result.final_normalised, "normalised")
+            seeds = _seeds_text(result.final.runs)
+            if len(result.compared) < len(result.group.runs):
+                seeds = f"{len(result.compared)} of {len(result.group.runs)}" + seeds[len(str(result.final.runs)):]
             lines.append(
-                f"| {task.name} | {unit} | {result.group.label} | {_seeds_text(result.final.runs)} | "
+                f"| {task.name} | {unit} | {result.group.label} | {seeds} | "
                 f"{_steps_text(task.comparison_step)} | {_interval(result.final, unit)} | {normalised} | "
                 f"{_interval(result.auc, unit)} ({_steps_text(task.start_step)}-{_steps_text(task.comparison_step)}) | "
                 f"{_interval(result.best, unit)} |"

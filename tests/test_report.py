@@ -16,13 +16,15 @@ from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS, causal_columns
 from ace_rl.report import (
     CAUSAL_SIZE,
     DPI,
-    PANEL_COLUMNS,
+    LEGEND_LINE,
     PANEL_SIZE,
     ReportError,
     align,
     build_report,
+    learning_curves_layout,
     libraries,
     make_report,
+    summary_markdown,
 )
 from ace_rl.rundir import RunDir, find_runs
 from ace_rl.scores import normalisation
@@ -239,6 +241,26 @@ def test_report_aligns_runs_of_different_lengths_and_periods(tmp_path):
     assert "up to env step 4,500" in notes and "interpolated" in notes and "fewer than all 3 runs" in notes
 
 
+def test_runs_covering_disjoint_steps_are_compared_where_most_runs_are(tmp_path):
+    short = ([100, 200, 300], [1.0, 2.0, 3.0])
+    for seed in range(3):
+        write_run(tmp_path / f"short{seed}", "Hopper-v5", "sac", seed, *short)
+    write_run(tmp_path / "late", "Hopper-v5", "sac", 3, [500, 1000, 2000], [5.0, 6.0, 7.0])
+    write_run(tmp_path / "late_ace", "Hopper-v5", "ace", 0, [500, 1000], [5.0, 6.0])
+    report = build_report([tmp_path], reps=20)
+    (task,) = report.tasks
+    assert task.comparison_step == 300  # three runs cover it; at most two cover any later step
+    ace, sac = task.groups
+    assert ace.final is None and [run.path.name for run in ace.compared] == []
+    assert [run.path.name for run in sac.compared] == ["short0", "short1", "short2"]
+    assert sac.final.value == pytest.approx(3.0) and sac.final.runs == 3
+    assert list(sac.curve.runs) == [3, 3, 3, 1, 1, 1]  # the late run stays in the curve
+    assert any("late" in note and "leave out" in note for note in report.notes)
+    summary = summary_markdown(report)
+    assert "| Hopper-v5 | return | ace | 0 of 1 | 300 | - |" in summary
+    assert "| Hopper-v5 | return | sac | 3 of 4 (<5) | 300 |" in summary
+
+
 def test_swept_options_make_groups(tmp_path):
     steps, values = [1000, 2000], [1.0, 2.0]
     for seed in range(2):
@@ -247,11 +269,17 @@ def test_swept_options_make_groups(tmp_path):
         write_run(tmp_path / f"c{seed}", "Hopper-v5", "sac", seed, steps, values, total_steps=5000 + seed)
         write_run(tmp_path / f"d{seed}", "Walker2d-v5", "ace", seed, steps, values)
         write_run(tmp_path / f"e{seed}", "Walker2d-v5", "ace", seed, steps, values, reward="dense", eval_every=77)
+    # Logging options do not split either; a setting missing from an older config.json had its default.
+    write_run(tmp_path / "f2", "Hopper-v5", "sac", 2, steps, values, log_every=7, checkpoint_every=9)
+    older = write_run(tmp_path / "f3", "Hopper-v5", "sac", 3, steps, values)
+    config = json.loads(RunDir(older).config.read_text())
+    del config["gamma"]
+    RunDir(older).config.write_text(json.dumps(config))
     groups = {(task.name, r.group.label): r.group.seeds for task in build_report([tmp_path], reps=20).tasks for r in task.groups}
     assert groups == {
         ("Hopper-v5", "ace reset=none"): [0, 1],
         ("Hopper-v5", "ace reset=reset"): [0, 1],  # threads differ: not an experiment setting
-        ("Hopper-v5", "sac"): [0, 1],  # total_steps differ: aligned, not split
+        ("Hopper-v5", "sac"): [0, 1, 2, 3],  # total_steps differ: aligned, not split
         ("Walker2d-v5", "ace reset=reset"): [0, 0, 1, 1],  # the same label on every task
     }
 
@@ -377,7 +405,10 @@ def test_report_command_end_to_end(tmp_path):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
         assert image[..., :3].std() > 0.05, stem  # not blank
         assert (out / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
-    assert read_png(out / "learning_curves.png").shape[:2] == (round(PANEL_SIZE[1] * DPI), round(3 * PANEL_SIZE[0] * DPI))
+    # Three task panels in one row, the legend (two groups, one line each) below them.
+    (width, height), _, _ = learning_curves_layout(3, ["ace (1-5 seeds)", "sac (5 seeds)"])
+    assert width == 3 * PANEL_SIZE[0] and height == pytest.approx(PANEL_SIZE[1] + LEGEND_LINE + 0.15)
+    assert read_png(out / "learning_curves.png").shape[:2] == (round(height * DPI), round(width * DPI))
     assert read_png(out / "causal_weights__Hopper-v5__ace.png").shape[:2] == (
         round(CAUSAL_SIZE[1] * DPI), round(CAUSAL_SIZE[0] * DPI))
 
