@@ -72,24 +72,27 @@ def libraries() -> tuple[Any, Any, Any, Any]:
         import matplotlib
 
         matplotlib.use("Agg")
+        import arch
         import matplotlib.pyplot as plt
         from rliable import library as rly
         from rliable import metrics, plot_utils
     except ImportError as error:
         raise ReportError(f"ace-rl report needs the report extra: {EXTRA} ({error})") from None
-    except (TypeError, AttributeError) as error:  # arch 7 under pandas 3, arch 8 under rliable 1.2
+    except (TypeError, AttributeError) as error:  # arch 7 fails to import under pandas 3
         raise ReportError(
             f"rliable cannot be imported with the installed arch/pandas ({error}); {EXTRA} pins working versions"
         ) from None
+    if int(arch.__version__.split(".")[0]) >= 8:  # refuses the random_state that rliable 1.2 passes it
+        raise ReportError(f"rliable does not work with arch {arch.__version__}; {EXTRA} pins arch<8")
     return plt, rly, metrics, plot_utils
 
 
 # ---------------------------------------------------------------------------------------------------- runs
 
 
-@dataclass
+@dataclass(eq=False)
 class Run:
-    """One run directory's configuration and the logged values a report uses."""
+    """One run directory's configuration and the logged values a report uses (equal only to itself)."""
 
     path: Path
     config: dict[str, Any]
