@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Sequence
+from typing import Annotated, Literal, Optional, Sequence
 
 import tyro
 
@@ -22,6 +22,8 @@ from ace_rl.config import (
 from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
 from ace_rl.train import NonFiniteError, TrainingStopped, train
+from ace_rl.video import VideoError, record_run
+from ace_rl.wandb_logger import WandbError
 
 USAGE = """usage: ace-rl {train,eval,envs,sweep,report} [OPTIONS]
 
@@ -49,6 +51,18 @@ class EvalArgs:
     """Number of episodes."""
     seed: int = 0
     """Seed of the evaluation environment."""
+    video: Optional[str] = None
+    """Also write the episodes to this MP4 file; `--video` alone: RUN/videos/eval-CHECKPOINT.mp4 (needs the
+    video extra; MuJoCo tasks need OpenGL: EGL or OSMesa)."""
+
+
+def _bare_video_flag(argv: Sequence[str]) -> list[str]:
+    """`--video` given without a path (last, or before another option) becomes `--video=` (the default file)."""
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg == "--video" and (index + 1 == len(args) or args[index + 1].startswith("-")):
+            args[index] = "--video="
+    return args
 
 
 @dataclass
@@ -119,13 +133,21 @@ def run_train(config: TrainConfig) -> None:
 
 
 def run_eval(args: EvalArgs) -> None:
-    result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
+    video = None
+    if args.video is None:
+        result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
+    else:
+        result, video = record_run(
+            args.run_dir, args.checkpoint, args.episodes, args.seed, Path(args.video) if args.video else None
+        )
     success_rate = result.episodes.success_rate
     success = "" if success_rate is None else f", success rate {success_rate:.2f}"
     print(
         f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f}{success} "
         f"over {len(result.episodes.returns)} episodes"
     )
+    if video is not None:
+        print(f"video written to {video}")
 
 
 def run_report(args: ReportArgs) -> None:
@@ -139,7 +161,7 @@ def run_report(args: ReportArgs) -> None:
 
 
 # Errors in the user's input, reported in one line without a traceback.
-USER_ERRORS = (ConfigError, EnvError, CheckpointError)
+USER_ERRORS = (ConfigError, EnvError, CheckpointError, VideoError, WandbError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -152,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if command == "train":
             run_train(parse_train(rest))
         elif command == "eval":
-            run_eval(tyro.cli(EvalArgs, args=rest, prog="ace-rl eval"))
+            run_eval(tyro.cli(EvalArgs, args=_bare_video_flag(rest), prog="ace-rl eval"))
         elif command == "envs":
             tyro.cli(EnvsArgs, args=rest, prog="ace-rl envs")
             print(format_suites(list_suites()))

@@ -11,6 +11,8 @@
       checkpoints/final.pt        the policy at the end of training
       checkpoints/state-*.pt      full-state checkpoints (+ .sha256), read by --resume
       .lock                       held (fcntl.flock) by the one process training in the directory; holds its pid
+      videos/step-*.mp4           one evaluation episode every --video-every env steps; eval-*.mp4 by ace-rl eval --video
+      wandb_id.txt                the Weights & Biases run id, so that a resumed run continues the same W&B run
 
 A run directory belongs to one process at a time: :class:`RunLock` is a kernel-released lock, so a killed
 holder never leaves it stuck.
@@ -35,6 +37,8 @@ LOCK = ".lock"
 POLICY_NAMES: tuple[str, ...] = ("best", "final")
 STATE_PATTERN = "state-*.pt"
 TEMPORARY_SUFFIX = ".tmp"
+VIDEOS = "videos"
+WANDB_ID = "wandb_id.txt"
 
 
 class RunDirError(OSError):
@@ -93,6 +97,22 @@ class RunDir:
     def is_run(self) -> bool:
         """Whether this directory holds a run (its config.json was written)."""
         return self.config.is_file()
+
+    @property
+    def videos(self) -> Path:
+        return self.path / VIDEOS
+
+    def training_video(self, env_step: int) -> Path:
+        """The evaluation episode recorded at ``env_step`` (``--video-every``)."""
+        return self.videos / f"step-{env_step:08d}.mp4"
+
+    def eval_video(self, checkpoint: str) -> Path:
+        """The default file of ``ace-rl eval RUN --checkpoint CHECKPOINT --video``."""
+        return self.videos / f"eval-{checkpoint}.mp4"
+
+    @property
+    def wandb_id(self) -> Path:
+        return self.path / WANDB_ID
 
     def temporary_files(self) -> list[Path]:
         """Half-written files (``*.tmp``) that a killed process may have left behind."""

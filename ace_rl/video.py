@@ -1,0 +1,352 @@
+"""Videos of policies: MP4 files written by imageio's ffmpeg plugin from the frames of ``env.render()``.
+
+Every suite renders through `make_env(..., render_mode="rgb_array")`: Gymnasium MuJoCo, Meta-World, Adroit and
+Shadow Hand through Gymnasium's MuJoCo renderer, dm_control through ``physics.render``, Panda through
+PyBullet's TinyRenderer (software, no OpenGL needed).
+
+The OpenGL back-end rule (MuJoCo-based suites): a back-end is fixed once per process, when MuJoCo's renderer
+or dm_control first loads OpenGL, so `select_gl_backend` chooses it before that and keeps it:
+
+- a back-end the user named (``MUJOCO_GL``, else ``PYOPENGL_PLATFORM``) is used, after checking that it works;
+- otherwise EGL (GPU, headless), then OSMesa (software);
+- each candidate is tried by rendering one small frame in a subprocess (a failed EGL would otherwise leave this
+  process unable to try OSMesa); the winner goes into ``MUJOCO_GL`` (inherited by child processes);
+- where none works, a one-line `VideoError` names what to install.
+
+Entry points: `record_episodes` (a policy on a fresh environment, to a file), `record_run` (``ace-rl eval RUN
+--video``: the evaluation episodes of a run's checkpoint) and `TrainingVideo` (``--video-every``: one
+deterministic episode every N env steps into ``RUN/videos/step-XXXXXXXX.mp4``, and into TensorBoard).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from ace_rl.envs import episode_steps, make_env, seed_env
+from ace_rl.evaluate import EvalResult, Policy, evaluate_run, run_episodes
+from ace_rl.rundir import RunDir
+from ace_rl.suites import panda
+
+GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa")
+"""Tried in this order when the user names none."""
+INSTALL_HINT = (
+    "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6) or, on a GPU machine, EGL (libegl1 and the GPU "
+    "driver)"
+)
+VIDEO_EXTRA_HINT = 'install it with: pip install "ace-rl[video]"'
+TENSORBOARD_MAX_SIDE = 160
+"""TensorBoard clips are shrunk (every k-th pixel) to at most this many pixels a side ..."""
+TENSORBOARD_MAX_FRAMES = 200
+"""... and to at most this many frames (every k-th frame), so that an episode stays a few MB in memory."""
+
+_PROBE = """
+import mujoco
+model = mujoco.MjModel.from_xml_string(
+    '<mujoco><worldbody><light pos="0 0 2"/><geom type="box" size=".2 .2 .2"/></worldbody></mujoco>'
+)
+data = mujoco.MjData(model)
+mujoco.mj_forward(model, data)
+renderer = mujoco.Renderer(model, 16, 16)
+renderer.update_scene(data)
+assert renderer.render().any(), "the probe frame is black"
+renderer.close()
+"""
+_PROBE_TIMEOUT_S = 120
+_UNLIMITED_EPISODE_STEPS = 1000  # sizes the TensorBoard clip of a task without a time limit
+
+_selected_backend: str | None = None
+_tensorboard_note_shown = False
+
+
+class VideoError(RuntimeError):
+    """A video cannot be made: no working OpenGL back-end, or the `video` extra is not installed."""
+
+
+def _probe(backend: str) -> str | None:
+    """None when MuJoCo renders a frame with ``backend`` (in a subprocess), else the reason in one line."""
+    environment = {**os.environ, "MUJOCO_GL": backend}
+    environment.setdefault("PYOPENGL_PLATFORM", backend)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _PROBE], env=environment, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return f"no frame within {_PROBE_TIMEOUT_S} s"
+    if result.returncode == 0:
+        return None
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    reason = lines[-1] if lines else f"exit status {result.returncode}"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def _user_backend() -> str | None:
+    named = os.environ.get("MUJOCO_GL", "").strip()
+    if named:
+        return named
+    platform = os.environ.get("PYOPENGL_PLATFORM", "").strip().lower()
+    return platform if platform in GL_BACKENDS else None
+
+
+def select_gl_backend() -> str:
+    """Choose the OpenGL back-end for MuJoCo rendering (see the module docstring) and return its name.
+
+    Call it before the first MuJoCo-based environment of a rendering process is made: dm_control fixes its
+    back-end when it is imported. Raises VideoError naming what to install (or to unset) where none works.
+    """
+    global _selected_backend
+    if _selected_backend is not None:
+        return _selected_backend
+    named = _user_backend()
+    if named is not None:
+        reason = _probe(named)
+        if reason is not None:
+            source = "MUJOCO_GL" if os.environ.get("MUJOCO_GL", "").strip() else "PYOPENGL_PLATFORM"
+            raise VideoError(
+                f"cannot render with the OpenGL back-end {source}={named} ({reason}); set MUJOCO_GL to "
+                f"{' or '.join(GL_BACKENDS)}, or unset it to let ace-rl pick one that works"
+            )
+        backend = named
+    else:
+        failures = []
+        for candidate in GL_BACKENDS:
+            reason = _probe(candidate)
+            if reason is None:
+                break
+            failures.append(f"{candidate}: {reason}")
+        else:
+            raise VideoError(f"no OpenGL back-end for headless rendering works ({'; '.join(failures)}); {INSTALL_HINT}")
+        backend = candidate
+    os.environ["MUJOCO_GL"] = backend
+    dm_render = sys.modules.get("dm_control._render")
+    if dm_render is not None and getattr(dm_render, "BACKEND", backend) != backend:
+        raise VideoError(
+            f"dm_control was imported with the OpenGL back-end {dm_render.BACKEND!r} before ace-rl chose {backend!r}; "
+            f"set MUJOCO_GL={backend} before starting ace-rl"
+        )
+    _selected_backend = backend
+    return backend
+
+
+def needs_opengl(env_id: str) -> bool:
+    """Whether rendering ``env_id`` goes through MuJoCo's OpenGL (every suite but Panda's PyBullet)."""
+    return not panda.is_panda_id(env_id)
+
+
+def check_video_support(env_id: str) -> None:
+    """Raise VideoError unless videos of ``env_id`` can be written: imageio with ffmpeg, and (MuJoCo suites) a
+    working OpenGL back-end, which this selects. Call before any environment of the process is made."""
+    if importlib.util.find_spec("imageio") is None or importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise VideoError(f"videos need imageio with its ffmpeg plugin, which is not installed; {VIDEO_EXTRA_HINT}")
+    if needs_opengl(env_id):
+        select_gl_backend()
+
+
+def make_render_env(env_id: str, reward: str = "dense") -> gym.Env:
+    """`make_env` with ``render_mode="rgb_array"``, after choosing the OpenGL back-end where one is needed."""
+    check_video_support(env_id)
+    return make_env(env_id, reward=reward, render_mode="rgb_array")
+
+
+def frames_per_second(env: gym.Env) -> float:
+    """The environment's real-time frame rate (one frame per step), 30 where it names none."""
+    fps = env.metadata.get("render_fps")
+    return float(fps) if fps else 30.0
+
+
+class Mp4Writer:
+    """Frames in, an MP4 file out (H.264 through imageio's ffmpeg plugin); opened on the first frame."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self.frames = 0
+        self._writer: Any = None
+
+    def append(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            import imageio.v2 as imageio
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = imageio.get_writer(self.path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264")
+        self._writer.append_data(np.ascontiguousarray(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class FrameRecorder(gym.Wrapper):
+    """Hands ``env.render()`` to ``on_frame`` after every episode's reset and every step: each episode shows its
+    start state, then one frame per action. A reset with a seed (`seed_env`'s) only seeds, and shows nothing:
+    the episodes that follow begin with their own resets."""
+
+    def __init__(self, env: gym.Env, on_frame: Callable[[np.ndarray], None]) -> None:
+        super().__init__(env)
+        self.on_frame = on_frame
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        result = self.env.reset(seed=seed, options=options)
+        if seed is None:
+            self._capture()
+        return result
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        result = self.env.step(action)
+        self._capture()
+        return result
+
+    def _capture(self) -> None:
+        frame = self.env.render()
+        if frame is None:
+            raise VideoError(f"{self.env.unwrapped} rendered no frame (render_mode {self.env.render_mode!r})")
+        self.on_frame(np.asarray(frame))
+
+
+def record_episodes(
+    policy: Policy, env_id: str, reward: str, seed: int, episodes: int, path: Path, fps: float | None = None
+) -> Path:
+    """Run ``policy`` for ``episodes`` episodes on a fresh environment seeded with ``seed`` and write them, one
+    after the other, to the MP4 file ``path`` (at the environment's real-time rate unless ``fps`` is given)."""
+    env = make_render_env(env_id, reward)
+    writer = Mp4Writer(path, fps or frames_per_second(env))
+    try:
+        seed_env(env, seed)
+        run_episodes(policy, FrameRecorder(env, writer.append), episodes)
+    finally:
+        writer.close()
+        env.close()
+    return path
+
+
+def record_run(
+    run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0, path: Path | None = None
+) -> tuple[EvalResult, Path]:
+    """`evaluate_run`, writing its episodes to an MP4 file as they are played (``ace-rl eval RUN --video``).
+
+    The result is the one `evaluate_run` gives without a video (same seed, same episodes). ``path`` defaults
+    to ``RUN/videos/eval-CHECKPOINT.mp4``.
+    """
+    path = RunDir(run_dir).eval_video(checkpoint) if path is None else path
+    writers: list[Mp4Writer] = []
+
+    def make_recording_env(env_id: str, reward: str = "dense") -> gym.Env:
+        env = make_render_env(env_id, reward)
+        writers.append(Mp4Writer(path, frames_per_second(env)))
+        return FrameRecorder(env, writers[-1].append)
+
+    try:
+        result = evaluate_run(run_dir, checkpoint, episodes, seed, make=make_recording_env)
+    finally:
+        for writer in writers:
+            writer.close()
+    return result, path
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """One recorded episode: the MP4 file, and the (shrunk) frames given to TensorBoard."""
+
+    path: Path
+    env_step: int
+    frames: int
+    episode_return: float
+    tensorboard_frames: np.ndarray
+    """(T, H, W, 3) uint8: every k-th frame, every k-th pixel (see TENSORBOARD_MAX_*)."""
+    tensorboard_fps: float
+
+
+class TensorBoardFrames:
+    """Keeps every k-th frame, every k-th pixel of an episode of at most ``max_steps`` steps, within
+    TENSORBOARD_MAX_FRAMES and TENSORBOARD_MAX_SIDE, as the frames arrive (whole frames are never held)."""
+
+    def __init__(self, max_steps: int, fps: float) -> None:
+        self.frame_stride = -(-(max_steps + 1) // TENSORBOARD_MAX_FRAMES)
+        self.fps = fps / self.frame_stride
+        self._seen = 0
+        self._kept: list[np.ndarray] = []
+
+    def append(self, frame: np.ndarray) -> None:
+        if self._seen % self.frame_stride == 0:
+            pixel_stride = -(-max(frame.shape[:2]) // TENSORBOARD_MAX_SIDE)
+            self._kept.append(np.array(frame[::pixel_stride, ::pixel_stride], dtype=np.uint8))
+        self._seen += 1
+
+    def clip(self) -> np.ndarray:
+        return np.stack(self._kept) if self._kept else np.zeros((0, 1, 1, 3), dtype=np.uint8)
+
+
+def tensorboard_video_available() -> bool:
+    """Whether `SummaryWriter.add_video` can encode (it needs moviepy's `moviepy.editor`, gone in moviepy 2)."""
+    try:
+        import moviepy.editor  # noqa: F401
+    except Exception:  # ImportError, or a broken moviepy install
+        return False
+    return True
+
+
+def add_tensorboard_video(writer: Any, tag: str, clip: VideoClip) -> bool:
+    """Add ``clip`` to a TensorBoard ``SummaryWriter``; without moviepy say so once on stderr and return False."""
+    global _tensorboard_note_shown
+    if not tensorboard_video_available():
+        if not _tensorboard_note_shown:
+            print(
+                'ace-rl: note: TensorBoard videos need moviepy<2 (pip install "ace-rl[video]"); '
+                "the MP4 files in RUN/videos are written regardless",
+                file=sys.stderr,
+            )
+            _tensorboard_note_shown = True
+        return False
+    video = clip.tensorboard_frames.transpose(0, 3, 1, 2)[np.newaxis]  # (N, T, C, H, W)
+    writer.add_video(tag, video, global_step=clip.env_step, fps=max(1, round(clip.tensorboard_fps)))
+    return True
+
+
+class TrainingVideo:
+    """``--video-every N``: one deterministic evaluation episode, recorded on an environment of its own.
+
+    Every recording starts from the same state (the environment is reseeded with ``seed`` each time), so
+    videos from different points of training show the same task; the environment's random streams are its
+    own, so recording changes nothing in training and needs nothing in checkpoints.
+    Construct it before the run's other environments (it chooses the OpenGL back-end).
+    """
+
+    def __init__(self, run_dir: Path, env_id: str, reward: str, seed: int) -> None:
+        self.run_dir = RunDir(run_dir)
+        self.seed = seed
+        self.env = make_render_env(env_id, reward)
+        self.fps = frames_per_second(self.env)
+
+    def record(self, policy: Policy, env_step: int, tensorboard: Any = None) -> VideoClip:
+        """Record one episode of ``policy`` into ``RUN/videos/step-XXXXXXXX.mp4``; with a SummaryWriter, also
+        into TensorBoard under ``eval/video`` at ``env_step``."""
+        path = self.run_dir.training_video(env_step)
+        writer = Mp4Writer(path, self.fps)
+        small = TensorBoardFrames(episode_steps(self.env) or _UNLIMITED_EPISODE_STEPS, self.fps)
+
+        def keep(frame: np.ndarray) -> None:
+            writer.append(frame)
+            small.append(frame)
+
+        seed_env(self.env, self.seed)
+        try:
+            episodes = run_episodes(policy, FrameRecorder(self.env, keep), 1)
+        finally:
+            writer.close()
+        clip = VideoClip(path, env_step, writer.frames, float(episodes.returns[0]), small.clip(), small.fps)
+        if tensorboard is not None:
+            add_tensorboard_video(tensorboard, "eval/video", clip)
+        return clip
+
+    def close(self) -> None:
+        self.env.close()

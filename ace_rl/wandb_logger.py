@@ -1,0 +1,133 @@
+"""Weights & Biases logging (`--wandb-project`, extra `[wandb]`): what TensorBoard gets, against the env step.
+
+- Every scalar is logged with the run's ``env_step`` as its x-axis (``define_metric("*", step_metric=...)``),
+  so that W&B plots line up with TensorBoard's and with the CSV files.
+- The configuration (config.json's content) is the W&B run's config; the evaluations (metrics.csv) and the
+  causal weights (causal_weights.csv) are logged as tables, read from the run directory.
+- The W&B run id is kept in ``RUN/wandb_id.txt``: a resumed run continues the same W&B run
+  (``wandb.init(id=..., resume="allow")``). Rows the resumed run writes again (those after its checkpoint)
+  appear twice in W&B, which, unlike TensorBoard, cannot purge them.
+- Works offline: ``WANDB_MODE=offline`` writes the run under ``WANDB_DIR`` (default ``./wandb``), to be
+  uploaded later with ``wandb sync``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ace_rl.rundir import RunDir
+
+ENV_STEP = "env_step"
+"""The x-axis of every logged value."""
+WANDB_EXTRA_HINT = 'install it with: pip install "ace-rl[wandb]"'
+
+
+class WandbError(RuntimeError):
+    """W&B logging was asked for but cannot start: wandb is not installed, or the W&B run cannot be opened."""
+
+
+def wandb_installed() -> bool:
+    return importlib.util.find_spec("wandb") is not None
+
+
+def check_wandb_installed() -> None:
+    if not wandb_installed():
+        raise WandbError(f"--wandb-project needs wandb, which is not installed; {WANDB_EXTRA_HINT}")
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """The W&B run id of ``run_dir``: the one kept in ``RUN/wandb_id.txt``, else a new one, written there."""
+    path = RunDir(run_dir).wandb_id
+    if path.is_file():
+        kept = path.read_text().strip()
+        if kept:
+            return kept
+    run_id = secrets.token_hex(6)  # W&B ids are short strings of letters and digits, unique within a project
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def _read_table(path: Path) -> tuple[list[str], list[list[Any]]]:
+    """A CSV file's header and rows, numbers as floats (empty cells as None)."""
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows:
+        return [], []
+
+    def value(cell: str) -> Any:
+        if cell == "":
+            return None
+        try:
+            return float(cell)
+        except ValueError:
+            return cell
+
+    return rows[0], [[value(cell) for cell in row] for row in rows[1:] if len(row) == len(rows[0])]
+
+
+class WandbLogger:
+    """One run directory's W&B run. `RunLogger.scalars` forwards to `scalars`; `tables` after an evaluation or a
+    causal fit; `video` for a recorded episode; `finish` at the end (or on a stop: the run can be resumed)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: Mapping[str, Any],
+        project: str,
+        entity: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
+        name: str | None = None,
+    ) -> None:
+        check_wandb_installed()
+        import wandb
+
+        self._wandb = wandb
+        self.run_dir = Path(run_dir)
+        self.run_id = wandb_run_id(self.run_dir)
+        try:
+            self.run = wandb.init(
+                project=project, entity=entity, group=group, tags=list(tags) or None,
+                name=name or self.run_dir.name, id=self.run_id, resume="allow",
+                dir=os.environ.get("WANDB_DIR"),  # read now: wandb reads it once per process otherwise
+                settings=wandb.Settings(console="off"),  # leave stdout/stderr (and the progress bar) alone
+            )
+        except Exception as error:  # wandb raises its own errors, and others for network or login trouble
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WandbError(
+                f"cannot open the W&B run {self.run_id} of {self.run_dir} ({first_line}); log in with `wandb login`, "
+                "or log offline with WANDB_MODE=offline and upload later with `wandb sync`"
+            ) from None
+        # A resumed run may change what RESUMABLE_SETTINGS allows (total_steps, ...).
+        self.run.config.update(dict(config), allow_val_change=True)
+        self.run.define_metric(ENV_STEP)
+        self.run.define_metric("*", step_metric=ENV_STEP)
+
+    def scalars(self, values: Mapping[str, float], env_step: int) -> None:
+        self.run.log({**values, ENV_STEP: env_step})
+
+    def tables(self, env_step: int) -> None:
+        """Log the evaluations so far (``eval/table``, metrics.csv) and the causal weights so far
+        (``causal/table``, causal_weights.csv) as W&B tables, each a new version of the one before."""
+        paths = RunDir(self.run_dir)
+        logged: dict[str, Any] = {}
+        for key, path in (("eval/table", paths.metrics), ("causal/table", paths.causal_weights)):
+            columns, rows = _read_table(path)
+            if rows:
+                logged[key] = self._wandb.Table(columns=columns, data=rows)
+        if logged:
+            self.run.log({**logged, ENV_STEP: env_step})
+
+    def video(self, path: Path, env_step: int, key: str = "eval/video") -> None:
+        """Log an MP4 file written by ace_rl.video."""
+        self.run.log({key: self._wandb.Video(str(path), format="mp4"), ENV_STEP: env_step})
+
+    def finish(self) -> None:
+        self.run.finish()
