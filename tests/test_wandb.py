@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ace_rl.config import ConfigError, preset_config, validate
@@ -118,6 +119,13 @@ def test_scalars_config_and_tables_reach_the_offline_run(offline: Path, tmp_path
     logger.scalars({"loss/critic": 0.5, "train/episode_return": 7.0}, 100)
     logger.scalars({"loss/critic": 0.25, "eval/return_mean": 20.0}, 200)
     logger.tables(200)
+    clip = None
+    if importlib.util.find_spec("imageio_ffmpeg") is not None:
+        import imageio.v2 as imageio
+
+        clip = tmp_path / "clip.mp4"
+        imageio.mimwrite(clip, [np.full((32, 32, 3), 20 * i, dtype=np.uint8) for i in range(8)], fps=8)
+        logger.video(clip, 300)
     logger.finish()
 
     run_id = paths.wandb_id.read_text().strip()
@@ -147,6 +155,10 @@ def test_scalars_config_and_tables_reach_the_offline_run(offline: Path, tmp_path
         table = json.loads((run_file.parent / "files" / table_row[f"{key}/path"]).read_text())
         assert table["columns"] == expected[0]
         assert table["data"] == [[None if cell == "" else cell for cell in row] for row in expected[1:]]
+    if clip is not None:
+        video_row = rows[3]
+        assert video_row[ENV_STEP] == 300 and video_row["eval/video/_type"] == "video-file"
+        assert (run_file.parent / "files" / video_row["eval/video/path"]).read_bytes() == clip.read_bytes()
 
 
 @needs_wandb
