@@ -22,7 +22,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch._inductor.config
 from torch import nn
 
 from ace_rl.config import TrainConfig
@@ -104,8 +103,10 @@ class ACE:
         self.fits_causal_model = config.algo == "ace"  # the SAC ablation keeps all-ones weights
         self.updates = 0
         if compile_losses:
+            import torch._inductor.config as inductor_config  # costs seconds at import: only when compiling
+
             # Random numbers drawn by PyTorch's own generator, so compiled and eager updates sample alike.
-            torch._inductor.config.fallback_random = True
+            inductor_config.fallback_random = True
             self.critic_loss = torch.compile(self.critic_loss)  # type: ignore[method-assign]
             self.actor_loss = torch.compile(self.actor_loss)  # type: ignore[method-assign]
 
