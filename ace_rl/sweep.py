@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import io
 import itertools
 import json
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -253,6 +254,14 @@ def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
     return SweepSpec(grid=grid, options=common)
 
 
+def group_wandb_runs(spec: SweepSpec, out: Path) -> None:
+    """Runs logged to W&B (--wandb-project) are grouped under the sweep directory's name unless a group is given."""
+    given = {_setting(token[2:].partition("=")[0]) for token in spec.options if _is_flag(token)}
+    given |= {axis.replace("-", "_") for axis in spec.grid}
+    if "wandb_project" in given and "wandb_group" not in given:
+        spec.options.extend(["--wandb-group", out.name])
+
+
 def _unique(flag: str, values: Sequence[str]) -> list[str]:
     repeated = sorted({value for value in values if values.count(value) > 1})
     if repeated:
@@ -364,10 +373,14 @@ def load_spec(out: Path) -> dict[str, Any]:
     path = out / SPEC_FILE
     try:
         document = json.loads(path.read_text())
-        SweepSpec(grid=document["grid"], options=list(document["options"]))
-        document["runs"][0]["config"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        readable = (
+            isinstance(document.get("grid"), dict) and isinstance(document.get("options"), list)
+            and all(isinstance(run["name"], str) and "total_steps" in run["config"] for run in document["runs"])
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SweepError(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+    if not readable:
+        raise SweepError(f"{path} is not a sweep specification written by ace-rl sweep")
     return document
 
 
@@ -413,7 +426,6 @@ class RunProgress:
     started: bool = False  # the run directory holds a run
     last_eval: Optional[float] = None
     last_success: Optional[float] = None
-    last_eval_step: Optional[int] = None
     modified: float = 0.0  # latest modification time of its logs (seconds since the epoch)
 
 
@@ -470,7 +482,6 @@ def observe_run(run_dir: Path, total_steps: int) -> RunProgress:
     if metrics is not None:
         progress.last_eval = _number(metrics.get("eval_return_mean"))
         progress.last_success = _number(metrics.get("eval_success_rate"))
-        progress.last_eval_step = int(float(metrics["env_step"]))
     progress.done = directory.policy("final").is_file() or any(step >= total_steps for step in state_steps)
     if progress.done:
         progress.env_step = max(progress.env_step, total_steps)
@@ -629,24 +640,19 @@ def render_table(rows: Sequence[RunRow], max_rows: Optional[int] = None) -> Any:
     return table
 
 
-def _require_rich() -> None:
-    try:
-        import rich  # noqa: F401
-    except ImportError as error:
-        raise SweepError(f"ace-rl sweep needs rich, which is not installed ({error}); install it with: {EXTRA_HINT}") from None
-
-
-def _require_ray() -> Any:
-    try:
-        import ray
-    except ImportError as error:
-        raise SweepError(f"ace-rl sweep runs on Ray, which is not installed ({error}); install it with: {EXTRA_HINT}") from None
-    return ray
+def _require(*modules: str) -> None:
+    """Refuse in one line, naming the extra, when a module of the sweep extra is not installed."""
+    missing = [{"ray": "Ray"}.get(module, module) for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SweepError(
+            f"ace-rl sweep needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
+            f"install {'it' if len(missing) == 1 else 'them'} with: {EXTRA_HINT}"
+        )
 
 
 def show_status(out: Path) -> int:
     """`ace-rl sweep --status DIR`: print the table; exit status 1 when a run failed."""
-    _require_rich()
+    _require("rich")
     if not (out / SPEC_FILE).is_file():
         raise SweepError(f"no sweep in {out} ({SPEC_FILE} is missing)")
     document = load_spec(out)
@@ -669,6 +675,44 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
         if args.out is not None or train_tokens or args.env or args.algo or args.seed:
             raise SweepError("--status DIR takes no other option")
         return show_status(args.status)
+    _check_execution(args)
+    _require("ray", "rich")
+    out = args.out.resolve()
+    document, spec, planned = _specification(args, train_tokens, out, parse_train)
+    grid, to_run, status = _classify([run for run, _ in planned], out, args.retry_failed)
+    configs = {run.name: config for run, config in planned}
+    check_environments(configs[run.name] for run in to_run)
+
+    new_directory = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_lock = RunLock(out)
+    try:
+        sweep_lock.acquire()
+    except RunDirError:
+        holder = sweep_lock.holder()
+        raise SweepError(f"{args.out} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
+    ray: Any = None
+    try:
+        if to_run:
+            import ray
+
+            _start_ray(ray, args)  # before sweep.json is written: a cluster that cannot run the grid is refused first
+        if document is None:
+            document = spec_document(spec, planned, argv)
+            text = json.dumps(document, indent=2) + "\n"
+            write_atomically(out / SPEC_FILE, lambda file: file.write(text.encode()))
+        return _run_grid(ray, args, out, grid, to_run, status, parse_train)
+    finally:
+        if ray is not None:
+            ray.shutdown()
+        sweep_lock.release()
+        if new_directory and document is None:  # refused before anything was written: leave no trace
+            with suppress(OSError):
+                sweep_lock.path.unlink()
+                out.rmdir()
+
+
+def _check_execution(args: SweepArgs) -> None:
     if args.out is None:
         raise SweepError("give --out DIR (a new sweep directory, or one to continue) or --status DIR")
     if args.threads_per_run < 1:
@@ -677,18 +721,24 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
         raise SweepError(f"--gpus-per-run must be zero or positive, got {args.gpus_per_run}")
     if args.max_retries < 0:
         raise SweepError(f"--max-retries must be zero or positive, got {args.max_retries}")
-    _require_rich()
-    ray = _require_ray()
-    out = args.out.resolve()
 
+
+def _specification(
+    args: SweepArgs, train_tokens: Sequence[str], out: Path, parse_train: TrainParser,
+) -> tuple[Optional[dict[str, Any]], SweepSpec, list[tuple[PlannedRun, TrainConfig]]]:
+    """sweep.json (None for a new sweep), the specification to run, and its runs; refuses a changed one."""
     given = bool(args.env or args.algo or args.seed or train_tokens)
     document = load_spec(out) if (out / SPEC_FILE).is_file() else None
     if document is None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and (not out.is_dir() or any(path != RunDir(out).lock_file for path in out.iterdir())):
             raise SweepError(f"--out {args.out} already holds files but no {SPEC_FILE}; choose a new or empty directory")
         if not given:
             raise SweepError(f"--out {args.out} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4")
-    spec = build_spec(args, train_tokens) if given or document is None else stored_spec(document)
+    if given:
+        spec = build_spec(args, train_tokens)
+        group_wandb_runs(spec, out)
+    else:
+        spec = stored_spec(document)
     planned = plan_runs(spec, out, parse_train, args.threads_per_run)
     if document is not None:
         differences = spec_differences(document, spec, planned)
@@ -699,26 +749,11 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
                 f"`ace-rl sweep --out {args.out}` or choose a new --out"
             )
         if document.get("ace_rl_version") != ace_rl.__version__:
-            print(f"ace-rl: note: {args.out} was created by ace-rl {document.get('ace_rl_version')}; this is {ace_rl.__version__}", file=sys.stderr)
-    grid, to_run, status = _classify([run for run, _ in planned], out, args.retry_failed)
-    configs = {run.name: config for run, config in planned}
-    check_environments(configs[run.name] for run in to_run)
-
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_lock = RunLock(out)
-    try:
-        sweep_lock.acquire()
-    except RunDirError:
-        holder = sweep_lock.holder()
-        raise SweepError(f"{args.out} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
-    try:
-        if document is None:
-            document = spec_document(spec, planned, argv)
-            text = json.dumps(document, indent=2) + "\n"
-            write_atomically(out / SPEC_FILE, lambda file: file.write(text.encode()))
-        return _run_grid(ray, args, out, grid, to_run, status, parse_train)
-    finally:
-        sweep_lock.release()
+            print(
+                f"ace-rl: note: {args.out} was created by ace-rl {document.get('ace_rl_version')}; this is {ace_rl.__version__}",
+                file=sys.stderr,
+            )
+    return document, spec, planned
 
 
 def _console() -> Any:
@@ -782,111 +817,131 @@ def _classify(runs: list[PlannedRun], out: Path, retry_failed: bool) -> tuple[_G
 def _run_grid(
     ray: Any, args: SweepArgs, out: Path, grid: _Grid, to_run: list[PlannedRun], status: dict[str, Any], parse_train: TrainParser,
 ) -> int:
-    from rich.console import Group
     from rich.live import Live
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = _console()
-    runs = grid.runs
     if not to_run:
         console.print(render_table(grid.rows()))
         return _finish(out, grid, stopped_by=None)
-
     # Seed-major order: with fewer slots than runs, every task and algorithm gets its first seeds first.
-    seed_position = {seed: index for index, seed in enumerate(dict.fromkeys(run.point["seed"] for run in runs))}
-    to_run.sort(key=lambda run: seed_position[run.point["seed"]])
-    _start_ray(ray, args)
-    try:
-        _check_resources(ray, args)
-        remote = ray.remote(execute_run)
-        task_options = dict(
-            num_cpus=args.threads_per_run, num_gpus=args.gpus_per_run, max_retries=args.max_retries, retry_exceptions=False,
-        )
-        extra = execution_argv(args.threads_per_run)
+    seed_position = {seed: index for index, seed in enumerate(dict.fromkeys(run.point["seed"] for run in grid.runs))}
+    driver = _Driver(ray, args, out, grid, status, parse_train, console)
+    for run in sorted(to_run, key=lambda run: seed_position[run.point["seed"]]):
+        driver.submit(run)
+    save_status(out, status)
+    stop = _StopRequest()
+    with stop.installed(), Live(driver.display(), console=console, refresh_per_second=2) as live:
+        while driver.pending:
+            ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
+            for ref in ready:
+                live.console.print(driver.collect(ref), highlight=False, soft_wrap=True)
+            if stop.requested is not None and driver.stopped_by is None:
+                live.console.print(driver.stop(stop.requested), highlight=False, soft_wrap=True)
+            if stop.count > 1 or driver.stop_overdue():
+                driver.abandon()
+            driver.mark_started()
+            live.update(driver.display())
+        for run in grid.runs:
+            grid.observe(run)
+        live.update(driver.display())
+    status.pop("driver_pid", None)
+    save_status(out, status)
+    return _finish(out, grid, driver.stopped_by)
 
-        def submit(run: PlannedRun) -> Any:
-            log = out / LOGS / f"{run.name}.log"
-            return remote.options(name=f"ace-rl {run.name}", **task_options).remote(run, extra, log, parse_train)
 
-        started_at = time.time()
-        pending = {submit(run): run for run in to_run}
-        resubmitted: dict[str, int] = {}
-        status["driver_pid"] = os.getpid()
-        for run in to_run:
-            status["runs"][run.name] = {"state": "queued"}
-        save_status(out, status)
+class _Driver:
+    """The runs in flight on Ray, and what becomes of each: recorded in sweep_status.json and the table."""
 
-        bar = Progress(
+    def __init__(
+        self, ray: Any, args: SweepArgs, out: Path, grid: _Grid, status: dict[str, Any], parse_train: TrainParser, console: Any,
+    ) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.ray, self.args, self.out, self.grid, self.status, self.parse_train = ray, args, out, grid, status, parse_train
+        self.remote = ray.remote(execute_run)
+        self.pending: dict[Any, PlannedRun] = {}
+        self.resubmitted: dict[str, int] = {}
+        self.started_at = time.time()
+        self.stopped_by: Optional[str] = None
+        self.stop_deadline: Optional[float] = None
+        self.status["driver_pid"] = os.getpid()
+        self.bar = Progress(
             TextColumn("env steps"), BarColumn(), TaskProgressColumn(), TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
         )
-        done_steps, total_steps = grid.steps()
-        bar_task = bar.add_task("grid", total=total_steps, completed=done_steps)
-        max_rows = max(5, console.size.height - 8) if console.is_terminal else None
+        self.bar_task = self.bar.add_task("grid", total=None)
+        self.max_rows = max(5, console.size.height - 8) if console.is_terminal else None
 
-        def display() -> Group:
-            done_steps, total_steps = grid.steps()
-            bar.update(bar_task, completed=done_steps, total=total_steps)
-            return Group(bar, render_table(grid.rows(), max_rows))
+    def submit(self, run: PlannedRun) -> None:
+        options = dict(
+            num_cpus=self.args.threads_per_run, num_gpus=self.args.gpus_per_run, max_retries=self.args.max_retries,
+            retry_exceptions=False, name=f"ace-rl {run.name}",
+        )
+        log = self.out / LOGS / f"{run.name}.log"
+        ref = self.remote.options(**options).remote(run, execution_argv(self.args.threads_per_run), log, self.parse_train)
+        self.pending[ref] = run
+        self.status["runs"][run.name] = {"state": "queued"}
 
-        stop = _StopRequest()
-        stopped_by: Optional[str] = None
-        stop_deadline: Optional[float] = None
-        with stop.installed(), Live(display(), console=console, refresh_per_second=2) as live:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=REFRESH_SECONDS)
-                for ref in ready:
-                    run = pending.pop(ref)
-                    outcome = _outcome(ray, ref, run, stopping=stopped_by is not None)
-                    progress = grid.observe(run)
-                    if outcome.state == "stopped" and stopped_by is None and resubmitted.get(run.name, 0) < args.max_retries:
-                        # Stopped by a signal that did not come from this sweep (a node draining): continue it.
-                        resubmitted[run.name] = resubmitted.get(run.name, 0) + 1
-                        pending[submit(run)] = run
-                        live.console.print(f"resumed  {run.name}: {outcome.message}", highlight=False, soft_wrap=True)
-                        continue
-                    grid.state[run.name] = outcome.state
-                    grid.note[run.name] = outcome.message if outcome.state == "failed" else ""
-                    if outcome.state == "failed":
-                        status["runs"][run.name] = {"state": "failed", "error": outcome.message}
-                    else:
-                        status["runs"].pop(run.name, None)
-                    save_status(out, status)
-                    live.console.print(_event_line(run, outcome, progress), highlight=False, soft_wrap=True)
-                if stop.requested is not None and stopped_by is None:
-                    stopped_by = stop.requested
-                    running = sum(grid.state[run.name] == "running" for run in pending.values())
-                    live.console.print(
-                        f"{stopped_by}: checkpointing {running} running runs; send it again to stop at once "
-                        "(they then continue from their last periodic checkpoint)", highlight=False, soft_wrap=True,
-                    )
-                    for ref in pending:
-                        ray.cancel(ref, force=False)
-                    stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
-                if pending and (stop.count > 1 or (stop_deadline is not None and time.monotonic() > stop_deadline)):
-                    for ref, run in pending.items():
-                        ray.cancel(ref, force=True)
-                        grid.state[run.name] = "stopped"
-                        status["runs"].pop(run.name, None)
-                    pending.clear()
-                changed = False
-                for run in pending.values():
-                    progress = grid.observe(run)
-                    if grid.state[run.name] == "queued" and (is_locked(run.run_dir) or progress.modified >= started_at):
-                        grid.state[run.name] = "running"
-                        status["runs"][run.name] = {"state": "running"}
-                        changed = True
-                if changed:
-                    save_status(out, status)
-                live.update(display())
-            for run in runs:
-                grid.observe(run)
-            live.update(display())
-        status.pop("driver_pid", None)
-        save_status(out, status)
-    finally:
-        ray.shutdown()
-    return _finish(out, grid, stopped_by)
+    def collect(self, ref: Any) -> str:
+        """Record the outcome of a finished task; the line to print."""
+        run = self.pending.pop(ref)
+        outcome = _outcome(self.ray, ref, run, stopping=self.stopped_by is not None)
+        progress = self.grid.observe(run)
+        if outcome.state == "stopped" and self.stopped_by is None and self.resubmitted.get(run.name, 0) < self.args.max_retries:
+            # Stopped by a signal that did not come from this sweep (a node draining): continue it.
+            self.resubmitted[run.name] = self.resubmitted.get(run.name, 0) + 1
+            self.submit(run)
+            return f"resumed  {run.name}: {outcome.message}"
+        self.grid.state[run.name] = outcome.state
+        self.grid.note[run.name] = outcome.message if outcome.state == "failed" else ""
+        if outcome.state == "failed":
+            self.status["runs"][run.name] = {"state": "failed", "error": outcome.message}
+        else:
+            self.status["runs"].pop(run.name, None)
+        save_status(self.out, self.status)
+        return _event_line(run, outcome, progress)
+
+    def stop(self, signal_name: str) -> str:
+        """Ask every run to checkpoint and stop (Ray interrupts running tasks; the trainer's handler checkpoints)."""
+        self.stopped_by = signal_name
+        running = sum(self.grid.state[run.name] == "running" for run in self.pending.values())
+        for ref in self.pending:
+            self.ray.cancel(ref, force=False)
+        self.stop_deadline = time.monotonic() + STOP_GRACE_SECONDS
+        return (
+            f"{signal_name}: checkpointing {running} running runs; send it again to stop at once "
+            "(they then continue from their last periodic checkpoint)"
+        )
+
+    def stop_overdue(self) -> bool:
+        return self.stop_deadline is not None and time.monotonic() > self.stop_deadline
+
+    def abandon(self) -> None:
+        """Kill the runs still in flight; each continues from its last checkpoint next time."""
+        for ref, run in self.pending.items():
+            self.ray.cancel(ref, force=True)
+            self.grid.state[run.name] = "stopped"
+            self.status["runs"].pop(run.name, None)
+        self.pending.clear()
+
+    def mark_started(self) -> None:
+        """Queued runs whose directory is locked or was written since the sweep began are running."""
+        changed = False
+        for run in self.pending.values():
+            progress = self.grid.observe(run)
+            if self.grid.state[run.name] == "queued" and (is_locked(run.run_dir) or progress.modified >= self.started_at):
+                self.grid.state[run.name] = "running"
+                self.status["runs"][run.name] = {"state": "running"}
+                changed = True
+        if changed:
+            save_status(self.out, self.status)
+
+    def display(self) -> Any:
+        from rich.console import Group
+
+        done_steps, total_steps = self.grid.steps()
+        self.bar.update(self.bar_task, completed=done_steps, total=total_steps)
+        return Group(self.bar, render_table(self.grid.rows(), self.max_rows))
 
 
 def _outcome(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcome:
@@ -938,12 +993,22 @@ def _finish(out: Path, grid: _Grid, stopped_by: Optional[str]) -> int:
 
 
 def _start_ray(ray: Any, args: SweepArgs) -> None:
+    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    common = dict(log_to_driver=False, logging_level="WARNING")
+    common = dict(log_to_driver=False, logging_level="WARNING")  # each run's output goes to DIR/logs/RUN.log
     if args.address is None:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, object_store_memory=100 * 1024**2, **common)
+        # "local": a Ray of its own, even where `ray start` left a cluster on this machine
+        ray.init(
+            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, object_store_memory=100 * 1024**2,
+            **common,
+        )
     else:
         ray.init(address=args.address, **common)
+    try:
+        _check_resources(ray, args)
+    except SweepError:
+        ray.shutdown()
+        raise
 
 
 def _check_resources(ray: Any, args: SweepArgs) -> None:

@@ -18,13 +18,14 @@ import tyro
 
 import ace_rl
 from ace_rl.cli import main, parse_train
-from ace_rl.config import preset_config, to_json_dict
+from ace_rl.config import TrainConfig, preset_config, to_json_dict
 from ace_rl.rundir import RunLock
 from ace_rl.sweep import (
     SweepArgs,
     SweepError,
     build_spec,
     format_seeds,
+    group_wandb_runs,
     parse_seeds,
     plan_runs,
     spec_document,
@@ -40,11 +41,11 @@ ENV = "InvertedPendulum-v5"
 TINY = [
     "--preset", "small", "--total-steps", "300", "--start-steps", "100", "--eval-every", "150", "--eval-episodes", "1",
     "--hidden-size", "32", "--batch-size", "32", "--causal-interval", "150", "--causal-samples", "100",
-    "--checkpoint-every", "100", "--buffer-size", "1000",
+    "--checkpoint-every", "50", "--buffer-size", "1000",
 ]
 TINY_SETTINGS = dict(
     total_steps=300, start_steps=100, eval_every=150, eval_episodes=1, hidden_size=32, batch_size=32,
-    causal_interval=150, causal_samples=100, checkpoint_every=100, buffer_size=1000,
+    causal_interval=150, causal_samples=100, checkpoint_every=50, buffer_size=1000,
 )
 METRICS_HEADER = "env_step,updates,eval_return_mean,eval_return_std,eval_success_rate,wall_time\n"
 EPISODES_HEADER = "env_step,episode,return,length,terminated,wall_time\n"
@@ -112,6 +113,20 @@ def test_the_grid_is_the_product_and_each_run_is_what_ace_rl_train_would_build(t
     ]
 
 
+@pytest.mark.skipif(not hasattr(TrainConfig, "wandb_project"), reason="this ace-rl has no W&B logging")
+def test_runs_logged_to_wandb_are_grouped_by_the_sweep_unless_a_group_is_given(tmp_path: Path):
+    out = tmp_path / "hopper-sweep"
+    spec = build_spec(SweepArgs(env=[ENV]), ["--wandb-project", "ace"])
+    group_wandb_runs(spec, out)
+    assert spec.options == ["--wandb-project", "ace", "--wandb-group", "hopper-sweep"]
+    spec = build_spec(SweepArgs(env=[ENV]), ["--wandb-project", "ace", "--wandb-group", "mine"])
+    group_wandb_runs(spec, out)
+    assert spec.options == ["--wandb-project", "ace", "--wandb-group", "mine"]
+    spec = build_spec(SweepArgs(env=[ENV]), [])
+    group_wandb_runs(spec, out)
+    assert spec.options == []
+
+
 def test_a_grid_point_that_ace_rl_train_refuses_is_named(tmp_path: Path):
     spec = build_spec(SweepArgs(env=[ENV], algo=["ace", "sac"]), ["--reset", "dormant_reset"])
     with pytest.raises(SweepError, match=rf"run {ENV}__sac__s0: --algo sac runs without resets"):
@@ -137,6 +152,17 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path: P
     error = capsys.readouterr().err.strip()
     assert error.startswith("ace-rl: error: ") and message in error and "\n" not in error
     assert not out.exists()
+
+
+def test_without_ray_one_line_names_the_extra(tmp_path: Path, capsys, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ray" else real_find_spec(name, *args))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--out", str(tmp_path / "sweep"), "--env", ENV])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == 'ace-rl: error: ace-rl sweep needs Ray, which is not installed; install it with: pip install "ace-rl[sweep]"'
+    assert not (tmp_path / "sweep").exists()
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -231,18 +257,24 @@ def ace_rl_command(*args: str) -> list[str]:
 
 
 def worker_pids(run_dir: Path) -> set[int]:
-    """Ray worker processes with a file of ``run_dir`` open."""
+    """The Ray worker training in ``run_dir``: the holder of its lock, else any Ray worker with a file of it open."""
+    def is_ray_worker(pid: str) -> bool:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")
+        except OSError:
+            return False
+
+    holder = (run_dir / ".lock").read_text().strip() if (run_dir / ".lock").is_file() else ""
+    if holder.isdigit() and is_ray_worker(holder):
+        return {int(holder)}
     pids = set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(b"ray::"):
+        if entry.isdigit() and is_ray_worker(entry):
+            try:
+                if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(f"{run_dir}/") for fd in os.listdir(f"/proc/{entry}/fd")):
+                    pids.add(int(entry))
+            except OSError:
                 continue
-            if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(f"{run_dir}/") for fd in os.listdir(f"/proc/{entry}/fd")):
-                pids.add(int(entry))
-        except OSError:
-            continue
     return pids
 
 
