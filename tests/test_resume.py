@@ -3,6 +3,7 @@
 import csv
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -10,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
-import ace_rl.ace as ace_module
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
-from ace_rl.train import NonFiniteError, train
+from ace_rl.rundir import RunDir
+from ace_rl.train import NonFiniteError, Trainer, train
 
 TINY = [
     "--env", "Hopper-v5", "--seed", "4", "--preset", "small", "--total-steps", "1600", "--start-steps", "200",
@@ -124,26 +127,114 @@ def test_resume_refuses_contradicting_options_and_finished_runs(reference_run: P
     assert code == 2 and "no run there (config.json is missing)" in stderr
 
 
-def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch):
-    original_update = ace_module.ACE.update
+class RewardBreaksAt(gym.Env):
+    """s' = s + a; from its 300th step on the reward is NaN, as from a simulator that has blown up."""
 
-    def update_that_breaks(self, batch):
-        metrics, reset = original_update(self, batch)
-        if self.updates == 700:
-            metrics["loss/critic"] = torch.tensor(float("nan"))
-        return metrics, reset
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    breaks_at = 300
 
-    monkeypatch.setattr(ace_module.ACE, "update", update_that_breaks)
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = self.np_random.normal(size=2).astype(np.float32)
+        return self.state, {}
+
+    def step(self, action):
+        self.steps += 1
+        self.state = (self.state + float(action[0])).astype(np.float32)
+        reward = float("nan") if self.steps >= self.breaks_at else -float(np.abs(self.state).sum())
+        return self.state, reward, False, False, {}
+
+
+gym.register("RewardBreaksAt300-v0", entry_point=RewardBreaksAt, max_episode_steps=10)
+
+
+def state_steps(run_dir: Path) -> list[int]:
+    return sorted(int(path.name[len("state-"):].split(".")[0]) for path in RunDir(run_dir).checkpoints.glob("state-*.pt"))
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    run_dir = tmp_path / "nan"
     config = preset_config(
-        "small", env="Hopper-v5", total_steps=1500, start_steps=100, batch_size=32, hidden_size=32,
-        causal_interval=300, causal_samples=200, eval_every=500, eval_episodes=1, checkpoint_every=200,
-        threads=1, progress=False, run_dir=tmp_path / "nan",
+        "small", env="RewardBreaksAt300-v0", total_steps=600, start_steps=100, batch_size=32, hidden_size=16,
+        causal_interval=1000, causal_samples=100, eval_every=1000, eval_episodes=1, checkpoint_every=20,
+        threads=1, progress=False, run_dir=run_dir,
     )
-    with pytest.raises(NonFiniteError, match=r"loss/critic became nan at env step 731 \(update 700\)"):
+    with pytest.raises(NonFiniteError) as error:
         train(config)
-    state, path, skipped = load_training_state(tmp_path / "nan")
-    assert skipped == [] and state["env_step"] < 731
-    assert all(int(p.name[6:16]) < 731 for p in (tmp_path / "nan" / "checkpoints").glob("state-*.pt"))
+    message = str(error.value)
+    found = re.fullmatch(
+        r"loss/critic became nan at env step (\d+) \(update (\d+)\); training stopped\. "
+        r"Last good checkpoint: (\S+)", message,
+    )
+    assert found, message
+    step, update, last_good = int(found[1]), int(found[2]), Path(found[3])
+    # The first NaN reward is stored at step 300; a batch that holds one makes the critic's loss NaN. Updates
+    # start at step 32, one per step.
+    assert 300 <= step < 400 and update == step - 31
+    # Checkpoints are written every 20 steps at episode ends; none from the step that failed or later.
+    steps = state_steps(run_dir)
+    assert steps and steps[-1] < step and steps[-1] >= (step // 20 - 1) * 20
+    state, path, skipped = load_training_state(run_dir)
+    assert skipped == [] and path == last_good and state["env_step"] == steps[-1]
+    for network in ("actor", "critic", "critic_target"):
+        assert all(torch.isfinite(value).all() for value in state["agent"][network].values()), network
+
+
+def small_trainer(run_dir: Path) -> Trainer:
+    config = preset_config(
+        "small", env="Hopper-v5", total_steps=100, start_steps=50, batch_size=32, hidden_size=16,
+        causal_interval=1000, causal_samples=50, eval_every=1000, eval_episodes=1, threads=1, progress=False,
+        run_dir=run_dir,
+    )
+    RunDir(run_dir).checkpoints.mkdir(parents=True)
+    return Trainer(config, run_dir)
+
+
+@pytest.mark.parametrize(
+    "network, parameter",
+    [
+        ("actor", "hidden.1.weight"),
+        ("critic", "output.bias"),
+        ("log_alpha", ""),
+        pytest.param(
+            "critic_target", "hidden.0.weight",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="bug: the finiteness check before saving skips the target critic (ACE.trained_parameters "
+                "yields actor, critic and log_alpha only), so a NaN target is written into the checkpoint",
+            ),
+        ),
+    ],
+)
+def test_a_non_finite_parameter_is_never_saved(tmp_path: Path, network: str, parameter: str):
+    run_dir = tmp_path / "run"
+    trainer = small_trainer(run_dir)
+    try:
+        for _ in range(40):  # a few real steps and updates
+            trainer.step()
+        trainer.save_state(mid_episode=True)
+        good = {path.name: path.read_bytes() for path in RunDir(run_dir).checkpoints.iterdir()}
+        assert len(state_steps(run_dir)) == 1
+        with torch.no_grad():
+            if network == "log_alpha":
+                trainer.agent.log_alpha.fill_(float("inf"))
+            else:
+                dict(getattr(trainer.agent, network).named_parameters())[parameter].view(-1)[-1] = float("nan")
+        with pytest.raises(NonFiniteError) as error:
+            trainer.save_state(mid_episode=True)
+        message = str(error.value)
+        assert "\n" not in message
+        assert f"is not finite at env step {trainer.env_step}; not saving it" in message
+        assert (parameter or network) in message
+        # Nothing written: the checkpoint directory is byte for byte what it was, no temporary file either.
+        assert {path.name: path.read_bytes() for path in RunDir(run_dir).checkpoints.iterdir()} == good
+    finally:
+        trainer.close()
 
 
 def test_a_finished_run_can_be_extended(reference_run: Path, tmp_path: Path):
