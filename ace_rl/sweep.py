@@ -629,7 +629,7 @@ def render_table(rows: Sequence[RunRow], max_rows: Optional[int] = None) -> Any:
     if hidden:
         caption += f" ({hidden} rows not shown; ace-rl sweep --status DIR shows all)"
     table = Table(caption=caption, caption_justify="left", expand=False)
-    for column, justify in (("run", "left"), ("state", "left"), ("env step", "right"), ("last eval", "right"), ("", "left")):
+    for column, justify in (("run", "left"), ("state", "left"), ("env step", "right"), ("last eval", "right"), ("note", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for row in shown:
         evaluation = "" if row.last_eval is None else f"{row.last_eval:.1f}"
