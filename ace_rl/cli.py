@@ -21,6 +21,7 @@ from ace_rl.config import (
 )
 from ace_rl.envs import EnvError, format_suites, list_suites
 from ace_rl.evaluate import evaluate_run
+from ace_rl.rundir import RunDirError
 from ace_rl.train import NonFiniteError, TrainingStopped, train
 from ace_rl.video import VideoError, record_run
 from ace_rl.wandb_logger import WandbError
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except USER_ERRORS as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except NonFiniteError as error:
+    except (NonFiniteError, RunDirError) as error:
         print(f"ace-rl: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

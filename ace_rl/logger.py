@@ -79,9 +79,9 @@ class CsvTable:
         line = _csv_line([_format(values[column]) for column in self.columns])
         length = self._file.seek(0, io.SEEK_END)
         try:
-            written = self._file.write(line)
-            if written != len(line):
-                raise OSError(28, "short write")
+            remaining = memoryview(line)
+            while remaining:  # a short write is followed by one that names the cause
+                remaining = remaining[self._file.write(remaining):]
         except OSError as error:
             try:
                 self._file.truncate(length)

@@ -178,6 +178,9 @@ class Trainer:
         self.pending_metrics: dict[str, torch.Tensor] = {}
         self.check_every_update = self.device.type == "cpu"  # reading a loss on a GPU would synchronise it
 
+        # The environment is reset at the start of the step after an episode ends, so that a checkpoint
+        # written at an episode end (or at the end of the run) sits just before that reset.
+        self.reset_pending = False
         if resume_state is None:
             self.obs = seed_env(self.env, config.seed)
             seed_env(self.eval_env, config.seed + EVAL_SEED_OFFSET)
@@ -185,7 +188,7 @@ class Trainer:
             self.load_state_dict(resume_state)
             if resume_state["mid_episode"]:
                 self.replay.end_episode()  # the interrupted episode ends here, as if truncated
-            self.obs, _ = self.env.reset()  # checkpoints sit just before a reset: this continues the run
+            self.reset_pending = True
         continues = resume_state is not None or restart
         self.logger = RunLogger(run_dir, action_dim, resume_after_step=self.env_step if continues else None)
         self.checkpoint_metadata = {"env": config.env, "reward": config.reward, "algo": config.algo, "seed": config.seed}
@@ -275,6 +278,9 @@ class Trainer:
     def step(self) -> None:
         """One environment step and everything that is due after it."""
         config = self.config
+        if self.reset_pending:
+            self.obs, _ = self.env.reset()
+            self.reset_pending = False
         self.env_step += 1
         next_obs, terminated, truncated = self.collect()
         if self.causal_fit_due():
@@ -295,7 +301,7 @@ class Trainer:
                 f"continue with: ace-rl train --resume {self.run_dir}"
             )
         if episode_over:
-            self.obs, _ = self.env.reset()
+            self.reset_pending = True
         else:
             self.obs = next_obs
 
