@@ -7,12 +7,17 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import lingam
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ace_rl.train as train_module
+from ace_rl.ace import ACE
+from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
+from ace_rl.evaluate import evaluate_run
 from ace_rl.replay import ReplayBuffer
 from ace_rl.train import train
 
@@ -87,10 +92,16 @@ def test_train_writes_every_file(trained_run: Path):
     assert [event.step for event in events.Scalars("eval/return_mean")] == [600, 1200]
 
 
-def test_eval_runs_on_the_checkpoint(trained_run: Path):
-    result = ace_rl("eval", str(trained_run), "--checkpoint", "final", "--episodes", "2")
+def test_eval_runs_on_the_checkpoint_and_its_seed_decides_the_episodes(trained_run: Path):
+    # Hopper-v5 starts every episode from a randomly perturbed state: the seed decides the returns.
+    first = evaluate_run(trained_run, "final", episodes=2, seed=1).episodes.returns
+    again = evaluate_run(trained_run, "final", episodes=2, seed=1).episodes.returns
+    other = evaluate_run(trained_run, "final", episodes=2, seed=2).episodes.returns
+    np.testing.assert_array_equal(first, again)
+    assert not np.any(np.isclose(first, other, rtol=1e-9, atol=0))  # every episode differs
+    result = ace_rl("eval", str(trained_run), "--checkpoint", "final", "--episodes", "2", "--seed", "2")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Hopper-v5 final: return ")
+    assert result.stdout.startswith(f"Hopper-v5 final: return {other.mean():.2f} +- {other.std():.2f}")
     assert "over 2 episodes" in result.stdout
 
 
@@ -155,7 +166,23 @@ def test_sac_fits_no_causal_model_and_never_resets(tmp_path: Path):
 def test_every_reset_variant_trains(tmp_path: Path, reset):
     run_dir = train(preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS))
     resets = read_csv(run_dir / "resets.csv")
-    assert [row["kind"] for row in resets] == [reset, reset]
+    # Updates start with 32 transitions stored (env step 32 makes update 1); every 200 updates after update 100.
+    assert [(int(row["update"]), int(row["env_step"]), row["kind"]) for row in resets] == [
+        (200, 231, reset), (400, 431, reset)
+    ]
+    fits = read_csv(run_dir / "causal_weights.csv")
+    assert [int(row["env_step"]) for row in fits] == [200, 400, 600]
+    for row in resets:
+        ratio, factor = float(row["dormancy_ratio"]), float(row["reset_factor"])
+        assert 0.0 <= ratio <= 1.0
+        if reset.startswith("causal"):
+            # From the spread of the causal weights in force: those of the latest fit before the reset.
+            latest = [fit for fit in fits if int(fit["env_step"]) <= int(row["env_step"])][-1]
+            weights = np.array([float(latest[f"w{i}"]) for i in range(3)])
+            expected = np.clip(1.5 - np.exp(-8.0 * (weights.max() - weights.min())), 0.2, 0.9)
+        else:
+            expected = np.clip(1.0 - ratio, 0.2, 0.9)
+        assert factor == pytest.approx(expected, abs=1e-5)
     assert all(np.isfinite(float(row["eval_return_mean"])) for row in read_csv(run_dir / "metrics.csv"))
 
 
@@ -165,6 +192,46 @@ def test_directlingam_method_trains(tmp_path: Path):
     )
     causal = read_csv(run_dir / "causal_weights.csv")
     assert [row["method"] for row in causal] == ["directlingam"] * 3
+    # Each fit recomputed with lingam's DirectLiNGAM on the latest 150 transitions before it, read back from the
+    # final checkpoint's replay (which never wrapped): w = 3 softmax(b), b the reward's row at the action columns.
+    state, _, _ = load_training_state(run_dir)
+    replay = state["replay"]
+    for row in causal:
+        end = int(row["env_step"])
+        x = np.column_stack([replay["obs"][end - 150 : end], replay["actions"][end - 150 : end], replay["rewards"][end - 150 : end]]).astype(np.float64)
+        assert row["dropped_columns"] == "0"  # so lingam sees exactly these 15 columns
+        model = lingam.DirectLiNGAM().fit(x)
+        coefficients = model.adjacency_matrix_[-1, 11:14]
+        expected = 3.0 * np.exp(coefficients) / np.exp(coefficients).sum()
+        weights = np.array([float(row[f"w{i}"]) for i in range(3)])
+        np.testing.assert_allclose(weights, expected, rtol=2e-5)
+        assert weights.sum() == pytest.approx(3.0, abs=1e-4)
+        reward_last = model.causal_order_[-1] == 14
+        assert (row["note"] == "") == reward_last, row["note"]
+
+
+def test_updates_per_step_and_policy_frequency(tmp_path: Path):
+    run_dir = tmp_path / "k"
+    result = ace_rl(
+        "train", "--env", "Hopper-v5", "--preset", "small", "--total-steps", "300", "--start-steps", "100",
+        "--batch-size", "32", "--hidden-size", "32", "--causal-interval", "150", "--causal-samples", "100",
+        "--reset", "none", "--updates-per-step", "3", "--policy-frequency", "4", "--eval-every", "150",
+        "--eval-episodes", "1", "--threads", "1", "--no-progress", "--run-dir", str(run_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    # Three updates on every env step from step 32 (the first with a batch stored).
+    updates = [int(row["updates"]) for row in read_csv(run_dir / "metrics.csv")]
+    assert updates == [(150 - 31) * 3, (300 - 31) * 3]
+    # The optimizers' step counts: the critic on every update, the actor and temperature on every fourth.
+    state, _, _ = load_training_state(run_dir)
+    agent = state["agent"]
+    assert agent["updates"] == 807
+
+    def steps(optimizer_state: dict) -> set[int]:
+        return {int(param_state["step"]) for param_state in optimizer_state["state"].values()}
+
+    assert steps(agent["critic_optimizer"]) == {807}
+    assert steps(agent["actor_optimizer"]) == {807 // 4} and steps(agent["alpha_optimizer"]) == {807 // 4}
 
 
 class TimeLimitOnly(gym.Env):
@@ -172,6 +239,9 @@ class TimeLimitOnly(gym.Env):
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -195,18 +265,24 @@ gym.register("TimeLimitOnly-v0", entry_point=TimeLimitOnly, max_episode_steps=10
 gym.register("FallsAtOnce-v0", entry_point=FallsAtOnce, max_episode_steps=10)
 
 
+def keep_instances(monkeypatch, cls: type) -> list:
+    """Every instance of ``cls`` that the training run builds, however it builds it."""
+    instances = []
+    original_init = cls.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        instances.append(self)
+
+    monkeypatch.setattr(cls, "__init__", init)
+    return instances
+
+
 @pytest.mark.parametrize("env_id, terminated", [("TimeLimitOnly-v0", False), ("FallsAtOnce-v0", True)])
 def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypatch, env_id, terminated):
-    buffers = []
-
-    class KeptBuffer(ReplayBuffer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            buffers.append(self)
-
-    monkeypatch.setattr(train_module, "ReplayBuffer", KeptBuffer)
+    buffers, agents = keep_instances(monkeypatch, ReplayBuffer), keep_instances(monkeypatch, ACE)
     run_dir = train(preset_config("small", env=env_id, run_dir=tmp_path / "run", **TINY_SETTINGS))
-    replay = buffers[0]
+    replay, agent = buffers[0], agents[0]
     assert len(replay) == 600
     # Terminal transitions stop bootstrapping; time-limit ends are stored as episode ends that bootstrap.
     assert replay.terminated[:600].tolist() == [terminated] * 600
@@ -215,6 +291,27 @@ def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypa
     episodes = read_csv(run_dir / "episodes.csv")
     assert {row["length"] for row in episodes} == {"1" if terminated else "10"}
     assert {row["terminated"] for row in episodes} == {str(int(terminated))}
+
+    # The critic's target for episode-ending transitions, by hand: r + gamma (min Q'(s', a') - alpha log pi_w(a'|s'))
+    # after a time limit, r alone after a terminal state.
+    alpha = agent.alpha
+    for index in [9, 299, 599]:  # the ends of the 1st, 30th and 60th ten-step episodes
+        rows = torch.tensor([index])
+        obs, actions, rewards = replay.obs[rows], replay.actions[rows], replay.rewards[rows]
+        next_obs = replay.next_observations(rows)
+        # The dynamics are s' = s + a: the stored next observation is the episode's last, not the next start.
+        torch.testing.assert_close(next_obs, obs + actions[:, :1])
+        torch.manual_seed(index)
+        loss, q_values = agent.critic_loss(obs, actions, rewards, next_obs, replay.terminated[rows].float(), alpha)
+        torch.manual_seed(index)
+        with torch.no_grad():
+            next_actions, next_log_prob = agent.actor.sample(next_obs, agent.causal_weights)
+            next_q = agent.critic_target(next_obs, next_actions).min(dim=0).values
+        bootstrapped = rewards + 0.99 * (next_q - alpha * next_log_prob)
+        with_bootstrap = ((q_values - bootstrapped) ** 2).sum()
+        without_bootstrap = ((q_values - rewards) ** 2).sum()
+        assert not torch.isclose(with_bootstrap, without_bootstrap)
+        torch.testing.assert_close(loss.detach(), without_bootstrap if terminated else with_bootstrap)
 
 
 def test_directlingam_time_limit_refuses_before_anything_is_written(tmp_path: Path):
