@@ -179,7 +179,7 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
 
 
-MAX_SEED = 2**32 - 1 - 10_000  # NumPy seeds are 32-bit, and the evaluation environment takes seed + 10,000
+MAX_SEED = 2**32 - 1 - 20_000  # NumPy seeds are 32-bit; the evaluation and video environments take seed + 10,000, + 20,000
 
 
 def validate(config: TrainConfig) -> None:

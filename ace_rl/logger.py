@@ -6,12 +6,15 @@ import csv
 import io
 import threading
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
 
 from ace_rl.checkpoint import write_atomically
 from ace_rl.rundir import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    from ace_rl.wandb_logger import WandbLogger
 
 METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"]
 EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wall_time"]
@@ -106,7 +109,11 @@ def _format(value: object) -> object:
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, action_dim: int, resume_after_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, action_dim: int, resume_after_step: int | None = None, wandb: WandbLogger | None = None
+    ) -> None:
+        """``wandb``: also send every scalar to this W&B run (and finish it on close)."""
+        self.wandb = wandb
         layout = RunDir(run_dir)
         self.metrics = CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step)
         self.episodes = CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step)
@@ -122,6 +129,8 @@ class RunLogger:
                 self.tensorboard.add_scalar(name, value, env_step)
         except OSError as error:  # raised here by TensorBoard's writer thread after a failed write
             raise RunDirError(f"cannot write {self.tensorboard.log_dir}: {error.strerror or error}") from None
+        if self.wandb is not None:
+            self.wandb.scalars(values, env_step)
 
     def close(self) -> None:
         """Close every file; a failure to flush TensorBoard (a full disk) does not hide the CSVs' state."""
@@ -131,3 +140,5 @@ class RunLogger:
             self.tensorboard.close()
         except OSError:
             pass
+        if self.wandb is not None:
+            self.wandb.finish()

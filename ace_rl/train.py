@@ -44,10 +44,13 @@ from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.evaluate import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
-from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
+from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock  # noqa: F401 - RunDirError is part of train's API
+from ace_rl.video import TrainingVideo, check_video_support
+from ace_rl.wandb_logger import WandbLogger
 
 EVAL_SEED_OFFSET = 10_000  # the evaluation environment gets a seed of its own
+VIDEO_SEED_OFFSET = 20_000  # and so does the environment that --video-every records
 STATE_FORMAT = 1
 
 
@@ -153,6 +156,11 @@ class Trainer:
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
+        # Before the other environments: it chooses MuJoCo's OpenGL back-end.
+        self.video = (
+            TrainingVideo(run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET)
+            if config.video_every > 0 else None
+        )
         self.env = make_env(config.env, reward=config.reward)
         self.eval_env = make_env(config.env, reward=config.reward)
         obs_dim = observation_size(self.env)
@@ -190,7 +198,15 @@ class Trainer:
                 self.replay.end_episode()  # the interrupted episode ends here, as if truncated
             self.reset_pending = True
         continues = resume_state is not None or restart
-        self.logger = RunLogger(run_dir, action_dim, resume_after_step=self.env_step if continues else None)
+        wandb = None
+        if config.wandb_project is not None:
+            wandb = WandbLogger(
+                run_dir, to_json_dict(config), config.wandb_project, config.wandb_entity, config.wandb_group,
+                config.wandb_tags,
+            )
+        self.logger = RunLogger(
+            run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
+        )
         self.checkpoint_metadata = {"env": config.env, "reward": config.reward, "algo": config.algo, "seed": config.seed}
         self.first_step = self.env_step
         self.started = time.perf_counter()
@@ -291,6 +307,8 @@ class Trainer:
             self.log_losses()
         if self.env_step % config.eval_every == 0 or self.env_step == config.total_steps:
             self.evaluate()
+        if config.video_every > 0 and self.env_step % config.video_every == 0:
+            self.record_video()
         episode_over = terminated or truncated
         if episode_over:
             self.end_episode(terminated)
@@ -394,9 +412,19 @@ class Trainer:
         if success_rate is not None:
             scalars["eval/success_rate"] = success_rate
         self.logger.scalars(scalars, self.env_step)
+        if self.logger.wandb is not None:
+            self.logger.wandb.tables(self.env_step)
         if mean_return > self.best_return:
             self.best_return = mean_return
             self.save_policy("best")
+
+    def record_video(self) -> None:
+        """One deterministic episode into RUN/videos/step-XXXXXXXX.mp4, TensorBoard and W&B."""
+        clip = self.video.record(
+            lambda obs: self.agent.act(obs, deterministic=True), self.env_step, self.logger.tensorboard
+        )
+        if self.logger.wandb is not None:
+            self.logger.wandb.video(clip.path, self.env_step)
 
     def end_episode(self, terminated: bool) -> None:
         """Log the finished episode; write a full-state checkpoint when one is due (just before the reset)."""
@@ -425,6 +453,8 @@ class Trainer:
         self.logger.close()
         self.env.close()
         self.eval_env.close()
+        if self.video is not None:
+            self.video.close()
 
 
 def train(config: TrainConfig) -> Path:
@@ -435,6 +465,8 @@ def train(config: TrainConfig) -> Path:
     """
     validate(config)
     pick_device(config.device)
+    if config.video_every > 0:
+        check_video_support(config.env)  # picks MuJoCo's OpenGL back-end, which must precede any environment
     if config.resume is not None:
         run_dir = config.resume
         with RunLock(run_dir):
