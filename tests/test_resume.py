@@ -95,7 +95,7 @@ def test_corrupted_latest_checkpoint_is_skipped_for_the_previous_one(reference_r
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a write cut short
     code, stdout, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--no-progress"))
     assert code == 0, stderr
-    assert f"skipped checkpoint {newest.name}: truncated or corrupted (SHA-256 mismatch)" in stdout
+    assert f"ace-rl: skipped checkpoint {newest.name}: truncated or corrupted (SHA-256 mismatch)" in stderr
     assert_same_logs(reference_run, run_dir)
 
 
@@ -124,7 +124,7 @@ def test_resume_refuses_contradicting_options_and_finished_runs(reference_run: P
     code, _, stderr = finish(ace_rl("train", "--resume", str(reference_run)))
     assert code == 2 and "already reached 1600 env steps; pass a larger --total-steps" in stderr
     code, _, stderr = finish(ace_rl("train", "--resume", str(reference_run.parent / "missing")))
-    assert code == 2 and "no run there (config.json is missing)" in stderr
+    assert code == 2 and f"--resume {reference_run.parent / 'missing'}: no such run directory" in stderr
 
 
 class RewardBreaksAt(gym.Env):
