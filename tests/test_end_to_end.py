@@ -198,7 +198,8 @@ def test_directlingam_method_trains(tmp_path: Path):
     replay = state["replay"]
     for row in causal:
         end = int(row["env_step"])
-        x = np.column_stack([replay["obs"][end - 150 : end], replay["actions"][end - 150 : end], replay["rewards"][end - 150 : end]]).astype(np.float64)
+        rows = slice(end - 150, end)
+        x = np.column_stack([replay["obs"][rows], replay["actions"][rows], replay["rewards"][rows]]).astype(np.float64)
         assert row["dropped_columns"] == "0"  # so lingam sees exactly these 15 columns
         model = lingam.DirectLiNGAM().fit(x)
         coefficients = model.adjacency_matrix_[-1, 11:14]

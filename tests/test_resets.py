@@ -233,8 +233,9 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     fresh_target = [[orthogonal_like(tuple(layer.weight.shape[1:])) for _ in range(2)] for layer in target_old]
     dormant_only = "dormant" in kind
     for index, (layer, old) in enumerate(zip(agent.actor.linear_layers(), actor_old)):
-        rows = torch.as_tensor(actor_masks[index]) if dormant_only else torch.ones(old.weight.shape[0], dtype=torch.bool)
-        expected_weight = torch.where(rows[:, None], factor * old.weight + (1 - factor) * fresh_actor[index], old.weight)
+        rows = torch.as_tensor(actor_masks[index]) if dormant_only else torch.ones(len(old.weight), dtype=torch.bool)
+        blended = factor * old.weight + (1 - factor) * fresh_actor[index]
+        expected_weight = torch.where(rows[:, None], blended, old.weight)
         expected_bias = torch.where(rows, factor * old.bias, old.bias)
         torch.testing.assert_close(layer.weight, expected_weight, msg=f"actor layer {index}")
         torch.testing.assert_close(layer.bias, expected_bias, msg=f"actor layer {index} bias")
@@ -244,7 +245,8 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
         for index, (layer, old) in enumerate(zip(network.linear_layers(), old_layers)):
             fresh = torch.stack(fresh_layers[index])
             # dormant_* variants reset the target's neurons that are dormant in the critic.
-            columns = torch.as_tensor(critic_masks[index]) if dormant_only else torch.ones(2, old.weight.shape[2], dtype=torch.bool)
+            everything = torch.ones(2, old.weight.shape[2], dtype=torch.bool)
+            columns = torch.as_tensor(critic_masks[index]) if dormant_only else everything
             expected_weight = torch.where(columns[:, None, :], factor * old.weight + (1 - factor) * fresh, old.weight)
             expected_bias = torch.where(columns[:, None, :], factor * old.bias, old.bias)
             torch.testing.assert_close(layer.weight, expected_weight, msg=f"{name} layer {index}")

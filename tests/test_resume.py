@@ -154,7 +154,8 @@ gym.register("RewardBreaksAt300-v0", entry_point=RewardBreaksAt, max_episode_ste
 
 
 def state_steps(run_dir: Path) -> list[int]:
-    return sorted(int(path.name[len("state-"):].split(".")[0]) for path in RunDir(run_dir).checkpoints.glob("state-*.pt"))
+    """The env steps of a run's full-state checkpoints (state-0000000300.pt: 300)."""
+    return [int(path.name[len("state-"):].split(".")[0]) for path in RunDir(run_dir).states()]
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path):
