@@ -128,6 +128,7 @@ class ACE:
     def trained_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         yield from (("actor." + name, param) for name, param in self.actor.named_parameters())
         yield from (("critic." + name, param) for name, param in self.critic.named_parameters())
+        yield from (("critic_target." + name, param) for name, param in self.critic_target.named_parameters())
         yield "log_alpha", self.log_alpha
 
     @property

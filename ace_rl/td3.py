@@ -124,6 +124,8 @@ class TD3:
     def trained_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         yield from (("actor." + name, param) for name, param in self.actor.named_parameters())
         yield from (("critic." + name, param) for name, param in self.critic.named_parameters())
+        for prefix, target in (("actor_target.", self.actor_target), ("critic_target.", self.critic_target)):
+            yield from ((prefix + name, param) for name, param in target.named_parameters())
 
     def state_dict(self) -> dict:
         return {
