@@ -15,9 +15,8 @@ from typing import Any, BinaryIO, Callable
 import torch
 from torch import nn
 
-from ace_rl.networks import Actor
+from ace_rl.networks import Actor, DeterministicActor
 from ace_rl.rundir import POLICY_NAMES, TEMPORARY_SUFFIX, RunDir, RunDirError
-from ace_rl.td3 import DeterministicActor
 
 CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES
 

@@ -1,6 +1,7 @@
-"""The policy and the twin critic, and the per-dimension log-probability of the tanh-squashed Gaussian.
+"""The policies (ACE's tanh-squashed Gaussian, TD3's deterministic one), the twin critic, and the
+per-dimension log-probability of the tanh-squashed Gaussian.
 
-Both networks have three hidden layers; the first activation is ELU and the next two are ReLU, as in the
+All networks have three hidden layers; the first activation is ELU and the next two are ReLU, as in the
 official ACE code. The two Q networks share one module whose weights are stacked along a leading
 dimension of size 2, so each layer of both critics is one batched matrix product.
 """
@@ -114,6 +115,34 @@ class Actor(nn.Module):
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self(obs)
         return self.squash(mean)
+
+
+class DeterministicActor(nn.Module):
+    """a = scale * tanh(f(s)) + bias: a deterministic policy within the action bounds."""
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden_size: int, action_low: torch.Tensor, action_high: torch.Tensor
+    ) -> None:
+        super().__init__()
+        self.hidden = nn.ModuleList(
+            [nn.Linear(obs_dim, hidden_size)]
+            + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+        )
+        self.output = nn.Linear(hidden_size, action_dim)
+        self.register_buffer("action_scale", (action_high - action_low) / 2.0)
+        self.register_buffer("action_bias", (action_high + action_low) / 2.0)
+        for layer in [*self.hidden, self.output]:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        features = F.elu(self.hidden[0](obs))
+        for layer in itertools.islice(self.hidden, 1, None):
+            features = F.relu(layer(features))
+        return torch.tanh(self.output(features)) * self.action_scale + self.action_bias
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)
 
 
 class StackedLinear(nn.Module):

@@ -17,46 +17,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import itertools
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ace_rl.ace import ResetEvent, frozen
 from ace_rl.config import TrainConfig
-from ace_rl.networks import HIDDEN_LAYERS, TwinCritic
+from ace_rl.networks import DeterministicActor, TwinCritic
 from ace_rl.replay import Batch
-
-
-class DeterministicActor(nn.Module):
-    """a = scale * tanh(f(s)) + bias: a deterministic policy within the action bounds."""
-
-    def __init__(
-        self, obs_dim: int, action_dim: int, hidden_size: int, action_low: torch.Tensor, action_high: torch.Tensor
-    ) -> None:
-        super().__init__()
-        self.hidden = nn.ModuleList(
-            [nn.Linear(obs_dim, hidden_size)]
-            + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
-        )
-        self.output = nn.Linear(hidden_size, action_dim)
-        self.register_buffer("action_scale", (action_high - action_low) / 2.0)
-        self.register_buffer("action_bias", (action_high + action_low) / 2.0)
-        for layer in [*self.hidden, self.output]:
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        features = F.elu(self.hidden[0](obs))
-        for layer in itertools.islice(self.hidden, 1, None):
-            features = F.relu(layer(features))
-        return torch.tanh(self.output(features)) * self.action_scale + self.action_bias
-
-    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
-        return self(obs)
 
 
 def smoothed_target_actions(
