@@ -170,6 +170,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(offline: Path, tmp_path: Pat
     first = WandbLogger(run_dir, {"total_steps": 1000}, project="ace-test")
     first.scalars({"loss/critic": 1.0}, 100)
     first.finish()
+    time.sleep(1.1)  # wandb names offline run folders by the second: two inits in one second share one folder
     second = WandbLogger(run_dir, {"total_steps": 2000}, project="ace-test")  # resumed with a longer budget
     second.scalars({"loss/critic": 0.5}, 200)
     second.finish()
