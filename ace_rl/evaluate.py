@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
-from ace_rl.envs import has_success, make_env, seed_env
+from ace_rl.envs import episode_steps, has_success, make_env, seed_env
 from ace_rl.rundir import RunDir
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -32,9 +32,8 @@ EVAL_MAX_EPISODE_STEPS = 1000
 
 
 def episode_step_limit(env: gym.Env) -> int:
-    """The environment's own time limit (Gymnasium's max_episode_steps), else EVAL_MAX_EPISODE_STEPS."""
-    limit = env.spec.max_episode_steps if env.spec is not None else None
-    return int(limit) if limit else EVAL_MAX_EPISODE_STEPS
+    """The environment's own time limit (`envs.episode_steps`), else EVAL_MAX_EPISODE_STEPS."""
+    return episode_steps(env) or EVAL_MAX_EPISODE_STEPS
 
 
 def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> Episodes:
