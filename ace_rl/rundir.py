@@ -45,6 +45,10 @@ class RunDirError(OSError):
     """A run directory cannot be used: in use by another process, not writable, not a directory."""
 
 
+class RunDirBusy(RunDirError):
+    """The run directory is locked by another live process (the only RunDirError that waiting can cure)."""
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The paths of one run directory (nothing is created by constructing one)."""
@@ -146,7 +150,7 @@ class RunLock:
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise RunDirError(f"cannot lock run directory {self.path.parent}: {error.strerror}") from None
             holder = self.holder()
-            raise RunDirError(
+            raise RunDirBusy(
                 f"run directory {self.path.parent} is in use by another ace-rl process"
                 f"{f' (pid {holder})' if holder else ''}; wait for it to finish or stop it first"
             ) from None
