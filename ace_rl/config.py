@@ -253,6 +253,43 @@ def validate(config: TrainConfig) -> None:
         )
 
 
+def causal_fit_due_step(config: TrainConfig) -> int:
+    """The env step at which an ACE run's first causal fit is due: the first multiple of --causal-interval at
+    which the replay holds --causal-samples transitions (validate() keeps them within --buffer-size)."""
+    return -(-config.causal_samples // config.causal_interval) * config.causal_interval
+
+
+def reset_due_update(config: TrainConfig) -> int:
+    """The update at which an ACE run's first reset is due: the first multiple of --reset-interval beyond
+    --reset-start."""
+    return (config.reset_start // config.reset_interval + 1) * config.reset_interval
+
+
+def update_count(config: TrainConfig) -> int:
+    """Gradient updates a run makes: --updates-per-step on every step once the replay holds a batch."""
+    return config.updates_per_step * max(0, config.total_steps - config.batch_size + 1)
+
+
+def equals_sac_reason(config: TrainConfig) -> str | None:
+    """Why an ACE run computes exactly what --algo sac computes, or None when it does not: with no causal fit
+    (all-ones weights) and no reset within its budget, ACE is SAC bit for bit."""
+    if config.algo != "ace":
+        return None
+    first_fit = causal_fit_due_step(config)
+    first_reset = reset_due_update(config)
+    updates = update_count(config)
+    if first_fit <= config.total_steps or (config.reset != "none" and first_reset <= updates):
+        return None
+    resets = (
+        "--reset none" if config.reset == "none"
+        else f"no reset (the first is due at update {first_reset:,}; the run makes {updates:,})"
+    )
+    return (
+        f"no causal fit (the first is due at env step {first_fit:,}: --causal-samples {config.causal_samples:,} at a "
+        f"multiple of --causal-interval {config.causal_interval:,}; --total-steps is {config.total_steps:,}) and {resets}"
+    )
+
+
 def _valid_device(device: str) -> bool:
     if device in ("auto", "cpu", "cuda"):
         return True

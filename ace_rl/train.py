@@ -36,6 +36,7 @@ from ace_rl.config import (
     ConfigError,
     TrainConfig,
     config_from_json_dict,
+    equals_sac_reason,
     experiment_differences,
     to_json_dict,
     validate,
@@ -465,6 +466,9 @@ def train(config: TrainConfig) -> Path:
     """
     validate(config)
     pick_device(config.device)
+    same_as_sac = equals_sac_reason(config)
+    if same_as_sac is not None:
+        print(f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr)
     if config.video_every > 0:
         check_video_support(config.env)  # picks MuJoCo's OpenGL back-end, which must precede any environment
     if config.resume is not None:
