@@ -7,7 +7,13 @@ Accepted ids:
   `panda` extra the panda-gym arm tasks (`PandaReachJoints-v3`, `PandaPushDense-v3`, ...);
 - `dmc:DOMAIN-TASK` for the DeepMind Control Suite (`dmc:walker-run`, `dmc:ball_in_cup-catch`), `dmc` extra;
 - `metaworld:TASK` for Meta-World v3 single tasks with the goal observable (`metaworld:assembly-v3`),
-  `metaworld` extra.
+  `metaworld` extra;
+- `module:EnvName-vN`, Gymnasium's import-on-make form, for any environment a module registers when it is
+  imported (`examples.point_reach:PointReach-v0`); every process that builds it imports the module itself.
+
+Constructor arguments (``env_kwargs``) go to Gymnasium's ``make`` (Gymnasium ids, ``module:`` ids, Panda).
+Every environment is checked when it is built: Box actions with finite bounds, Box or Dict observations, a
+finite first observation and Gymnasium's five-value ``step``.
 
 Observations are always one flat vector: goal-conditioned Dict observations become the observation followed
 by the desired goal, other Dict observations are flattened whole. Tasks with a success signal (Meta-World,
@@ -21,9 +27,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -36,7 +43,8 @@ METAWORLD_PREFIX = "metaworld:"
 REWARDS = ("dense", "sparse")
 ACCEPTED_FORMS = (
     "a Gymnasium id such as Hopper-v5, dmc:DOMAIN-TASK such as dmc:walker-run, "
-    "or metaworld:TASK such as metaworld:button-press-v3"
+    "metaworld:TASK such as metaworld:button-press-v3, or module:EnvName-vN for an environment that a module "
+    "registers on import"
 )
 
 
@@ -105,11 +113,43 @@ _PREFIXED_SUITES = (
 )
 
 
+def _import_registering_module(env_id: str) -> str:
+    """Import the module of a `module:EnvName-vN` id, as Gymnasium's make would, and return EnvName-vN once
+    the module has registered it."""
+    module, _, name = env_id.rpartition(":")
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise EnvError(
+            f"environment {env_id!r}: module {module!r} does not import ({error}); install its package or put it "
+            "on PYTHONPATH"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - a user's module may fail in any way; name it in one line
+        raise EnvError(
+            f"environment {env_id!r}: importing module {module!r} failed ({type(error).__name__}: {error})"
+        ) from None
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, sorted(gym.registry.keys()), n=3, cutoff=0.75)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise EnvError(
+            f"environment {env_id!r}: module {module!r} imports but registers no environment {name!r} "
+            f"(gymnasium.register(id={name!r}, entry_point=...) when the module is imported){hint}"
+        )
+    return name
+
+
+def _needs_mujoco(name: str) -> bool:
+    spec = gym.registry.get(name)
+    entry_point = "" if spec is None else str(spec.entry_point)
+    return "mujoco" in entry_point or robotics.is_robotics_id(name)
+
+
 def _resolve(env_id: str) -> tuple[str, str]:
-    """(suite, name) of a known id: ("dmc", "walker-run"), ("metaworld", "assembly-v3") or ("gymnasium", id)."""
-    _require_whole_mujoco()  # before any suite or Gymnasium task imports MuJoCo
+    """(suite, name) of a known id: ("dmc", "walker-run"), ("metaworld", "assembly-v3"), ("panda", id) or
+    ("gymnasium", id) (for `module:EnvName-vN`, the name its module registered)."""
     for prefixed in _PREFIXED_SUITES:
         if env_id.startswith(prefixed.prefix):
+            _require_whole_mujoco()  # before the suite imports MuJoCo
             _require(prefixed.package, env_id)
             name = env_id.removeprefix(prefixed.prefix)
             names = prefixed.known_names()
@@ -127,14 +167,21 @@ def _resolve(env_id: str) -> tuple[str, str]:
         if missing is not None:
             raise EnvError(f"environment {env_id!r} cannot be built: {missing}")
         return "panda", env_id
-    if env_id not in gym.registry and robotics.is_robotics_id(env_id):
-        _require(_ROBOTICS, env_id)
-    if env_id not in gym.registry:
-        raise _unknown(
-            env_id, sorted(gym.registry.keys()),
-            'run `python -c "import gymnasium; gymnasium.pprint_registry()"` for the list',
-        )
-    return "gymnasium", env_id
+    if ":" in env_id:
+        name = _import_registering_module(env_id)
+    else:
+        name = env_id
+        if env_id not in gym.registry and robotics.is_robotics_id(env_id):
+            _require_whole_mujoco()
+            _require(_ROBOTICS, env_id)
+        if env_id not in gym.registry:
+            raise _unknown(
+                env_id, sorted(gym.registry.keys()),
+                'run `python -c "import gymnasium; gymnasium.pprint_registry()"` for the list',
+            )
+    if _needs_mujoco(name):
+        _require_whole_mujoco()
+    return "gymnasium", name
 
 
 def check_env_id(env_id: str) -> None:
@@ -155,17 +202,24 @@ def _success_key(suite: str, name: str) -> str | None:
     return None
 
 
-def make_env(env_id: str, reward: str = "dense", render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str, reward: str = "dense", render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None
+) -> gym.Env:
     """Build the environment of ``env_id``, with flat observations and Box actions.
 
     ``reward="sparse"`` replaces the task's reward by ``float(info["success"])``; it needs a task with a
     success signal (see `has_success`). ``render_mode="rgb_array"``: ``env.render()`` returns RGB frames
-    (MuJoCo-based suites need an OpenGL back-end chosen first: `ace_rl.video.select_gl_backend`). Seed the
-    result once with `seed_env`.
+    (MuJoCo-based suites need an OpenGL back-end chosen first: `ace_rl.video.select_gl_backend`).
+    ``env_kwargs`` go to the constructor of a Gymnasium environment. Seed the result once with `seed_env`.
     """
     if reward not in REWARDS:
         raise EnvError(f"unknown reward {reward!r}; accepted: {', '.join(REWARDS)}")
+    env_kwargs = dict(env_kwargs or {})
     suite, name = _resolve(env_id)
+    if env_kwargs and suite != "gymnasium":
+        raise EnvError(
+            f"--env-kwargs go to a Gymnasium environment's constructor; {env_id!r} ({suite}) takes none"
+        )
     key = _success_key(suite, name)
     if reward == "sparse" and key is None:
         raise EnvError(
@@ -179,26 +233,76 @@ def make_env(env_id: str, reward: str = "dense", render_mode: str | None = None)
     elif suite == "panda":
         env = panda.make(name, render_mode)
     else:
-        try:
-            env = gym.make(env_id, render_mode=render_mode)
-        except gym.error.DependencyNotInstalled as error:
-            raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
-    _check_actions(env, env_id)
+        env = _make_gymnasium(env_id, name, render_mode, env_kwargs)
+    _check_spaces(env, env_id)
     env = _flatten_observations(env)
     if key is None:
         return env
     return SuccessSignal(env, key, sparse=reward == "sparse")
 
 
-def _check_actions(env: gym.Env, env_id: str) -> None:
-    if not isinstance(env.action_space, gym.spaces.Box):
-        env.close()
+def _make_gymnasium(env_id: str, name: str, render_mode: str | None, env_kwargs: dict[str, Any]) -> gym.Env:
+    try:
+        return gym.make(name, render_mode=render_mode, **env_kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a user's constructor may refuse its arguments in any way
+        if not env_kwargs:
+            raise
+        cause = (str(error).splitlines() or [""])[0]
         raise EnvError(
-            f"environment {env_id!r} has {type(env.action_space).__name__} actions; ACE needs continuous (Box) actions"
-        )
-    if not (np.all(np.isfinite(env.action_space.low)) and np.all(np.isfinite(env.action_space.high))):
+            f"environment {env_id!r} rejects the constructor arguments {json.dumps(env_kwargs)} "
+            f"({type(error).__name__}: {cause})"
+        ) from None
+
+
+def _check_spaces(env: gym.Env, env_id: str) -> None:
+    """Box actions with finite bounds, Box or Dict observations; anything else closes the env and is refused."""
+    problem = None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        problem = f"has {type(env.action_space).__name__} actions; ACE needs continuous (Box) actions"
+    elif not (np.all(np.isfinite(env.action_space.low)) and np.all(np.isfinite(env.action_space.high))):
+        problem = "has unbounded actions; ACE needs finite action bounds (a Box with finite low and high)"
+    elif not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Dict)):
+        problem = f"has {type(env.observation_space).__name__} observations; accepted: Box, or Dict (flattened)"
+    if problem is not None:
         env.close()
-        raise EnvError(f"environment {env_id!r} has unbounded actions; ACE needs finite action bounds")
+        raise EnvError(f"environment {env_id!r} {problem}")
+
+
+def check_env_behaviour(env: gym.Env, env_id: str) -> None:
+    """Reset and step a probe environment once (it is left used): Gymnasium's two-value ``reset`` and
+    five-value ``step``, a finite observation of the declared size and a finite reward, else one EnvError line."""
+
+    def call(what: str, function: Callable[[], Any], values: int, form: str) -> tuple:
+        try:
+            result = function()
+        except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+            raise EnvError(f"environment {env_id!r}: {what} failed ({type(error).__name__}: {error})") from None
+        if not isinstance(result, tuple) or len(result) != values:
+            got = f"{len(result)} values" if isinstance(result, tuple) else type(result).__name__
+            raise EnvError(f"environment {env_id!r}: {what} returned {got}; Gymnasium's API returns {form}")
+        return result
+
+    def check_observation(observation: Any, after: str) -> None:
+        flat = np.asarray(observation, dtype=np.float64)
+        if flat.size != observation_size(env):
+            raise EnvError(
+                f"environment {env_id!r}: the observation after {after} has {flat.size} values, its observation "
+                f"space {observation_size(env)}"
+            )
+        if not np.all(np.isfinite(flat)):
+            raise EnvError(f"environment {env_id!r}: the observation after {after} is not finite: {flat}")
+
+    observation, _ = call("reset(seed=0)", lambda: env.reset(seed=0), 2, "(observation, info)")
+    check_observation(observation, "reset")
+    action = env.action_space.sample()
+    observation, reward, *_ = call(
+        "step(action)", lambda: env.step(action), 5, "(observation, reward, terminated, truncated, info)"
+    )
+    check_observation(observation, "a step")
+    if not (np.ndim(reward) == 0 and math.isfinite(float(reward))):
+        raise EnvError(f"environment {env_id!r}: step returned the reward {reward!r}; a finite number is needed")
 
 
 def _flatten_observations(env: gym.Env) -> gym.Env:
