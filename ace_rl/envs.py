@@ -9,7 +9,8 @@ Accepted ids:
 - `metaworld:TASK` for Meta-World v3 single tasks with the goal observable (`metaworld:assembly-v3`),
   `metaworld` extra;
 - `module:EnvName-vN`, Gymnasium's import-on-make form, for any environment a module registers when it is
-  imported (`examples.point_reach:PointReach-v0`); every process that builds it imports the module itself.
+  imported (`examples.point_reach:PointReach-v0`), and `module:function` for a function (or class) of a module
+  that returns the environment; every process that builds it imports the module itself.
 
 Constructor arguments (``env_kwargs``) go to Gymnasium's ``make`` (Gymnasium ids, ``module:`` ids, Panda).
 Every environment is checked when it is built: Box actions with finite bounds, Box or Dict observations, a
@@ -113,29 +114,65 @@ _PREFIXED_SUITES = (
 )
 
 
-def _import_registering_module(env_id: str) -> str:
-    """Import the module of a `module:EnvName-vN` id, as Gymnasium's make would, and return EnvName-vN once
-    the module has registered it."""
-    module, _, name = env_id.rpartition(":")
+EnvFactory = Callable[..., gym.Env]
+
+
+def factory_path(factory: EnvFactory) -> str:
+    """``module:qualified_name`` of an environment factory: the ``--env`` that rebuilds it, when it can be
+    imported (a lambda, a local function or a script's ``__main__`` function cannot)."""
+    return f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', type(factory).__name__)}"
+
+
+def _importable_attribute(env_id: str) -> tuple[Any, str]:
+    """Import the module of a ``module:NAME`` id, as Gymnasium's make would; the module and NAME."""
+    module_name, _, name = env_id.rpartition(":")
+    if "<" in name or module_name == "__main__":
+        raise EnvError(
+            f"environment {env_id!r} comes from a factory that cannot be imported (a lambda, a local function or a "
+            "script's own function); pass the factory again from Python (ace_rl.train/resume/evaluate(env=...)), "
+            "or define it in an importable module"
+        )
     try:
-        importlib.import_module(module)
+        module = importlib.import_module(module_name)
     except ImportError as error:
         raise EnvError(
-            f"environment {env_id!r}: module {module!r} does not import ({error}); install its package or put it "
+            f"environment {env_id!r}: module {module_name!r} does not import ({error}); install its package or put it "
             "on PYTHONPATH"
         ) from None
     except Exception as error:  # noqa: BLE001 - a user's module may fail in any way; name it in one line
         raise EnvError(
-            f"environment {env_id!r}: importing module {module!r} failed ({type(error).__name__}: {error})"
+            f"environment {env_id!r}: importing module {module_name!r} failed ({type(error).__name__}: {error})"
         ) from None
-    if name not in gym.registry:
-        close = difflib.get_close_matches(name, sorted(gym.registry.keys()), n=3, cutoff=0.75)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise EnvError(
-            f"environment {env_id!r}: module {module!r} imports but registers no environment {name!r} "
-            f"(gymnasium.register(id={name!r}, entry_point=...) when the module is imported){hint}"
-        )
-    return name
+    return module, name
+
+
+def _resolve_module_id(env_id: str) -> tuple[str, str]:
+    """("gymnasium", EnvName-vN) once the module of `module:EnvName-vN` has registered it, or ("factory", env_id)
+    when NAME is a function (or class) of the module that builds the environment."""
+    module, name = _importable_attribute(env_id)
+    if name in gym.registry:
+        return "gymnasium", name
+    if callable(getattr(module, name, None)):
+        return "factory", env_id
+    close = difflib.get_close_matches(name, sorted(gym.registry.keys()), n=3, cutoff=0.75)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise EnvError(
+        f"environment {env_id!r}: module {module.__name__!r} imports but neither registers an environment {name!r} "
+        f"(gymnasium.register(id={name!r}, ...) on import) nor defines a factory of that name{hint}"
+    )
+
+
+def _call_factory(factory: EnvFactory, env_id: str, render_mode: str | None, env_kwargs: dict[str, Any]) -> gym.Env:
+    arguments = {**env_kwargs, **({"render_mode": render_mode} if render_mode is not None else {})}
+    try:
+        env = factory(**arguments)
+    except Exception as error:  # noqa: BLE001 - a user's factory may fail in any way; name it in one line
+        given = f" with {json.dumps(arguments)}" if arguments else ""
+        cause = (str(error).splitlines() or [""])[0]
+        raise EnvError(f"environment factory {env_id!r} failed{given} ({type(error).__name__}: {cause})") from None
+    if not isinstance(env, gym.Env):
+        raise EnvError(f"environment factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
+    return env
 
 
 def _needs_mujoco(name: str) -> bool:
@@ -168,7 +205,9 @@ def _resolve(env_id: str) -> tuple[str, str]:
             raise EnvError(f"environment {env_id!r} cannot be built: {missing}")
         return "panda", env_id
     if ":" in env_id:
-        name = _import_registering_module(env_id)
+        suite, name = _resolve_module_id(env_id)
+        if suite == "factory":
+            return suite, name
     else:
         name = env_id
         if env_id not in gym.registry and robotics.is_robotics_id(env_id):
@@ -203,20 +242,23 @@ def _success_key(suite: str, name: str) -> str | None:
 
 
 def make_env(
-    env_id: str, reward: str = "dense", render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None
+    env_id: str, reward: str = "dense", render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
+    factory: EnvFactory | None = None,
 ) -> gym.Env:
     """Build the environment of ``env_id``, with flat observations and Box actions.
 
     ``reward="sparse"`` replaces the task's reward by ``float(info["success"])``; it needs a task with a
     success signal (see `has_success`). ``render_mode="rgb_array"``: ``env.render()`` returns RGB frames
     (MuJoCo-based suites need an OpenGL back-end chosen first: `ace_rl.video.select_gl_backend`).
-    ``env_kwargs`` go to the constructor of a Gymnasium environment. Seed the result once with `seed_env`.
+    ``env_kwargs`` go to the constructor of a Gymnasium environment or to the factory. ``factory`` (a callable
+    returning a gymnasium.Env, called with ``env_kwargs``) builds the environment instead of ``env_id``, which then
+    only names it (`factory_path`). Seed the result once with `seed_env`.
     """
     if reward not in REWARDS:
         raise EnvError(f"unknown reward {reward!r}; accepted: {', '.join(REWARDS)}")
     env_kwargs = dict(env_kwargs or {})
-    suite, name = _resolve(env_id)
-    if env_kwargs and suite != "gymnasium":
+    suite, name = ("factory", env_id) if factory is not None else _resolve(env_id)
+    if env_kwargs and suite not in ("gymnasium", "factory"):
         raise EnvError(
             f"--env-kwargs go to a Gymnasium environment's constructor; {env_id!r} ({suite}) takes none"
         )
@@ -232,6 +274,11 @@ def make_env(
         env = meta_world.make(name, render_mode)
     elif suite == "panda":
         env = panda.make(name, render_mode)
+    elif suite == "factory":
+        if factory is None:
+            module, attribute = _importable_attribute(env_id)
+            factory = getattr(module, attribute)
+        env = _call_factory(factory, env_id, render_mode, env_kwargs)
     else:
         env = _make_gymnasium(env_id, name, render_mode, env_kwargs)
     _check_spaces(env, env_id)
