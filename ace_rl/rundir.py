@@ -122,7 +122,9 @@ class RunDir:
         """Half-written files (``*.tmp``) that a killed process may have left behind."""
         if not self.path.is_dir():
             return []
-        return sorted([*self.path.glob("*" + TEMPORARY_SUFFIX), *self.checkpoints.glob("*" + TEMPORARY_SUFFIX)])
+        return sorted(
+            path for folder in (self.path, self.checkpoints, self.videos) for path in folder.glob("*" + TEMPORARY_SUFFIX)
+        )
 
 
 class RunLock:

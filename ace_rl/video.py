@@ -20,11 +20,15 @@ deterministic episode every N env steps into ``RUN/videos/step-XXXXXXXX.mp4``, a
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,7 +37,7 @@ import numpy as np
 
 from ace_rl.envs import episode_steps, make_env, seed_env
 from ace_rl.evaluate import EvalResult, Policy, evaluate_run, run_episodes
-from ace_rl.rundir import RunDir
+from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
 
 GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa")
@@ -62,6 +66,9 @@ renderer.close()
 """
 _PROBE_TIMEOUT_S = 120
 _UNLIMITED_EPISODE_STEPS = 1000  # sizes the TensorBoard clip of a task without a time limit
+_H264_CRF = 25  # imageio's default quality (5 of 10)
+_MACRO_BLOCK = 16  # frame sizes are scaled up to whole H.264 macro blocks, as imageio does
+_FFMPEG_LOG_LINES = 20
 
 _selected_backend: str | None = None
 _tensorboard_note_shown = False
@@ -163,27 +170,116 @@ def frames_per_second(env: gym.Env) -> float:
 
 
 class Mp4Writer:
-    """Frames in, an MP4 file out (H.264 through imageio's ffmpeg plugin); opened on the first frame."""
+    """Frames in, an MP4 file out (H.264 by the ffmpeg of imageio-ffmpeg); ffmpeg starts on the first frame.
+
+    ffmpeg writes a temporary file beside ``path``, which `close` renames into place only once ffmpeg has
+    finished without error: a failed write (a full disk, a read-only directory) leaves nothing under ``path``
+    and no temporary file, and raises RunDirError naming the file and ffmpeg's reason. `discard` stops a
+    recording that will not be finished.
+    """
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
         self.fps = fps
         self.frames = 0
-        self._writer: Any = None
+        self.temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+        self._ffmpeg: subprocess.Popen | None = None
+        self._ffmpeg_log: collections.deque[str] = collections.deque(maxlen=_FFMPEG_LOG_LINES)
+        self._log_reader: threading.Thread | None = None
 
     def append(self, frame: np.ndarray) -> None:
-        if self._writer is None:
-            import imageio.v2 as imageio
-
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = imageio.get_writer(self.path, format="FFMPEG", mode="I", fps=self.fps, codec="libx264")
-        self._writer.append_data(np.ascontiguousarray(frame))
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self._ffmpeg is None:
+            self._start(frame.shape[1], frame.shape[0])
+        assert self._ffmpeg is not None and self._ffmpeg.stdin is not None
+        try:
+            self._ffmpeg.stdin.write(memoryview(frame).cast("B"))
+        except OSError:  # ffmpeg stopped (BrokenPipeError): its log says why
+            self._fail(self._stop(kill=False))
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Finish the file and move it into place (nothing happens when no frame was given)."""
+        if self._ffmpeg is None:
+            return
+        code = self._stop(kill=False)
+        if code != 0:
+            self._fail(code)
+        try:
+            descriptor = os.open(self.temporary, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(self.temporary, self.path)
+        except OSError as error:
+            self._remove_temporary()
+            raise RunDirError(f"cannot write {self.path}: {error.strerror or error}") from None
+
+    def discard(self) -> None:
+        """Stop ffmpeg and remove what it wrote (a recording interrupted by an error)."""
+        if self._ffmpeg is not None:
+            self._stop(kill=True)
+            self._remove_temporary()
+
+    def _start(self, width: int, height: int) -> None:
+        import imageio_ffmpeg
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.temporary, "wb"):  # ffmpeg's own reasons are vaguer than the OSError
+                pass
+        except FileExistsError:
+            raise RunDirError(f"cannot write {self.path}: {self.path.parent} is not a directory") from None
+        except OSError as error:
+            raise RunDirError(f"cannot write {self.path}: {error.strerror or error}") from None
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", str(Fraction(self.fps).limit_denominator()), "-i", "-", "-an",
+            "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(_H264_CRF),
+        ]  # fmt: skip
+        padded = (-(-width // _MACRO_BLOCK) * _MACRO_BLOCK, -(-height // _MACRO_BLOCK) * _MACRO_BLOCK)
+        if padded != (width, height):  # H.264 players want sizes in whole macro blocks
+            command += ["-vf", f"scale={padded[0]}:{padded[1]}"]
+        command += ["-f", "mp4", str(self.temporary)]
+        self._ffmpeg = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Read ffmpeg's log as it comes, so that a chatty ffmpeg never blocks on a full pipe.
+        self._log_reader = threading.Thread(target=self._read_log, args=(self._ffmpeg.stderr,), daemon=True)
+        self._log_reader.start()
+
+    def _read_log(self, stream: Any) -> None:
+        for line in stream:
+            text = line.decode(errors="replace").strip()
+            if text:
+                self._ffmpeg_log.append(text)
+
+    def _stop(self, kill: bool) -> int:
+        """End ffmpeg (closing its input lets it write the MP4 trailer) and return its exit status."""
+        ffmpeg, self._ffmpeg = self._ffmpeg, None
+        assert ffmpeg is not None
+        if kill:
+            ffmpeg.kill()
+        try:
+            ffmpeg.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass  # ffmpeg already stopped
+        code = ffmpeg.wait()
+        if self._log_reader is not None:
+            self._log_reader.join()
+        return code
+
+    def _fail(self, code: int) -> None:
+        self._remove_temporary()
+        # ffmpeg's last line holds the cause, e.g. "[out#0/mp4 @ 0x...] Error writing trailer: No space left ..."
+        reason = re.sub(r"^\[[^\]]*\]\s*", "", self._ffmpeg_log[-1]) if self._ffmpeg_log else f"exit status {code}"
+        raise RunDirError(f"cannot write {self.path}: ffmpeg: {reason}")
+
+    def _remove_temporary(self) -> None:
+        try:
+            self.temporary.unlink(missing_ok=True)
+        except OSError:
+            pass  # a directory that cannot be listed holds no temporary of ours
 
 
 class FrameRecorder(gym.Wrapper):
@@ -223,8 +319,12 @@ def record_episodes(
     try:
         seed_env(env, seed)
         run_episodes(policy, FrameRecorder(env, writer.append), episodes)
-    finally:
+    except BaseException:
+        writer.discard()
+        raise
+    else:
         writer.close()
+    finally:
         env.close()
     return path
 
@@ -247,9 +347,12 @@ def record_run(
 
     try:
         result = evaluate_run(run_dir, checkpoint, episodes, seed, make=make_recording_env)
-    finally:
+    except BaseException:
         for writer in writers:
-            writer.close()
+            writer.discard()
+        raise
+    for writer in writers:
+        writer.close()
     return result, path
 
 
@@ -341,8 +444,10 @@ class TrainingVideo:
         seed_env(self.env, self.seed)
         try:
             episodes = run_episodes(policy, FrameRecorder(self.env, keep), 1)
-        finally:
-            writer.close()
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()
         clip = VideoClip(path, env_step, writer.frames, float(episodes.returns[0]), small.clip(), small.fps)
         if tensorboard is not None:
             add_tensorboard_video(tensorboard, "eval/video", clip)

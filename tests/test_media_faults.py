@@ -62,3 +62,57 @@ def test_disk_full_during_a_later_checkpoint_keeps_the_earlier_one_resumable(tmp
         assert code == 0, stderr
         assert [int(row["env_step"]) for row in rows(run_dir / "metrics.csv")] == [200, 400]
         assert_whole_rows(run_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Videos that cannot be written
+# --------------------------------------------------------------------------------------------------
+needs_ffmpeg = pytest.mark.skipif(
+    importlib.util.find_spec("imageio_ffmpeg") is None, reason='imageio-ffmpeg is not installed: pip install "ace-rl[video]"'
+)
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ace_rl import video
+
+    try:
+        video.select_gl_backend()
+    except video.VideoError as error:
+        pytest.skip(f"no OpenGL back-end for MuJoCo rendering: {error}")
+    run_dir = tmp_path_factory.mktemp("media") / "pendulum"
+    code, _, stderr = run("train", *TINY, "--total-steps", "200", "--run-dir", str(run_dir))
+    assert code == 0, stderr
+    return run_dir
+
+
+def eval_video(run_dir: Path, target: Path) -> tuple[int, str, str]:
+    return run("eval", str(run_dir), "--episodes", "2", "--video", str(target))
+
+
+@needs_ffmpeg
+def test_eval_video_on_a_full_disk_is_an_error_and_leaves_no_file(pendulum_run: Path, tmp_path: Path):
+    with tmpfs(tmp_path / "disk", "4k") as disk:  # one page: the MP4 (about 6 KB) does not fit
+        target = disk / "pendulum.mp4"
+        code, stdout, stderr = eval_video(pendulum_run, target)
+        assert code == 1
+        assert_one_line_error(stderr, f"cannot write {target}: ", "No space left on device")
+        assert "video written" not in stdout
+        assert list(disk.iterdir()) == []  # neither a truncated MP4 nor its temporary file
+
+
+@needs_ffmpeg
+def test_eval_video_into_a_read_only_directory_or_under_a_file_is_one_line(pendulum_run: Path, tmp_path: Path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a directory")
+    code, stdout, stderr = eval_video(pendulum_run, a_file / "x.mp4")
+    assert code == 1 and stdout == ""
+    assert_one_line_error(stderr, f"cannot write {a_file / 'x.mp4'}: {a_file} is not a directory")
+    assert a_file.read_text() == "not a directory"
+
+    with tmpfs(tmp_path / "ro", "1m") as read_only:
+        subprocess.run(["mount", "-o", "remount,ro", str(read_only)], check=True)
+        code, stdout, stderr = eval_video(pendulum_run, read_only / "x.mp4")
+        assert code == 1 and stdout == ""
+        assert_one_line_error(stderr, f"cannot write {read_only / 'x.mp4'}: Read-only file system")
+        assert list(read_only.iterdir()) == []
