@@ -127,6 +127,21 @@ class RunDir:
         )
 
 
+# flock's errors: another process holds the lock; the file system has no locks (NFS without its lock
+# daemon, some FUSE and network file systems).
+LOCK_HELD_ERRNOS = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES})
+LOCKS_UNSUPPORTED_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL})
+
+
+def _lock_failure(directory: Path, error: OSError) -> RunDirError:
+    if error.errno in LOCKS_UNSUPPORTED_ERRNOS:
+        return RunDirError(
+            f"the file system of {directory} does not support file locks (flock: {error.strerror}), which keep two "
+            "processes out of one run directory; put runs and sweeps on a local file system"
+        )
+    return RunDirError(f"cannot lock run directory {directory}: {error.strerror}")
+
+
 class RunLock:
     """An exclusive lock on a run directory for the life of the process that trains in it.
 
@@ -149,8 +164,8 @@ class RunLock:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             os.close(descriptor)
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirError(f"cannot lock run directory {self.path.parent}: {error.strerror}") from None
+            if error.errno not in LOCK_HELD_ERRNOS:
+                raise _lock_failure(self.path.parent, error) from None
             holder = self.holder()
             raise RunDirBusy(
                 f"run directory {self.path.parent} is in use by another ace-rl process"
@@ -185,7 +200,10 @@ class RunLock:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """Whether a live process holds the run directory's lock (for sweeps and status tables)."""
+    """Whether a live process holds the run directory's lock (for sweeps and status tables).
+
+    Raises RunDirError (never RunDirBusy) where the lock cannot be tested, e.g. on a file system without
+    locks: no process can hold it there, and waiting would not help."""
     lock_file = RunDir(run_dir).lock_file
     if not lock_file.is_file():
         return False
@@ -195,8 +213,10 @@ def is_locked(run_dir: Path) -> bool:
         return False
     try:
         fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
+    except OSError as error:
+        if error.errno in LOCK_HELD_ERRNOS:
+            return True
+        raise _lock_failure(run_dir, error) from None
     finally:
         os.close(descriptor)
     return False

@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from ace_rl.checkpoint import load_training_state
-from ace_rl.rundir import RunDir
+from ace_rl.rundir import RunDir, RunDirBusy, RunDirError, is_locked
 from tests.test_run_safety import TINY, assert_one_line_error, assert_whole_rows, rows, run, tmpfs
 
 
@@ -116,3 +119,127 @@ def test_eval_video_into_a_read_only_directory_or_under_a_file_is_one_line(pendu
         assert code == 1 and stdout == ""
         assert_one_line_error(stderr, f"cannot write {read_only / 'x.mp4'}: Read-only file system")
         assert list(read_only.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# A file system without locks
+# --------------------------------------------------------------------------------------------------
+def serve_file_system_without_flock(root: str, mountpoint: str) -> None:
+    """A FUSE file system that passes everything through to ``root`` but refuses flock with ENOLCK, as NFS
+    without its lock daemon and some network file systems do. Runs in the foreground until unmounted."""
+    import errno
+
+    import mfusepy as fuse
+
+    class PassThroughWithoutFlock(fuse.Operations):
+        def _real(self, path: str) -> str:
+            return os.path.join(root, path.lstrip("/"))
+
+        def getattr(self, path, fh=None):
+            status = os.lstat(self._real(path))
+            return {key: getattr(status, key) for key in (
+                "st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")}
+
+        def readdir(self, path, fh):
+            return [".", "..", *os.listdir(self._real(path))]
+
+        def access(self, path, amode):
+            if not os.access(self._real(path), amode):
+                raise fuse.FuseOSError(errno.EACCES)
+
+        def mkdir(self, path, mode):
+            os.mkdir(self._real(path), mode)
+
+        def rmdir(self, path):
+            os.rmdir(self._real(path))
+
+        def unlink(self, path):
+            os.unlink(self._real(path))
+
+        def rename(self, old, new):
+            os.replace(self._real(old), self._real(new))
+
+        def chmod(self, path, mode):
+            os.chmod(self._real(path), mode)
+
+        def utimens(self, path, times=None):
+            os.utime(self._real(path), times)
+
+        def truncate(self, path, length, fh=None):
+            os.truncate(self._real(path), length)
+
+        def create(self, path, mode, fi=None):
+            return os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+
+        def open(self, path, flags):
+            return os.open(self._real(path), flags)
+
+        def read(self, path, size, offset, fh):
+            return os.pread(fh, size, offset)
+
+        def write(self, path, data, offset, fh):
+            return os.pwrite(fh, data, offset)
+
+        def fsync(self, path, datasync, fh):
+            os.fsync(fh)
+
+        def flush(self, path, fh):
+            return 0
+
+        def release(self, path, fh):
+            os.close(fh)
+
+        def statfs(self, path):
+            status = os.statvfs(self._real(path))
+            return {key: getattr(status, key) for key in (
+                "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_namemax")}
+
+        def flock(self, path, fh, op):
+            raise fuse.FuseOSError(errno.ENOLCK)
+
+    fuse.FUSE(PassThroughWithoutFlock(), mountpoint, foreground=True, nothreads=True, default_permissions=True)
+
+
+@contextmanager
+def file_system_without_flock(path: Path) -> Iterator[Path]:
+    """``path`` mounted as `serve_file_system_without_flock` (root, /dev/fuse, mfusepy and libfuse2 needed)."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("a FUSE mount needs root and /dev/fuse")
+    if importlib.util.find_spec("mfusepy") is None:
+        pytest.skip("mfusepy is not installed (pip install mfusepy; apt-get install libfuse2)")
+    root, mountpoint = path / "root", path / "mount"
+    root.mkdir(parents=True)
+    mountpoint.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tests.test_media_faults import serve_file_system_without_flock; "
+         "serve_file_system_without_flock(sys.argv[1], sys.argv[2])", str(root), str(mountpoint)],
+        cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not os.path.ismount(mountpoint):
+            if server.poll() is not None or time.time() > deadline:
+                pytest.skip(f"cannot mount a FUSE file system here: {server.communicate(timeout=10)[1].strip()}")
+            time.sleep(0.05)
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_a_file_system_without_locks_is_named_in_one_line_and_never_reported_as_locked(tmp_path: Path):
+    with file_system_without_flock(tmp_path / "fuse") as mount:
+        run_dir = mount / "run"
+        code, stdout, stderr = run("train", *TINY, "--total-steps", "200", "--run-dir", str(run_dir))
+        assert code == 1 and "run written" not in stdout
+        assert_one_line_error(stderr, f"the file system of {run_dir} does not support file locks (flock: ",
+                              "put runs and sweeps on a local file system")
+
+        assert (run_dir / ".lock").is_file()  # left by the refused train: a sweep must not take it for a live run
+        with pytest.raises(RunDirError, match="does not support file locks") as refused:
+            is_locked(run_dir)
+        assert not isinstance(refused.value, RunDirBusy)
+        assert not is_locked(mount)  # no lock file: nothing to test
