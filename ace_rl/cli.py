@@ -75,11 +75,12 @@ class ReportArgs:
     dirs: Annotated[list[Path], tyro.conf.Positional, tyro.conf.arg(metavar="DIR [DIR ...]")]
     """Run directories, or directories holding runs (a sweep directory)."""
     out: Path
-    """Where the report goes (created; an earlier report's files there are replaced)."""
+    """Where the report goes (created; an earlier report's files there are replaced, only once the whole new
+    report is written)."""
     reps: int = 2000
     """Bootstrap repetitions of each confidence interval."""
     seed: int = 0
-    """Seed of the bootstrap: the same runs and seed give the same report."""
+    """Seed of the bootstrap (0 to 2**32-1): the same runs and seed give the same report."""
     skip_empty: bool = False
     """Leave out runs without an evaluation yet (a sweep in progress), listing them in the summary, instead of stopping."""
 
@@ -155,6 +156,8 @@ def run_report(args: ReportArgs) -> None:
     from ace_rl.report import make_report  # matplotlib and rliable are an extra, loaded only here
 
     report = make_report(args.dirs, args.out, reps=args.reps, seed=args.seed, skip_empty=args.skip_empty)
+    for warning in report.warnings:
+        print(f"ace-rl: warning: {warning}", file=sys.stderr)
     print(
         f"report of {len(report.runs)} runs on {len(report.tasks)} task(s) written to {args.out}: summary.md, "
         f"summary.csv, curves.csv and {len(report.figures)} figure(s) as PNG and PDF"

@@ -20,7 +20,10 @@ import functools
 import itertools
 import json
 import math
+import os
 import re
+import secrets
+import shutil
 import textwrap
 import warnings
 from collections import defaultdict
@@ -32,13 +35,20 @@ import numpy as np
 
 from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, ConfigError, TrainConfig, to_json_dict
 from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS
-from ace_rl.rundir import CONFIG, RunDir, find_runs
+from ace_rl.rundir import CAUSAL_WEIGHTS, CHECKPOINTS, CONFIG, EPISODES, METRICS, RESETS, RunDir, find_runs
 from ace_rl.scores import Normalisation, normalisation
 
 EXTRA = 'pip install -e ".[report]"'
 CONFIDENCE = 0.95
 FEW_SEEDS = 5
 """Groups with fewer seeds than this are flagged: their intervals rest on too few runs to be trusted."""
+SEED_RANGE = (0, 2**32 - 1)
+"""The bootstrap seeds NumPy's global generator accepts."""
+RUN_FILES = (METRICS, EPISODES, CAUSAL_WEIGHTS, RESETS, CHECKPOINTS)
+"""Files and folders only a run directory holds: a directory with one of them but no config.json is a run whose
+configuration is lost."""
+SUBSET_SEARCH_LIMIT = 12
+"""The aggregates try every subset of the labels (or, with more labels, of the tasks) up to this many."""
 
 # Config options that change neither the training nor the agent: those a resumed run may change
 # (config.RESUMABLE_SETTINGS: length, device, logging), and these. Runs that differ only in them belong to one
@@ -59,6 +69,12 @@ LEGEND_CHARACTER = 0.075
 CAUSAL_SIZE = (8.0, 6.0)
 CURVE_SIZE = (7.0, 5.0)
 """The sample-efficiency curve and the performance profile."""
+IMPROVEMENT_WIDTH = 8.0
+IMPROVEMENT_HEIGHT = (1.4, 0.5)
+"""The probability-of-improvement figure's height in inches: a base, and one row per pair."""
+PAIRS_PER_FIGURE = 24
+"""More pairs than this are split over several probability-of-improvement figures (each at most
+(1.4 + 0.5 * 24) * DPI = 2,010 px tall)."""
 
 
 class ReportError(ConfigError):
@@ -220,23 +236,58 @@ def load_run(path: Path) -> Run:
     return Run(path, config, eval_steps, returns, success_rates, causal_steps, causal_weights, reset_steps, dormancy_ratios)
 
 
-def collect_runs(dirs: Sequence[Path], skip_empty: bool, notes: list[str]) -> list[Run]:
-    """The runs at or below ``dirs``, each once; runs without evaluations stop the report unless ``skip_empty``."""
+def runs_without_config(root: Path) -> list[Path]:
+    """The directories at or below ``root`` that hold a run's files (RUN_FILES) but no config.json: runs whose
+    configuration is lost, which cannot be grouped. Neither runs' nor these directories' own subfolders are
+    searched, nor hidden folders."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        path = Path(directory)
+        if RunDir(path).is_run():
+            subdirs.clear()
+        elif any(name in files or name in subdirs for name in RUN_FILES):
+            found.append(path)
+            subdirs.clear()
+        else:
+            subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
+    return sorted(found)
+
+
+def collect_runs(dirs: Sequence[Path], skip_empty: bool, notes: list[str], flagged: list[str]) -> list[Run]:
+    """The runs at or below ``dirs``, each once; runs without evaluations stop the report unless ``skip_empty``.
+    Directories with run files but no config.json are named in ``notes`` and ``flagged`` (printed too)."""
     if not dirs:
         raise ReportError("no directory given; expected run directories or directories of runs (sweeps)")
     paths: list[Path] = []
+    lost: list[Path] = []
     for directory in dirs:
         if not directory.is_dir():
             raise ReportError(
                 f"{directory} is not a directory; expected a run directory or a directory of runs (a sweep)"
             )
         found = find_runs(directory)
+        without_config = runs_without_config(directory)
         if not found:
+            if without_config == [directory]:
+                problem = f"holds run files but no {CONFIG} (the run's settings are lost)"
+            elif without_config:
+                problem = (f"holds no runs with a {CONFIG}: {_listing([str(p) for p in without_config], 3)} hold(s) "
+                           f"run files but no {CONFIG}")
+            else:
+                problem = f"holds no runs (no {CONFIG} at or below it)"
             raise ReportError(
-                f"{directory} holds no runs (no {CONFIG} at or below it); expected a run directory written by "
-                "ace-rl train or a directory of them (a sweep)"
+                f"{directory} {problem}; expected a run directory written by ace-rl train or a directory of them (a sweep)"
             )
         paths.extend(found)
+        lost.extend(without_config)
+    lost = list({path.resolve(): path for path in lost}.values())
+    if lost:
+        text = (
+            f"Left out {len(lost)} directory(ies) that hold run files but no {CONFIG} (the run's settings are lost, "
+            f"so it cannot be grouped): {', '.join(str(path) for path in lost)}."
+        )
+        notes.append(text)
+        flagged.append(text)
     unique = list({path.resolve(): path for path in paths}.values())
     runs = [load_run(path) for path in unique]
     empty = [run for run in runs if len(run.eval_steps) == 0]
@@ -265,6 +316,10 @@ class Group:
     task: str
     label: str
     runs: list[Run]
+    """One run per seed."""
+    duplicates: list[Run] = field(default_factory=list)
+    """Runs left out because another run of the group has their seed (one seed is one sample, however many
+    directories hold it: a sweep may have made identical runs that differ only in a logging option)."""
 
     @property
     def algo(self) -> str:
@@ -305,14 +360,39 @@ def run_label(run: Run, options: Sequence[str]) -> str:
     return " ".join(parts)
 
 
+def one_run_per_seed(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """The runs in seed order keeping one per seed (the one that reached the furthest env step; on a tie, the
+    first by path), and the runs left out."""
+    kept: dict[int, Run] = {}
+    duplicates = []
+    for run in sorted(runs, key=lambda r: (r.seed, -r.eval_steps[-1], str(r.path))):
+        if run.seed in kept:
+            duplicates.append(run)
+        else:
+            kept[run.seed] = run
+    return list(kept.values()), duplicates
+
+
 def group_runs(runs: Sequence[Run]) -> list[Group]:
     """Groups by task and label, tasks in name order, then ACE, SAC, TD3 and other algorithms."""
     options = swept_options(runs)
     cells: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         cells[(run.task, run_label(run, options.get(run.algo, [])))].append(run)
-    groups = [Group(task, label, sorted(cell, key=lambda r: (r.seed, str(r.path)))) for (task, label), cell in cells.items()]
+    groups = [Group(task, label, *one_run_per_seed(cell)) for (task, label), cell in cells.items()]
     return sorted(groups, key=lambda g: (g.task, ALGO_ORDER.get(g.algo, len(ALGO_ORDER)), g.label))
+
+
+def duplicate_seeds_note(group: Group) -> str:
+    """Which runs of ``group`` repeat a seed, which one counts, and why."""
+    seeds = [
+        f"seed {run.seed} as {run.path} (also {', '.join(str(d.path) for d in group.duplicates if d.seed == run.seed)})"
+        for run in group.runs if any(d.seed == run.seed for d in group.duplicates)
+    ]
+    return (
+        f"{group.task} / {group.label}: {len(seeds)} seed(s) have more than one run; each seed counts once, as the "
+        f"run that reached the furthest env step (on a tie, the first by path), and the others are left out: {'; '.join(seeds)}."
+    )
 
 
 # ------------------------------------------------------------------------------------------------ alignment
@@ -527,6 +607,8 @@ class Report:
     reps: int
     seed: int
     figures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """The notes the command also prints: runs left out that the user should look at."""
 
 
 def _listing(items: Sequence[str], shown: int = 5) -> str:
@@ -599,9 +681,6 @@ def analyse_task(name: str, groups: Sequence[Group], reps: int, seed: int, notes
                 f"{len(aligned.steps)} curve points rest on fewer than all {len(group.runs)} runs (dashed in the "
                 "figure; curves.csv gives each point's run count)."
             )
-        repeated = sorted({seed_ for seed_ in group.seeds if group.seeds.count(seed_) > 1})
-        if repeated:
-            notes.append(f"{name} / {group.label}: seed(s) {repeated} appear in more than one run; each run counts.")
         pairs = [(run, run.scores(success)) for run in group.runs if run in compared]
         finals = np.array([run_final(run.eval_steps, s, end) for run, s in pairs])
         aucs = np.array([run_auc(run.eval_steps, s, start, end) for run, s in pairs])
@@ -653,6 +732,9 @@ def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: 
     present = {task.name: {r.group.label for r in task.groups if r.final is not None} for task in normalised}
     improvements = _improvements(normalised, labels, algo_of, reps, seed, notes)
     chosen, common = _aggregate_selection(normalised, labels, present)
+    if not chosen:
+        notes.append("No group has a final score on a task with a reference score: no aggregate metrics across tasks.")
+        return None
     for label in labels:
         if label not in chosen:
             lacking = [task.name for task in common if label not in present[task.name]]
@@ -730,11 +812,18 @@ def _aggregate_selection(
 ) -> tuple[list[str], list[TaskResult]]:
     """The labels and tasks of the aggregates, which compare labels on the same tasks: of the sets of labels
     (with the tasks on which all of them have runs), the one covering the most (label, task) pairs; ties go to
-    more labels (aggregates are for comparing), then to more tasks."""
-    if len(labels) <= 12:
+    more labels (aggregates are for comparing), then to more tasks. With more than SUBSET_SEARCH_LIMIT labels,
+    the candidates are the labels that subsets of the tasks have in common (every subset up to that many tasks,
+    else each task's own labels)."""
+    if len(labels) <= SUBSET_SEARCH_LIMIT:
         subsets = [s for size in range(len(labels), 0, -1) for s in itertools.combinations(labels, size)]
     else:
-        subsets = [tuple(labels)]
+        if len(tasks) <= SUBSET_SEARCH_LIMIT:
+            task_sets = [c for size in range(len(tasks), 0, -1) for c in itertools.combinations(tasks, size)]
+        else:
+            task_sets = [(task,) for task in tasks]
+        subsets = [tuple(label for label in labels if all(label in present[t.name] for t in task_set))
+                   for task_set in task_sets]
     best: tuple[list[str], list[TaskResult]] = ([], [])
     best_key = (0, 0, 0)
     for subset in subsets:
@@ -781,53 +870,118 @@ def build_report(dirs: Sequence[Path], reps: int = 2000, seed: int = 0, skip_emp
     """Read, group, align and judge the runs at or below ``dirs`` (no files written)."""
     if reps < 1:
         raise ReportError(f"--reps must be a positive integer, got {reps}")
+    if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ReportError(f"--seed {seed} is out of range; accepted: an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]} (2**32-1)")
     libraries()  # a missing extra is reported before any work
     notes: list[str] = []
-    runs = collect_runs(dirs, skip_empty, notes)
+    flagged: list[str] = []
+    runs = collect_runs(dirs, skip_empty, notes, flagged)
     by_task: dict[str, list[Group]] = defaultdict(list)
     for group in group_runs(runs):
         by_task[group.task].append(group)
+        if group.duplicates:
+            notes.append(duplicate_seeds_note(group))
+            flagged.append(notes[-1])
+    counted = [run for groups in by_task.values() for group in groups for run in group.runs]
     tasks = [analyse_task(name, groups, reps, seed, notes) for name, groups in by_task.items()]
     aggregate = analyse_aggregate(tasks, reps, seed, notes)
-    return Report(list(dirs), runs, tasks, aggregate, notes, reps, seed)
+    return Report(list(dirs), counted, tasks, aggregate, notes, reps, seed, warnings=flagged)
 
 
 def make_report(
     dirs: Sequence[Path], out: Path, reps: int = 2000, seed: int = 0, skip_empty: bool = False
 ) -> Report:
-    """Build the report and write its figures, summary.md, summary.csv and curves.csv into ``out``."""
+    """Build the report and write its figures, summary.md, summary.csv and curves.csv into ``out``.
+
+    The files are written into a hidden staging directory on the same file system (inside ``out`` when it
+    exists, else next to it) and moved into place only once all are written, so a report that fails (a full
+    disk, a read-only directory) leaves no partial files and any earlier report in ``out`` as it was."""
     report = build_report(dirs, reps, seed, skip_empty)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; expected a directory (created if missing)")
+    created = [path for path in (out.parent, *out.parent.parents) if not path.exists()]  # deepest first
+    staging: Path | None = None
+    moving = finished = False
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = (out if out.is_dir() else out.parent) / f".{out.name}.report-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        report.figures = write_figures(report, staging)
+        write_summary(report, staging)
+        write_curves(report, staging)
+        moving = True
+        _move_into_place(staging, out)
+        finished = True
     except OSError as error:
-        raise ReportError(f"--out {out}: cannot create the directory ({error.strerror or error})") from None
-    report.figures = write_figures(report, out)
-    write_summary(report, out)
-    write_curves(report, out)
+        failed = Path(error.filename) if error.filename else None
+        where = f"{failed.name}: " if failed and failed.parent == staging else ""
+        earlier = "; the earlier report there is unchanged" if not moving and (out / "summary.md").is_file() else ""
+        raise ReportError(f"--out {out}: cannot write the report ({where}{error.strerror or error}){earlier}") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        for path in created if not finished else []:
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return report
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished report to ``out``; into an existing ``out``, file by file (renames within one file
+    system) with summary.md last, then remove the earlier report's figures that this one does not have."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    earlier = out / "summary.md"
+    listed = earlier.read_text(errors="replace") if earlier.is_file() else ""
+    earlier_figures = re.findall(r"^- `([A-Za-z0-9_.-]+)\.png` \(and `\.pdf`\)$", listed, re.M)
+    written = sorted(staging.iterdir(), key=lambda path: path.name == "summary.md")
+    for path in written:
+        os.replace(path, out / path.name)
+    for stem in set(earlier_figures) - {path.stem for path in written}:
+        for suffix in (".png", ".pdf"):
+            (out / f"{stem}{suffix}").unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------------- figures
 
 
 def _colours(report: Report) -> dict[str, Any]:
+    """A distinct colour per group: tab10 or tab20 where they suffice, else the turbo colormap sampled at as many
+    evenly spaced points (its 256 entries keep up to 256 groups apart)."""
     plt, _, _, _ = libraries()
     labels: list[str] = []
     for task in report.tasks:
         labels.extend(r.group.label for r in task.groups if r.group.label not in labels)
+    if len(labels) > 20:
+        return dict(zip(labels, plt.get_cmap("turbo")(np.linspace(0.0, 1.0, len(labels)))))
     palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    return {label: palette(index % palette.N) for index, label in enumerate(labels)}
+    return {label: palette(index) for index, label in enumerate(labels)}
 
 
 def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[Path]:
+    """Yields ``path``; an OSError while writing it names it (a full disk's write error names no file)."""
+    try:
+        yield path
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+
+
 def _save(fig: Any, out: Path, stem: str, figures: list[str]) -> None:
     plt, _, _, _ = libraries()
-    for suffix in (".png", ".pdf"):
-        fig.savefig(out / f"{stem}{suffix}", dpi=DPI)
-    plt.close(fig)
+    try:
+        for suffix in (".png", ".pdf"):
+            with _writing(out / f"{stem}{suffix}") as path:
+                fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
     figures.append(stem)
 
 
@@ -996,20 +1150,26 @@ def plot_aggregates(aggregate: AggregateResult, colours: Mapping[str, Any], out:
         )
         _save(fig, out, "performance_profile", figures)
 
-    if aggregate.improvements:
-        count = len(aggregate.improvements)
-        fig, ax = plt.subplots(figsize=(8.0, 1.4 + 0.5 * count))
+    # Many pairs are split evenly over several figures of at most PAIRS_PER_FIGURE rows each.
+    pairs = aggregate.improvements
+    size = math.ceil(len(pairs) / math.ceil(len(pairs) / PAIRS_PER_FIGURE)) if pairs else 1
+    parts = [pairs[start:start + size] for start in range(0, len(pairs), size)]
+    for part, improvements in enumerate(parts, 1):
+        fig, ax = plt.subplots(figsize=(IMPROVEMENT_WIDTH, IMPROVEMENT_HEIGHT[0] + IMPROVEMENT_HEIGHT[1] * len(improvements)))
         plot_utils.plot_probability_of_improvement(
-            {f"{i.x};{i.y}": i.estimate.value for i in aggregate.improvements},
-            {f"{i.x};{i.y}": np.array([i.estimate.low, i.estimate.high]) for i in aggregate.improvements},
-            pair_separator=";", ax=ax, colors=[colours[i.y] for i in aggregate.improvements],
+            {f"{i.x};{i.y}": i.estimate.value for i in improvements},
+            {f"{i.x};{i.y}": np.array([i.estimate.low, i.estimate.high]) for i in improvements},
+            pair_separator=";", ax=ax, colors=[colours[i.y] for i in improvements],
             xlabel="P(X > Y), 95% CI", ticklabelsize="medium", labelsize="large",
         )
         ax.set_xlim(0, 1)
-        longest = max(len(i.x) for i in aggregate.improvements), max(len(i.y) for i in aggregate.improvements)
-        fig.subplots_adjust(left=min(0.45, (0.1 * longest[0] + 0.8) / 8.0), right=1 - min(0.45, (0.1 * longest[1] + 0.8) / 8.0),
-                            bottom=0.8 / fig.get_figheight(), top=1 - 0.3 / fig.get_figheight())
-        _save(fig, out, "probability_of_improvement", figures)
+        longest = max(len(i.x) for i in improvements), max(len(i.y) for i in improvements)
+        fig.subplots_adjust(
+            left=min(0.45, (0.1 * longest[0] + 0.8) / IMPROVEMENT_WIDTH),
+            right=1 - min(0.45, (0.1 * longest[1] + 0.8) / IMPROVEMENT_WIDTH),
+            bottom=0.8 / fig.get_figheight(), top=1 - 0.3 / fig.get_figheight(),
+        )
+        _save(fig, out, "probability_of_improvement" + (f"_{part}_of_{len(parts)}" if len(parts) > 1 else ""), figures)
 
 
 # ------------------------------------------------------------------------------------------------- summary
@@ -1070,17 +1230,18 @@ SUMMARY_COLUMNS = [
 
 
 def write_summary(report: Report, out: Path) -> None:
-    with open(out / "summary.csv", "w", newline="") as file:
+    with _writing(out / "summary.csv") as path, open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         for row in summary_rows(report):
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    (out / "summary.md").write_text(summary_markdown(report))
+    with _writing(out / "summary.md") as path:
+        path.write_text(summary_markdown(report))
 
 
 def write_curves(report: Report, out: Path) -> None:
     """Every learning-curve point with the number of runs it rests on."""
-    with open(out / "curves.csv", "w", newline="") as file:
+    with _writing(out / "curves.csv") as path, open(path, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["task", "group", "unit", "env_step", "iqm", "ci_low", "ci_high", "runs"])
         for task in report.tasks:
