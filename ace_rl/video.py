@@ -8,6 +8,8 @@ The OpenGL back-end rule (MuJoCo-based suites): a back-end is fixed once per pro
 or dm_control first loads OpenGL, so `select_gl_backend` chooses it before that and keeps it:
 
 - a back-end the user named (``MUJOCO_GL``, else ``PYOPENGL_PLATFORM``) is used, after checking that it works;
+- a ``PYOPENGL_PLATFORM`` that MuJoCo's EGL and OSMesa back-ends refuse (neither ``egl`` nor ``osmesa``, or
+  not the ``MUJOCO_GL`` named) is a one-line `VideoError` naming it, before anything is tried;
 - otherwise EGL (GPU, headless), then OSMesa (software);
 - each candidate is tried by rendering one small frame in a subprocess (a failed EGL would otherwise leave this
   process unable to try OSMesa); the winner goes into ``MUJOCO_GL`` (inherited by child processes);
@@ -103,6 +105,28 @@ def _user_backend() -> str | None:
     return platform if platform in GL_BACKENDS else None
 
 
+def _platform_conflict() -> str | None:
+    """Why ``PYOPENGL_PLATFORM`` keeps MuJoCo's EGL and OSMesa back-ends from loading, if it does: each refuses
+    any other platform (with a message that names no value), so no back-end would work however it is installed."""
+    platform = os.environ.get("PYOPENGL_PLATFORM", "").strip()
+    named = os.environ.get("MUJOCO_GL", "").strip().lower()
+    accepted = " or ".join(GL_BACKENDS)
+    if not platform or (named and named not in GL_BACKENDS):  # no setting, or a back-end of the user's own
+        return None
+    if not named and platform not in GL_BACKENDS:  # PyOpenGL reads it case-sensitively
+        return (
+            f"PYOPENGL_PLATFORM={platform} is not an OpenGL platform for headless rendering (accepted: "
+            f"{', '.join(GL_BACKENDS)}); set PYOPENGL_PLATFORM to {accepted}, or unset it to let ace-rl pick one "
+            "that works"
+        )
+    if named and platform != named:
+        return (
+            f"MUJOCO_GL={named} and PYOPENGL_PLATFORM={platform} name different OpenGL back-ends; set both to the "
+            f"same one ({accepted}), or unset PYOPENGL_PLATFORM"
+        )
+    return None
+
+
 def select_gl_backend() -> str:
     """Choose the OpenGL back-end for MuJoCo rendering (see the module docstring) and return its name.
 
@@ -112,6 +136,9 @@ def select_gl_backend() -> str:
     global _selected_backend
     if _selected_backend is not None:
         return _selected_backend
+    conflict = _platform_conflict()
+    if conflict is not None:
+        raise VideoError(conflict)
     named = _user_backend()
     if named is not None:
         reason = _probe(named)

@@ -243,3 +243,25 @@ def test_a_file_system_without_locks_is_named_in_one_line_and_never_reported_as_
             is_locked(run_dir)
         assert not isinstance(refused.value, RunDirBusy)
         assert not is_locked(mount)  # no lock file: nothing to test
+
+
+# --------------------------------------------------------------------------------------------------
+# A PyOpenGL platform that no MuJoCo back-end accepts
+# --------------------------------------------------------------------------------------------------
+@needs_ffmpeg
+@pytest.mark.parametrize(("setting", "fragments"), [
+    ({"PYOPENGL_PLATFORM": "nonsense"}, ("PYOPENGL_PLATFORM=nonsense is not an OpenGL platform for headless "
+                                         "rendering (accepted: egl, osmesa)", "unset it")),
+    ({"PYOPENGL_PLATFORM": "glx", "MUJOCO_GL": "osmesa"}, ("MUJOCO_GL=osmesa and PYOPENGL_PLATFORM=glx name "
+                                                           "different OpenGL back-ends", "unset PYOPENGL_PLATFORM")),
+])
+def test_a_pyopengl_platform_that_no_back_end_accepts_is_named(setting: dict, fragments: tuple, pendulum_run: Path):
+    environment = {key: value for key, value in os.environ.items() if key not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    result = subprocess.run(
+        [sys.executable, "-m", "ace_rl.cli", "eval", str(pendulum_run), "--episodes", "1", "--video"],
+        capture_output=True, text=True, timeout=300, env={**environment, **setting},
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert_one_line_error(result.stderr, *fragments)
+    assert "{!r}" not in result.stderr and "install" not in result.stderr  # nothing to install: a setting to fix
+    assert not RunDir(pendulum_run).videos.exists()

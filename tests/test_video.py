@@ -176,17 +176,21 @@ def test_a_back_end_that_does_not_work_is_a_one_line_error(pendulum_run: Path):
 
 
 def test_no_working_back_end_names_what_to_install(monkeypatch):
-    # A PyOpenGL platform that exists for neither EGL nor OSMesa makes both candidates fail (in their probe
-    # subprocesses, which inherit it), as a machine without their libraries does.
+    # Mesa (OSMesa, and Mesa's EGL) cannot start with a Gallium driver that does not exist, so both candidates
+    # fail in their probe subprocesses, which inherit it, as on a machine without their libraries.
     monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.setenv("PYOPENGL_PLATFORM", "nonsense")
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setenv("GALLIUM_DRIVER", "nonsense")
     monkeypatch.setattr(video, "_selected_backend", None)
-    with pytest.raises(video.VideoError) as caught:
-        video.select_gl_backend()
-    message = str(caught.value)
+    try:
+        backend = video.select_gl_backend()
+    except video.VideoError as error:
+        message = str(error)
+    else:
+        pytest.skip(f"{backend} renders without Mesa here (a GPU driver's EGL)")
     assert "\n" not in message and message.startswith("no OpenGL back-end for headless rendering works (egl: ")
     assert "; osmesa: " in message and "apt-get install libosmesa6" in message
-    assert os.environ["PYOPENGL_PLATFORM"] == "nonsense" and "MUJOCO_GL" not in os.environ  # nothing chosen
+    assert "MUJOCO_GL" not in os.environ and "PYOPENGL_PLATFORM" not in os.environ  # nothing chosen
 
 
 def test_training_video_records_the_same_start_and_reaches_tensorboard(opengl, tmp_path: Path):
