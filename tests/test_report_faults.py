@@ -242,3 +242,21 @@ def test_read_only_out_is_one_line_and_changes_nothing(tmp_path, capsys):
             assert code != 0, target
             assert_one_line_error(capsys.readouterr().err, str(target), "Read-only file system")
         assert snapshot(disk) == before
+
+
+def test_a_new_report_replaces_the_earlier_one_whole(tmp_path, capsys):
+    sweep = small_sweep(tmp_path / "sweep", seeds=1)
+    out = tmp_path / "out"
+    (tmp_path / "out").mkdir()
+    (out / "notes.txt").write_text("mine")  # not the report's: kept
+    assert run_main(str(sweep), "--out", str(out), "--reps", REPS) == 0
+    assert "probability_of_improvement" in listed_figures(out)
+    for run in sweep.glob("*__ace__*"):
+        (run / "config.json").rename(run / "config.json.bak")  # now SAC only, and a lost-config warning
+    assert run_main(str(sweep), "--out", str(out), "--reps", REPS) == 0
+    capsys.readouterr()
+    figures = listed_figures(out)
+    assert "probability_of_improvement" not in figures
+    report_files = {f"{stem}{suffix}" for stem in figures for suffix in (".png", ".pdf")}
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        report_files | {"summary.md", "summary.csv", "curves.csv", "notes.txt"})
