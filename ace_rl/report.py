@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, ConfigError, TrainConfig, to_json_dict
+from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, ConfigError, TrainConfig, equals_sac_reason, to_json_dict
 from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS
 from ace_rl.rundir import CAUSAL_WEIGHTS, CHECKPOINTS, CONFIG, EPISODES, METRICS, RESETS, RunDir, find_runs
 from ace_rl.scores import Normalisation, normalisation
@@ -866,6 +866,18 @@ def _improvements(
     return improvements
 
 
+def run_equals_sac(run: Run) -> bool:
+    """Whether an ACE run's settings allowed no causal fit and no reset (config.equals_sac_reason)."""
+    settings = {name: value for name, value in run.config.items() if name in _TRAIN_FIELDS}
+    try:
+        return equals_sac_reason(TrainConfig(**settings)) is not None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False
+
+
+_TRAIN_FIELDS = frozenset(TrainConfig.__dataclass_fields__)
+
+
 def build_report(dirs: Sequence[Path], reps: int = 2000, seed: int = 0, skip_empty: bool = False) -> Report:
     """Read, group, align and judge the runs at or below ``dirs`` (no files written)."""
     if reps < 1:
@@ -883,6 +895,12 @@ def build_report(dirs: Sequence[Path], reps: int = 2000, seed: int = 0, skip_emp
             notes.append(duplicate_seeds_note(group))
             flagged.append(notes[-1])
     counted = [run for groups in by_task.values() for group in groups for run in group.runs]
+    same_as_sac = [run for run in counted if run_equals_sac(run)]
+    if same_as_sac:
+        notes.append(
+            f"{len(same_as_sac)} ACE run(s) make no causal fit and no reset within their budget, so they compute "
+            f"exactly what SAC computes: {_listing([str(run.path) for run in same_as_sac])}."
+        )
     tasks = [analyse_task(name, groups, reps, seed, notes) for name, groups in by_task.items()]
     aggregate = analyse_aggregate(tasks, reps, seed, notes)
     return Report(list(dirs), counted, tasks, aggregate, notes, reps, seed, warnings=flagged)

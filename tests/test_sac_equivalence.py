@@ -96,6 +96,12 @@ def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
     }
     assert all(torch.equal(actors["ace"][key], actors["sac"][key]) for key in actors["sac"])
 
+    report = ace_rl("report", str(tmp_path / "ace"), str(tmp_path / "sac"), "--out", str(tmp_path / "report"), "--reps", "20")
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    noted = [line for line in summary.splitlines() if "compute exactly what SAC computes" in line]
+    assert len(noted) == 1 and str(tmp_path / "ace") in noted[0] and str(tmp_path / "sac") not in noted[0]
+
 
 def test_no_note_when_a_fit_happens(tmp_path: Path):
     result = ace_rl(
