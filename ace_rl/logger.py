@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Sequence
 
@@ -95,6 +96,12 @@ class CsvTable:
     def close(self) -> None:
         self._file.close()
 
+    def __enter__(self) -> CsvTable:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _csv_line(values: Sequence[object]) -> bytes:
     text = io.StringIO(newline="")
@@ -108,20 +115,34 @@ def _format(value: object) -> object:
     return value
 
 
+def _open_tensorboard(log_dir: Path, purge_step: int | None) -> SummaryWriter:
+    if log_dir.exists() and not log_dir.is_dir():
+        raise RunDirError(f"{log_dir} is not a directory; TensorBoard's event files go there: move it away")
+    try:
+        return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    except OSError as error:
+        raise RunDirError(f"cannot write {log_dir}: {error.strerror or error}") from None
+
+
 class RunLogger:
     def __init__(
         self, run_dir: Path, action_dim: int, resume_after_step: int | None = None, wandb: WandbLogger | None = None
     ) -> None:
-        """``wandb``: also send every scalar to this W&B run (and finish it on close)."""
+        """``wandb``: also send every scalar to this W&B run (and finish it on close). If a file cannot be
+        created (a full disk), those already opened are closed and RunDirError names the file and the cause."""
         self.wandb = wandb
         layout = RunDir(run_dir)
-        self.metrics = CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step)
-        self.episodes = CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step)
-        self.causal = CsvTable(layout.causal_weights, causal_columns(action_dim), resume_after_step)
-        self.resets = CsvTable(layout.resets, RESETS_COLUMNS, resume_after_step)
-        # TensorBoard hides the earlier events at steps >= purge_step, which the resumed run writes again.
-        purge_step = None if resume_after_step is None else resume_after_step + 1
-        self.tensorboard = SummaryWriter(log_dir=str(layout.tensorboard), purge_step=purge_step)
+        with ExitStack() as opened:
+            self.metrics = opened.enter_context(CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step))
+            self.episodes = opened.enter_context(CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step))
+            self.causal = opened.enter_context(
+                CsvTable(layout.causal_weights, causal_columns(action_dim), resume_after_step)
+            )
+            self.resets = opened.enter_context(CsvTable(layout.resets, RESETS_COLUMNS, resume_after_step))
+            # TensorBoard hides the earlier events at steps >= purge_step, which the resumed run writes again.
+            purge_step = None if resume_after_step is None else resume_after_step + 1
+            self.tensorboard = _open_tensorboard(layout.tensorboard, purge_step)
+            opened.pop_all()
 
     def scalars(self, values: dict[str, float], env_step: int) -> None:
         try:
@@ -132,8 +153,9 @@ class RunLogger:
         if self.wandb is not None:
             self.wandb.scalars(values, env_step)
 
-    def close(self) -> None:
-        """Close every file; a failure to flush TensorBoard (a full disk) does not hide the CSVs' state."""
+    def close(self, failed: bool = False) -> None:
+        """Close every file; a failure to flush TensorBoard (a full disk) does not hide the CSVs' state.
+        ``failed``: the run stopped on an error, and its W&B run is finished as failed."""
         for table in (self.metrics, self.episodes, self.causal, self.resets):
             table.close()
         try:
@@ -141,4 +163,4 @@ class RunLogger:
         except OSError:
             pass
         if self.wandb is not None:
-            self.wandb.finish()
+            self.wandb.finish(failed=failed)

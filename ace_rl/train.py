@@ -2,7 +2,8 @@
 
 Full-state checkpoints are written at the first episode boundary after every ``checkpoint_every`` env steps
 (just before the environment is reset), where the whole state of a run is known: networks, optimizers,
-replay, counters and every random-number state. Resuming from one continues exactly as if the run had not
+replay, counters, every random-number state, and what best.pt holds (a resumed run restores that best.pt,
+not one a killed process wrote after the checkpoint). Resuming from one continues exactly as if the run had not
 stopped. On SIGINT or SIGTERM the run writes a checkpoint at once, mid-episode if need be, and exits; a run
 resumed from such a checkpoint starts a new episode there, so from that point it is no longer identical to
 an uninterrupted run.
@@ -10,11 +11,13 @@ an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +51,7 @@ from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.video import TrainingVideo, check_video_support
-from ace_rl.wandb_logger import WandbLogger
+from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
 EVAL_SEED_OFFSET = 10_000  # the evaluation environment gets a seed of its own
 VIDEO_SEED_OFFSET = 20_000  # and so does the environment that --video-every records
@@ -153,7 +156,18 @@ class Trainer:
         self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None, restart: bool = False
     ) -> None:
         """``resume_state``: continue from a full-state checkpoint. ``restart``: the run directory holds a
-        run that never reached its first checkpoint; start it again from zero, overwriting its logs."""
+        run that never reached its first checkpoint; start it again from zero, overwriting its logs.
+
+        If a part fails (the logs on a full disk, the W&B run), what was opened before it is closed again: the
+        environments, and the W&B run, which is finished as failed."""
+        with ExitStack() as opened:
+            self._set_up(config, run_dir, resume_state, restart, opened)
+            opened.pop_all()
+
+    def _set_up(
+        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None, restart: bool,
+        opened: ExitStack,
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
@@ -162,8 +176,12 @@ class Trainer:
             TrainingVideo(run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET)
             if config.video_every > 0 else None
         )
+        if self.video is not None:
+            opened.callback(self.video.close)
         self.env = make_env(config.env, reward=config.reward)
+        opened.callback(self.env.close)
         self.eval_env = make_env(config.env, reward=config.reward)
+        opened.callback(self.eval_env.close)
         obs_dim = observation_size(self.env)
         action_dim = int(self.env.action_space.shape[0])
         if config.threads > 0:
@@ -177,6 +195,9 @@ class Trainer:
         self.env_step = 0
         self.episode = 0
         self.best_return = -math.inf
+        # What best.pt holds (actor weights, env step, return), kept in every full-state checkpoint so that a
+        # resumed run restores the best.pt of its checkpoint's time, not one written after it.
+        self.best_policy: dict[str, Any] | None = None
         self.last_eval_return: float | None = None
         self.next_checkpoint = config.checkpoint_every
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
@@ -205,6 +226,7 @@ class Trainer:
                 run_dir, to_json_dict(config), config.wandb_project, config.wandb_entity, config.wandb_group,
                 config.wandb_tags,
             )
+            opened.callback(wandb.finish, failed=True)
         self.logger = RunLogger(
             run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
         )
@@ -223,6 +245,7 @@ class Trainer:
             "episode": self.episode,
             "mid_episode": mid_episode,
             "best_return": self.best_return,
+            "best_policy": self.best_policy,
             "last_eval_return": self.last_eval_return,
             "next_checkpoint": self.next_checkpoint,
             "elapsed_seconds": self.elapsed(),
@@ -239,6 +262,7 @@ class Trainer:
         self.env_step = int(state["env_step"])
         self.episode = int(state["episode"])
         self.best_return = float(state["best_return"])
+        self.best_policy = state.get("best_policy")
         self.last_eval_return = state["last_eval_return"]
         self.next_checkpoint = int(state["next_checkpoint"])
         self.elapsed_before = float(state["elapsed_seconds"])
@@ -247,6 +271,52 @@ class Trainer:
         restore_global_rng(state["rng"])
         restore_env_rng(self.env, state["env_rng"])
         restore_env_rng(self.eval_env, state["eval_env_rng"])
+
+    def restore_best_policy(self, state: dict[str, Any]) -> str | None:
+        """After loading the checkpoint ``state``: make best.pt the best policy as of that checkpoint, the one an
+        uninterrupted run has at that env step, and say so when best.pt changed (a process killed after the
+        checkpoint may have written a newer one, whose return the resumed run's best_return does not know).
+
+        A checkpoint from before best.pt's content was kept in it cannot restore it: its best.pt, if readable,
+        stays, and its return becomes the run's best return, so that only a better policy replaces it."""
+        path = RunDir(self.run_dir).policy("best")
+        try:
+            # Read, not built into an actor: building one would draw from the random state just restored.
+            stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+        except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced like a missing one
+            stored = None
+        if not isinstance(stored, dict) or not isinstance(stored.get("actor"), dict):
+            stored = None
+        if "best_policy" not in state:
+            if stored is None or stored.get("eval_return_mean") is None:
+                return None
+            self.best_policy = {
+                "actor": stored["actor"], "env_step": int(stored.get("env_step", 0)),
+                "eval_return_mean": float(stored["eval_return_mean"]),
+            }
+            if self.best_policy["eval_return_mean"] <= self.best_return:
+                return None
+            self.best_return = self.best_policy["eval_return_mean"]
+            return (
+                f"kept {path.name} of env step {self.best_policy['env_step']}, written after the checkpoint (which "
+                f"predates keeping the best policy in checkpoints); its return {self.best_return:.6g} is the run's best"
+            )
+        if self.best_policy is None:
+            if not path.exists():
+                return None
+            path.unlink(missing_ok=True)
+            return f"removed {path.name}: it was written after the checkpoint, which has no best policy yet"
+        best_step, best_return = self.best_policy["env_step"], self.best_policy["eval_return_mean"]
+        if stored is not None and (stored.get("env_step"), stored.get("eval_return_mean")) == (best_step, best_return):
+            return None
+        actor = copy.deepcopy(self.agent.actor)
+        actor.load_state_dict(self.best_policy["actor"])
+        save_policy(
+            path, actor,
+            {**self.checkpoint_metadata, "env_step": best_step, "eval_return_mean": best_return},
+        )
+        replaced = "" if stored is None else f" in place of the one of env step {stored.get('env_step')}"
+        return f"restored {path.name} to the best policy as of the checkpoint (env step {best_step}){replaced}"
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -418,6 +488,11 @@ class Trainer:
         if mean_return > self.best_return:
             self.best_return = mean_return
             self.save_policy("best")
+            self.best_policy = {
+                "actor": {name: value.detach().cpu().clone() for name, value in self.agent.actor.state_dict().items()},
+                "env_step": self.env_step,
+                "eval_return_mean": mean_return,
+            }
 
     def record_video(self) -> None:
         """One deterministic episode into RUN/videos/step-XXXXXXXX.mp4, TensorBoard and W&B."""
@@ -450,8 +525,9 @@ class Trainer:
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stop_signal = signal.Signals(signum).name
 
-    def close(self) -> None:
-        self.logger.close()
+    def close(self, failed: bool = False) -> None:
+        """``failed``: the run stopped on an error (its W&B run is marked failed)."""
+        self.logger.close(failed=failed)
         self.env.close()
         self.eval_env.close()
         if self.video is not None:
@@ -466,6 +542,8 @@ def train(config: TrainConfig) -> Path:
     """
     validate(config)
     pick_device(config.device)
+    if config.wandb_project is not None:
+        check_wandb_usable()
     same_as_sac = equals_sac_reason(config)
     if same_as_sac is not None:
         print(f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr)
@@ -521,11 +599,23 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     write_config(run_dir, config)
     trainer = Trainer(config, run_dir, resume_state=state)
     trainer.last_state_path = path
+    try:
+        best_note = trainer.restore_best_policy(state)
+    except BaseException:
+        trainer.close(failed=True)
+        raise
+    if best_note is not None:
+        print(f"ace-rl: {best_note}", file=sys.stderr)
     return trainer
 
 
 def _run(trainer: Trainer) -> None:
     try:
         trainer.run()
-    finally:
+    except TrainingStopped:  # a stop asked for by a signal: the run can be resumed, it did not fail
         trainer.close()
+        raise
+    except BaseException:
+        trainer.close(failed=True)
+        raise
+    trainer.close()

@@ -28,16 +28,25 @@ WANDB_EXTRA_HINT = 'install it with: pip install "ace-rl[wandb]"'
 
 
 class WandbError(RuntimeError):
-    """W&B logging was asked for but cannot start: wandb is not installed, or the W&B run cannot be opened."""
+    """W&B logging was asked for but cannot start: wandb is not installed or fails to import, or the W&B run
+    cannot be opened."""
 
 
-def wandb_installed() -> bool:
-    return importlib.util.find_spec("wandb") is not None
-
-
-def check_wandb_installed() -> None:
-    if not wandb_installed():
+def check_wandb_usable() -> None:
+    """Refuse, in one line, a wandb that is missing or that raises on import (a broken install): checked before a
+    run writes anything, since a W&B run is opened only after the run directory is set up."""
+    spec = importlib.util.find_spec("wandb")
+    if spec is None:
         raise WandbError(f"--wandb-project needs wandb, which is not installed; {WANDB_EXTRA_HINT}")
+    try:
+        import wandb  # noqa: F401
+    except Exception as error:  # a broken install raises anything: ImportError, AttributeError, RuntimeError, ...
+        text = str(error).strip()
+        cause = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+        raise WandbError(
+            f"--wandb-project needs wandb, but the wandb at {spec.origin} fails to import ({cause}); "
+            'repair or remove it, then: pip install "ace-rl[wandb]"'
+        ) from None
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -86,7 +95,7 @@ class WandbLogger:
         tags: Sequence[str] = (),
         name: str | None = None,
     ) -> None:
-        check_wandb_installed()
+        check_wandb_usable()
         import wandb
 
         self._wandb = wandb
@@ -129,5 +138,13 @@ class WandbLogger:
         """Log an MP4 file written by ace_rl.video."""
         self.run.log({key: self._wandb.Video(str(path), format="mp4"), ENV_STEP: env_step})
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, failed: bool = False) -> None:
+        """Finish the W&B run; ``failed``: as failed (exit code 1), for a run that stopped on an error, which is
+        the error to report, so a failure to finish is not raised over it."""
+        if not failed:
+            self.run.finish()
+            return
+        try:
+            self.run.finish(exit_code=1)
+        except Exception:  # noqa: BLE001 - the run's own error is the one to report
+            pass
