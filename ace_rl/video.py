@@ -22,7 +22,7 @@ deterministic episode every N env steps into ``RUN/videos/step-XXXXXXXX.mp4``, a
 
 from __future__ import annotations
 
-import collections
+import errno
 import importlib.util
 import os
 import re
@@ -70,7 +70,8 @@ _PROBE_TIMEOUT_S = 120
 _UNLIMITED_EPISODE_STEPS = 1000  # sizes the TensorBoard clip of a task without a time limit
 _H264_CRF = 25  # imageio's default quality (5 of 10)
 _MACRO_BLOCK = 16  # frame sizes are scaled up to whole H.264 macro blocks, as imageio does
-_FFMPEG_LOG_LINES = 20
+_FFMPEG_LOG_LINES = 50  # the first lines of ffmpeg's error log are kept: they hold the cause
+_OS_ERROR_TEXTS = frozenset(os.strerror(code) for code in errno.errorcode)
 
 _selected_backend: str | None = None
 _tensorboard_note_shown = False
@@ -211,7 +212,7 @@ class Mp4Writer:
         self.frames = 0
         self.temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
         self._ffmpeg: subprocess.Popen | None = None
-        self._ffmpeg_log: collections.deque[str] = collections.deque(maxlen=_FFMPEG_LOG_LINES)
+        self._ffmpeg_log: list[str] = []
         self._log_reader: threading.Thread | None = None
 
     def append(self, frame: np.ndarray) -> None:
@@ -278,8 +279,8 @@ class Mp4Writer:
     def _read_log(self, stream: Any) -> None:
         for line in stream:
             text = line.decode(errors="replace").strip()
-            if text:
-                self._ffmpeg_log.append(text)
+            if text and len(self._ffmpeg_log) < _FFMPEG_LOG_LINES:
+                self._ffmpeg_log.append(re.sub(r"^\[[^\]]*\]\s*", "", text))  # less "[out#0/mp4 @ 0x...]"
 
     def _stop(self, kill: bool) -> int:
         """End ffmpeg (closing its input lets it write the MP4 trailer) and return its exit status."""
@@ -298,9 +299,16 @@ class Mp4Writer:
 
     def _fail(self, code: int) -> None:
         self._remove_temporary()
-        # ffmpeg's last line holds the cause, e.g. "[out#0/mp4 @ 0x...] Error writing trailer: No space left ..."
-        reason = re.sub(r"^\[[^\]]*\]\s*", "", self._ffmpeg_log[-1]) if self._ffmpeg_log else f"exit status {code}"
-        raise RunDirError(f"cannot write {self.path}: ffmpeg: {reason}")
+        raise RunDirError(f"cannot write {self.path}: {self._reason(code)}")
+
+    def _reason(self, code: int) -> str:
+        """The OS error in ffmpeg's log ("Error writing trailer: No space left on device") when there is one:
+        ffmpeg's last words can be a consequence ("Nothing was written into output file ...")."""
+        for line in self._ffmpeg_log:
+            cause = next((text for text in _OS_ERROR_TEXTS if line.endswith(": " + text)), None)
+            if cause is not None:
+                return f"{cause} (ffmpeg: {line.removesuffix(': ' + cause)})"
+        return f"ffmpeg: {self._ffmpeg_log[-1]}" if self._ffmpeg_log else f"ffmpeg stopped with exit status {code}"
 
     def _remove_temporary(self) -> None:
         try:

@@ -121,6 +121,26 @@ def test_eval_video_into_a_read_only_directory_or_under_a_file_is_one_line(pendu
         assert list(read_only.iterdir()) == []
 
 
+@needs_ffmpeg
+def test_training_video_on_a_full_disk_stops_the_run_in_one_line_and_leaves_no_file(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    code, _, stderr = run("train", *TINY, "--total-steps", "200", "--run-dir", str(run_dir))
+    assert code == 0, stderr
+    videos = RunDir(run_dir).videos
+    # Only the videos folder is full (one page, taken by a filler): the run's other files have room.
+    with tmpfs(videos, "4k"):
+        (videos / "filler").write_bytes(b"\0" * 4096)
+        code, stdout, stderr = run("train", "--resume", str(run_dir), "--total-steps", "300", "--video-every", "100",
+                                   "--no-progress")
+        assert code == 1 and "run written" not in stdout
+        assert_one_line_error(stderr, f"cannot write {RunDir(run_dir).training_video(300)}: No space left on device")
+        assert [path.name for path in videos.iterdir()] == ["filler"]  # no truncated MP4, no temporary
+    assert_nothing_temporary(run_dir)
+    state, _, skipped = load_training_state(run_dir)
+    assert skipped == [] and state["env_step"] == 200
+    assert_whole_rows(run_dir)
+
+
 # --------------------------------------------------------------------------------------------------
 # A file system without locks
 # --------------------------------------------------------------------------------------------------
