@@ -20,6 +20,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ace_rl.checkpoint import write_atomically
 from ace_rl.rundir import RunDir
 
 ENV_STEP = "env_step"
@@ -57,7 +58,7 @@ def wandb_run_id(run_dir: Path) -> str:
         if kept:
             return kept
     run_id = secrets.token_hex(6)  # W&B ids are short strings of letters and digits, unique within a project
-    path.write_text(run_id + "\n")
+    write_atomically(path, lambda file: file.write((run_id + "\n").encode()))
     return run_id
 
 

@@ -87,6 +87,15 @@ def test_logs_that_cannot_be_created_at_start_give_one_line_and_finish_the_wandb
         killed_early = tmp_path / "run"
         shutil.copytree(run_dir, killed_early)
 
+    # Out of inodes one step earlier, where the W&B run id is kept (before the W&B run is opened).
+    with tmpfs(tmp_path / "smaller", "4m,nr_inodes=4") as disk:
+        with pytest.raises(SystemExit) as exited:
+            main(["train", *settings, "--run-dir", str(disk / "run")])
+        assert exited.value.code == 1
+        assert_one_error_line(
+            capsys.readouterr().err, f"cannot write {RunDir(disk / 'run').wandb_id}: No space left on device"
+        )
+
     # The same run resumed (it has no checkpoint, so it starts again) where a file is in tensorboard/'s place,
     # through the command's own entry in this process: the W&B run and every file must be closed on return.
     RunDir(killed_early).tensorboard.write_text("in the way\n")
