@@ -1,6 +1,7 @@
 """Faults of the files a run writes besides its CSV rows: checkpoints and videos on a full disk, videos into a
 read-only directory or under a file, run directories on a file system without locks, and a bad OpenGL setting.
-Every fault is real: a small tmpfs filled by the run itself, a read-only mount (root only, skipped otherwise).
+Every fault is real: a small tmpfs filled by the run itself, a read-only mount, and a FUSE mount whose file system
+refuses flock (root only, skipped otherwise; the FUSE test also needs /dev/fuse, mfusepy and libfuse2).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from ace_rl.checkpoint import load_training_state
 from ace_rl.rundir import RunDir, RunDirBusy, RunDirError, is_locked
-from tests.test_run_safety import TINY, assert_one_line_error, assert_whole_rows, rows, run, tmpfs
+from test_run_safety import TINY, assert_one_line_error, assert_whole_rows, rows, run, tmpfs
 
 
 def assert_nothing_temporary(directory: Path) -> None:
@@ -144,85 +145,9 @@ def test_training_video_on_a_full_disk_stops_the_run_in_one_line_and_leaves_no_f
 # --------------------------------------------------------------------------------------------------
 # A file system without locks
 # --------------------------------------------------------------------------------------------------
-def serve_file_system_without_flock(root: str, mountpoint: str) -> None:
-    """A FUSE file system that passes everything through to ``root`` but refuses flock with ENOLCK, as NFS
-    without its lock daemon and some network file systems do. Runs in the foreground until unmounted."""
-    import errno
-
-    import mfusepy as fuse
-
-    class PassThroughWithoutFlock(fuse.Operations):
-        def _real(self, path: str) -> str:
-            return os.path.join(root, path.lstrip("/"))
-
-        def getattr(self, path, fh=None):
-            status = os.lstat(self._real(path))
-            return {key: getattr(status, key) for key in (
-                "st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")}
-
-        def readdir(self, path, fh):
-            return [".", "..", *os.listdir(self._real(path))]
-
-        def access(self, path, amode):
-            if not os.access(self._real(path), amode):
-                raise fuse.FuseOSError(errno.EACCES)
-
-        def mkdir(self, path, mode):
-            os.mkdir(self._real(path), mode)
-
-        def rmdir(self, path):
-            os.rmdir(self._real(path))
-
-        def unlink(self, path):
-            os.unlink(self._real(path))
-
-        def rename(self, old, new):
-            os.replace(self._real(old), self._real(new))
-
-        def chmod(self, path, mode):
-            os.chmod(self._real(path), mode)
-
-        def utimens(self, path, times=None):
-            os.utime(self._real(path), times)
-
-        def truncate(self, path, length, fh=None):
-            os.truncate(self._real(path), length)
-
-        def create(self, path, mode, fi=None):
-            return os.open(self._real(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-
-        def open(self, path, flags):
-            return os.open(self._real(path), flags)
-
-        def read(self, path, size, offset, fh):
-            return os.pread(fh, size, offset)
-
-        def write(self, path, data, offset, fh):
-            return os.pwrite(fh, data, offset)
-
-        def fsync(self, path, datasync, fh):
-            os.fsync(fh)
-
-        def flush(self, path, fh):
-            return 0
-
-        def release(self, path, fh):
-            os.close(fh)
-
-        def statfs(self, path):
-            status = os.statvfs(self._real(path))
-            return {key: getattr(status, key) for key in (
-                "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_namemax")}
-
-        def flock(self, path, fh, op):
-            raise fuse.FuseOSError(errno.ENOLCK)
-
-    fuse.FUSE(PassThroughWithoutFlock(), mountpoint, foreground=True, nothreads=True, default_permissions=True)
-
-
 @contextmanager
 def file_system_without_flock(path: Path) -> Iterator[Path]:
-    """``path`` mounted as `serve_file_system_without_flock` (root, /dev/fuse, mfusepy and libfuse2 needed)."""
+    """A mount point under ``path`` of tests/fuse_without_flock.py (root, /dev/fuse, mfusepy and libfuse2 needed)."""
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         pytest.skip("a FUSE mount needs root and /dev/fuse")
     if importlib.util.find_spec("mfusepy") is None:
@@ -231,9 +156,8 @@ def file_system_without_flock(path: Path) -> Iterator[Path]:
     root.mkdir(parents=True)
     mountpoint.mkdir()
     server = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from tests.test_media_faults import serve_file_system_without_flock; "
-         "serve_file_system_without_flock(sys.argv[1], sys.argv[2])", str(root), str(mountpoint)],
-        cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(Path(__file__).with_name("fuse_without_flock.py")), str(root), str(mountpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         deadline = time.time() + 60
