@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from ace_rl.checkpoint import load_training_state
+from ace_rl.checkpoint import load_training_state, write_atomically
 from ace_rl.rundir import RunDir, RunDirBusy, RunDirError, is_locked
 from test_run_safety import TINY, assert_one_line_error, assert_whole_rows, rows, run, tmpfs
 
@@ -66,6 +66,17 @@ def test_disk_full_during_a_later_checkpoint_keeps_the_earlier_one_resumable(tmp
         assert code == 0, stderr
         assert [int(row["env_step"]) for row in rows(run_dir / "metrics.csv")] == [200, 400]
         assert_whole_rows(run_dir)
+
+
+def test_an_error_of_the_writer_itself_is_not_taken_for_a_full_disk(tmp_path: Path):
+    def broken_writer(file) -> None:
+        file.write(b"half")
+        raise RuntimeError("the writer's own bug")
+
+    with pytest.raises(RuntimeError, match="the writer's own bug") as raised:
+        write_atomically(tmp_path / "file.bin", broken_writer)
+    assert not isinstance(raised.value, RunDirError)
+    assert list(tmp_path.iterdir()) == []  # nor a temporary file
 
 
 # --------------------------------------------------------------------------------------------------
