@@ -23,6 +23,7 @@ import importlib.util
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,21 +31,24 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import traceback
+from collections import Counter
 from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence, Union, get_args, get_origin, get_type_hints
 
 import tyro
 
 import ace_rl
 from ace_rl.checkpoint import CheckpointError, write_atomically
-from ace_rl.config import ConfigError, TrainConfig, to_json_dict, validate
+from ace_rl.config import ALGOS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
 from ace_rl.envs import EnvError, make_env, observation_size
-from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
+from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, RunDirBusy, RunDirError, RunLock, is_locked
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
 
@@ -68,6 +72,17 @@ LOCK_WAIT_SECONDS = 600.0  # how long a retry waits for an earlier attempt that 
 LOCK_POLL_SECONDS = 2.0
 REFRESH_SECONDS = 1.0  # how often the driver reads the run directories
 STOP_GRACE_SECONDS = 600.0  # how long an interrupted sweep waits for its runs to write their checkpoints
+# A Ray cluster that cannot be reached, refuses this driver or is lost mid-sweep ends the command with one line
+# within CLUSTER_FAULT_SECONDS (the README states it); the steps below add up to less.
+CLUSTER_FAULT_SECONDS = 30.0
+CONNECT_SECONDS = 5.0  # --address must accept a connection within this
+GCS_CONNECT_ATTEMPTS = 5  # then Ray tries to join it this many times, a second apart (its default: 20)
+PROBE_SECONDS = 2.0  # during a sweep the driver checks every PROBE_INTERVAL_SECONDS that the head answers
+PROBE_INTERVAL_SECONDS = 2.0
+CLUSTER_LOST_SECONDS = 10.0  # a head silent this long is lost (Ray alone waits 60 s, then aborts the driver)
+SHUTDOWN_SECONDS = 10.0  # how long leaving a lost cluster may take
+EMBEDDED_SESSION_PREFIX = "ace-rl-ray-"  # TMPDIR/ace-rl-ray-PID-*: the temporary directory of a Ray started by sweep PID
+MAX_RUNS = 10_000  # a larger grid is refused: its specification, status table and planning grow with it
 
 
 class SweepError(ConfigError):
@@ -77,7 +92,8 @@ class SweepError(ConfigError):
 @dataclass
 class SweepArgs:
     """Run a grid of `ace-rl train` runs (the product of --env, --algo, --seed and any other train option given
-    several values, e.g. --reset none reset) on Ray, one ordinary run directory per grid point under --out.
+    several values, e.g. --reset none reset) on Ray, one ordinary run directory per grid point under --out. An
+    option that takes a list (--wandb-tags a b) is no axis: every run gets the whole list.
 
     Every `ace-rl train` option (see `ace-rl train --help`) may be given once for all runs, e.g.
     `--preset small --total-steps 20000`. Running the same command again, with or without the grid options,
@@ -91,10 +107,13 @@ class SweepArgs:
     """Print the table of runs of this sweep directory and exit, without running anything."""
     env: list[str] = field(default_factory=list)
     """Tasks (as `ace-rl train --env`); default Hopper-v5."""
-    algo: list[str] = field(default_factory=list)
-    """Algorithms (ace, sac); default ace."""
-    seed: list[str] = field(default_factory=list)
-    """Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0."""
+    algo: Annotated[
+        list[str], tyro.conf.arg(help=f"Algorithms ({', '.join(ALGOS)}); default {TrainConfig.algo}.")
+    ] = field(default_factory=list)
+    seed: Annotated[
+        list[str],
+        tyro.conf.arg(help=f"Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0. A sweep runs at most {MAX_RUNS:,} runs."),
+    ] = field(default_factory=list)
     address: Optional[str] = None
     """Ray cluster to join: auto (the cluster this machine belongs to) or ray://HOST:PORT. Default: start Ray
     on this machine for the duration of the command, with as many runs at once as CPUs allow."""
@@ -116,7 +135,8 @@ _SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
 
 
 def parse_seeds(values: Sequence[str]) -> list[int]:
-    """Seeds and inclusive ranges (`0-4`, `0 1 5-7`) in the order given; duplicates are refused."""
+    """Seeds and inclusive ranges (`0-4`, `0 1 5-7`) in the order given; duplicates are refused, and so are
+    more than MAX_RUNS seeds (checked before a range is expanded)."""
     seeds: list[int] = []
     for value in values:
         text = value.strip()
@@ -125,15 +145,25 @@ def parse_seeds(values: Sequence[str]) -> list[int]:
             first, last = int(match.group(1)), int(match.group(2))
             if last < first:
                 raise SweepError(f"--seed {value}: a range goes upwards, e.g. {last}-{first}")
+            _check_seed_count(value, len(seeds) + last - first + 1)
             seeds.extend(range(first, last + 1))
         elif text.isdigit():
+            _check_seed_count(value, len(seeds) + 1)
             seeds.append(int(text))
         else:
             raise SweepError(f"--seed {value!r} is neither a seed (0, 1, ...) nor a range such as 0-4")
-    duplicates = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    duplicates = sorted(seed for seed, count in Counter(seeds).items() if count > 1)
     if duplicates:
         raise SweepError(f"--seed gives seed {', '.join(map(str, duplicates))} more than once")
     return seeds
+
+
+def _check_seed_count(value: str, count: int) -> None:
+    if count > MAX_RUNS:
+        raise SweepError(
+            f"--seed {value} brings the number of seeds to {count:,}, more than the {MAX_RUNS:,} runs a sweep takes; "
+            "split the seeds over several sweeps"
+        )
 
 
 def format_seeds(seeds: Sequence[int]) -> str:
@@ -148,8 +178,19 @@ def format_seeds(seeds: Sequence[int]) -> str:
 _TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+_TRAIN_TYPES = get_type_hints(TrainConfig)
+
+
 def _is_switch(name: str) -> bool:
     return name in _TRAIN_FIELDS and _TRAIN_FIELDS[name].type in ("bool", bool)
+
+
+def _takes_list(name: str) -> bool:
+    """Whether a setting holds a list of values (`--wandb-tags a b`), which is given whole to every run."""
+    kind = _TRAIN_TYPES.get(name)
+    if get_origin(kind) is Union:  # Optional[...]
+        kind = next((arg for arg in get_args(kind) if arg is not type(None)), None)
+    return get_origin(kind) in (list, tuple) or kind in (list, tuple)
 
 
 def _is_flag(token: str) -> bool:
@@ -164,7 +205,8 @@ def _setting(flag: str) -> str:
 
 def split_train_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
     """Train options given once (kept as tokens, for every run) and those given several values (new grid axes,
-    keyed by their flag without dashes: `--reset none reset` -> {"reset": ["none", "reset"]})."""
+    keyed by their flag without dashes: `--reset none reset` -> {"reset": ["none", "reset"]}). An option that
+    takes a list (`--wandb-tags a b`) is kept whole, for every run."""
     common: list[str] = []
     swept: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -194,6 +236,8 @@ def split_train_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, lis
             if values:
                 raise SweepError(f"--{flag} is a switch and takes no value")
             common.append(token)
+        elif _takes_list(name):
+            common.extend([f"--{flag}", *values])
         elif not values:
             raise SweepError(f"--{flag} needs a value")
         elif len(values) == 1:
@@ -251,6 +295,12 @@ def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
         "seed": parse_seeds(args.seed) if args.seed else [defaults.seed],
     }
     grid.update(swept)
+    runs = 1
+    for values in grid.values():
+        runs *= len(values)
+    if runs > MAX_RUNS:
+        shape = " x ".join(f"{len(values)} {axis}" for axis, values in grid.items())
+        raise SweepError(f"the grid has {runs:,} runs ({shape}), more than the {MAX_RUNS:,} a sweep takes; split it over several sweeps")
     return SweepSpec(grid=grid, options=common)
 
 
@@ -282,6 +332,8 @@ def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_
     out = out.resolve()
     planned: list[tuple[PlannedRun, TrainConfig]] = []
     names: dict[str, dict[str, Any]] = {}
+    # The seed sets nothing but itself, so each grid point without its seed is parsed once (20 ms a parse).
+    parsed: dict[tuple[tuple[str, str], ...], TrainConfig] = {}
     for point in spec.points():
         name = run_name(point)
         if name in names:
@@ -292,8 +344,12 @@ def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_
             if axis not in AXES:
                 argv.extend([f"--{axis}", str(value)])
         run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=0)
+        unseeded = tuple((axis, str(value)) for axis, value in point.items() if axis != "seed")
         try:
-            config = parse_train([*run.train_argv, *execution_argv(threads_per_run)])
+            if unseeded in parsed:
+                config = dataclasses.replace(parsed[unseeded], seed=int(point["seed"]), run_dir=run.run_dir)
+            else:
+                config = parsed[unseeded] = parse_train([*run.train_argv, *execution_argv(threads_per_run)])
             validate(config)
         except ConfigError as error:
             raise SweepError(f"run {name}: {error}") from None
@@ -496,8 +552,9 @@ def observe_run(run_dir: Path, total_steps: int) -> RunProgress:
 @dataclass
 class RunOutcome:
     name: str
-    state: str  # done, failed, stopped
+    state: str  # done, failed, stopped; lost: Ray failed it (the run continues next time)
     message: str = ""
+    cluster_wide: bool = False  # lost with the whole cluster
 
 
 def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, parse_train: TrainParser) -> RunOutcome:
@@ -505,18 +562,17 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
 
     Runs inside a Ray worker. Ray calls it again after the worker died, and that call resumes. An earlier
     attempt that still holds the run directory (its lock) is waited for. Errors of the run itself (NaN stop,
-    refused option, unreadable checkpoint, anything else) become a failed outcome with a one-line message; the
-    full traceback goes to the run's log.
+    refused option, unreadable checkpoint, a full or read-only disk, anything else) become a failed outcome with
+    a one-line message; the full traceback goes to the run's log.
     """
     from ace_rl.train import NonFiniteError, TrainingStopped
 
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", buffering=1) as log, redirect_stdout(log), redirect_stderr(log):
+    with _RunLog(log_path) as log, redirect_stdout(log), redirect_stderr(log):
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
                 return _attempt(run, extra_argv, parse_train)
-            except RunDirError as error:
+            except RunDirBusy as error:  # only a held lock passes by waiting; a full disk or a read-only one does not
                 if time.monotonic() > deadline:
                     return _failed(run, error)
                 print(f"waiting {LOCK_POLL_SECONDS:g} s: {error}", flush=True)
@@ -531,6 +587,35 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
                 return _failed(run, error)
 
 
+class _RunLog(io.TextIOBase):
+    """DIR/logs/RUN.log, appended to; a line that cannot be written (a full disk) is lost rather than turning the
+    run's outcome into an error about its log."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", buffering=1)
+        except OSError:
+            self._file = open(os.devnull, "w")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with suppress(OSError):
+            self._file.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with suppress(OSError):
+            self._file.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        with suppress(OSError):
+            self._file.close()
+
+
 def _failed(run: PlannedRun, error: BaseException) -> RunOutcome:
     message = f"{type(error).__name__}: {error}".splitlines()[0]
     print(f"failed: {message}", flush=True)
@@ -543,18 +628,23 @@ def _attempt(run: PlannedRun, extra_argv: Sequence[str], parse_train: TrainParse
     stamp = f"== {datetime.now().isoformat(timespec='seconds')} {socket.gethostname()} pid {os.getpid()}:"
     if is_locked(run.run_dir):
         holder = RunLock(run.run_dir).holder()
-        raise RunDirError(f"run directory {run.run_dir} is held by an earlier attempt{f' (pid {holder})' if holder else ''}")
+        raise RunDirBusy(f"run directory {run.run_dir} is held by an earlier attempt{f' (pid {holder})' if holder else ''}")
     if observe_run(run.run_dir, run.total_steps).done:
         print(f"{stamp} already done", flush=True)
         return RunOutcome(run.name, "done")
-    states = RunDir(run.run_dir).states()
-    if states:
-        print(f"{stamp} resuming from {states[-1].name} (env step {state_step(states[-1])})", flush=True)
+    layout = RunDir(run.run_dir)
+    states = layout.states()
+    if layout.is_run():
+        # As `ace-rl train --resume` does: from the latest checkpoint, or, for a run stopped before its first one,
+        # again from env step 0 in place (keeping what is not its output, such as wandb_id.txt: the same W&B run).
+        how = f"resuming from {states[-1].name} (env step {state_step(states[-1])})" if states else (
+            "restarting from env step 0 (stopped before its first checkpoint)"
+        )
+        print(f"{stamp} {how}: ace-rl train --resume {run.run_dir}", flush=True)
         config = parse_train(["--resume", str(run.run_dir), *run.argv, *extra_argv])
     else:
-        if run.run_dir.exists():
-            # Started but killed before its first checkpoint: there is nothing to continue from.
-            shutil.rmtree(run.run_dir)
+        for temporary in layout.temporary_files():  # of a start killed while writing its config.json
+            temporary.unlink(missing_ok=True)
         print(f"{stamp} starting: ace-rl train {' '.join(run.train_argv)}", flush=True)
         config = parse_train([*run.train_argv, *extra_argv])
     train(config)
@@ -582,7 +672,7 @@ def save_status(out: Path, status: dict[str, Any]) -> None:
 @dataclass
 class RunRow:
     name: str
-    state: str  # queued, running, done, failed, stopped
+    state: str  # queued, running, done, failed, stopped (unfinished, resumable from a checkpoint)
     env_step: int
     total_steps: int
     last_eval: Optional[float] = None
@@ -603,8 +693,10 @@ def status_rows(document: dict[str, Any], out: Path, status: dict[str, Any], swe
             state, note = "running", ""
         elif recorded.get("state") == "failed":
             state, note = "failed", recorded.get("error", "")
+        elif progress.started and RunDir(out / run["name"]).states():
+            state, note = "stopped", "continues from its checkpoint on the next ace-rl sweep"
         elif progress.started:
-            state, note = "stopped", "continues on the next ace-rl sweep"
+            state, note = "queued", "stopped before its first checkpoint: starts again from env step 0"
         else:
             state, note = "queued", ""
         rows.append(RunRow(run["name"], state, progress.env_step, total, progress.last_eval, progress.last_success, note))
@@ -683,33 +775,64 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
     configs = {run.name: config for run, config in planned}
     check_environments(configs[run.name] for run in to_run)
 
-    new_directory = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    created = _create_out(out, args.out)
     sweep_lock = RunLock(out)
+    lock_existed = sweep_lock.path.exists()
     try:
         sweep_lock.acquire()
-    except RunDirError:
-        holder = sweep_lock.holder()
-        raise SweepError(f"{args.out} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
+    except RunDirError as error:
+        _leave_no_trace(sweep_lock.path, lock_existed, created)
+        if isinstance(error, RunDirBusy):
+            holder = sweep_lock.holder()
+            raise SweepError(f"{args.out} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
+        raise SweepError(f"cannot use --out {args.out}: {error}") from None
     ray: Any = None
+    session: Optional[Path] = None  # the temporary directory of a Ray started here
     try:
         if to_run:
             import ray
 
-            _start_ray(ray, args)  # before sweep.json is written: a cluster that cannot run the grid is refused first
+            session = _start_ray(ray, args)  # before sweep.json is written: a cluster that cannot run the grid is refused first
         if document is None:
-            document = spec_document(spec, planned, argv)
-            text = json.dumps(document, indent=2) + "\n"
+            rebuilt = _holds_files(out)  # check_existing_runs found that every run there matches this command
+            written = spec_document(spec, planned, argv)
+            text = json.dumps(written, indent=2) + "\n"
             write_atomically(out / SPEC_FILE, lambda file: file.write(text.encode()))
+            document = written
+            if rebuilt:
+                print(f"ace-rl: note: {args.out} had no {SPEC_FILE}; written again from this command, which its runs match", file=sys.stderr)
         return _run_grid(ray, args, out, grid, to_run, status, parse_train)
     finally:
         if ray is not None:
-            ray.shutdown()
+            _stop_ray(ray, session)
         sweep_lock.release()
-        if new_directory and document is None:  # refused before anything was written: leave no trace
-            with suppress(OSError):
-                sweep_lock.path.unlink()
-                out.rmdir()
+        if document is None:  # refused before anything was written: leave no trace
+            _leave_no_trace(sweep_lock.path, lock_existed, created)
+
+
+def _create_out(out: Path, shown: Path) -> list[Path]:
+    """Create the sweep directory and its missing parents; those created, deepest first. Refuses in one line
+    naming the directory and the cause, leaving none of them behind."""
+    missing = [path for path in (out, *out.parents) if not path.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _leave_no_trace(None, True, missing)
+        blocker = next((path for path in out.parents if path.exists()), None)
+        not_a_directory = blocker is not None and not blocker.is_dir()
+        cause = f"{blocker} is a file, not a directory" if not_a_directory else error.strerror or str(error)
+        raise SweepError(f"cannot create --out {shown}: {cause}") from None
+    return missing
+
+
+def _leave_no_trace(lock: Optional[Path], lock_existed: bool, created: Sequence[Path]) -> None:
+    """Remove the lock file and the directories (deepest first) that a refused invocation created."""
+    if lock is not None and not lock_existed:
+        with suppress(OSError):
+            lock.unlink(missing_ok=True)
+    for directory in created:
+        with suppress(OSError):
+            directory.rmdir()
 
 
 def _check_execution(args: SweepArgs) -> None:
@@ -730,8 +853,13 @@ def _specification(
     given = bool(args.env or args.algo or args.seed or train_tokens)
     document = load_spec(out) if (out / SPEC_FILE).is_file() else None
     if document is None:
-        if out.exists() and (not out.is_dir() or any(path != RunDir(out).lock_file for path in out.iterdir())):
-            raise SweepError(f"--out {args.out} already holds files but no {SPEC_FILE}; choose a new or empty directory")
+        if out.exists() and not out.is_dir():
+            raise SweepError(f"--out {args.out} is a file, not a directory")
+        if not given and _holds_files(out):
+            raise SweepError(
+                f"--out {args.out} holds files but no {SPEC_FILE}; to continue the sweep there, give the full command "
+                f"that created it ({SPEC_FILE} is then written again if every run there matches it), or choose a new --out"
+            )
         if not given:
             raise SweepError(f"--out {args.out} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4")
     if given:
@@ -740,7 +868,9 @@ def _specification(
     else:
         spec = stored_spec(document)
     planned = plan_runs(spec, out, parse_train, args.threads_per_run)
-    if document is not None:
+    if document is None:
+        check_existing_runs(out, args.out, planned)
+    else:
         differences = spec_differences(document, spec, planned)
         if differences:
             origin = "this command" if given else f"this ace-rl ({ace_rl.__version__}) reading its options"
@@ -754,6 +884,43 @@ def _specification(
                 file=sys.stderr,
             )
     return document, spec, planned
+
+
+SWEEP_FILES = frozenset({SPEC_FILE, STATUS_FILE, LOGS, LOCK, SPEC_FILE + TEMPORARY_SUFFIX, STATUS_FILE + TEMPORARY_SUFFIX})
+
+
+def _holds_files(out: Path) -> bool:
+    """Whether the directory ``out`` holds anything besides the lock of a sweep."""
+    return out.is_dir() and any(path.name != LOCK for path in out.iterdir())
+
+
+def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> None:
+    """A sweep directory without sweep.json (deleted) is taken up by the command that created it: everything in
+    it must be the sweep's own files or a run of this grid whose config.json, where it has one, holds the
+    experiment settings this command plans for it. Raises SweepError naming the first that is not."""
+    if not out.is_dir():
+        return
+    advice = f"give the command that created {shown}, or choose a new --out"
+    configs = {run.name: config for run, config in planned}
+    for path in sorted(out.iterdir()):
+        if path.name not in SWEEP_FILES and not (path.name in configs and path.is_dir()):
+            raise SweepError(f"--out {shown} has no {SPEC_FILE} and holds {path.name}, which is no run of this grid; {advice}")
+    for run, config in planned:
+        layout = RunDir(run.run_dir)
+        if not layout.is_run():
+            continue  # stopped before its config.json: it starts like a new run
+        try:
+            stored = config_from_json_dict(json.loads(layout.config.read_text()), str(layout.config))
+        except (OSError, ValueError) as error:  # ConfigError is a ValueError and names the file
+            message = str(error) if isinstance(error, ConfigError) else f"{layout.config} is unreadable ({error})"
+            raise SweepError(f"--out {shown} has no {SPEC_FILE}, and {message}; {advice}") from None
+        before, now = experiment_settings(stored), experiment_settings(config)
+        changed = [name for name in [*before, *(n for n in now if n not in before)] if before.get(name) != now.get(name)]
+        if changed:
+            differences = ", ".join(
+                f"{name} {before.get(name)} in its config.json, {now.get(name)} now (--{name.replace('_', '-')})" for name in changed
+            )
+            raise SweepError(f"--out {shown} has no {SPEC_FILE}, and its run {run.name} differs from this command: {differences}; {advice}")
 
 
 def _console() -> Any:
@@ -828,13 +995,20 @@ def _run_grid(
     driver = _Driver(ray, args, out, grid, status, parse_train, console)
     for run in sorted(to_run, key=lambda run: seed_position[run.point["seed"]]):
         driver.submit(run)
-    save_status(out, status)
+    driver.save()
     stop = _StopRequest()
     with stop.installed(), Live(driver.display(), console=console, refresh_per_second=2) as live:
         while driver.pending:
-            ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
+            try:
+                ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
+            except (ray.exceptions.RayError, ConnectionError) as error:
+                ready, driver.cluster_lost = [], _error_line(error)
             for ref in ready:
                 live.console.print(driver.collect(ref), highlight=False, soft_wrap=True)
+            driver.check_cluster()
+            if driver.cluster_lost is not None:
+                driver.leave_unfinished()
+                break
             if stop.requested is not None and driver.stopped_by is None:
                 live.console.print(driver.stop(stop.requested), highlight=False, soft_wrap=True)
             if stop.count > 1 or driver.stop_overdue():
@@ -845,8 +1019,8 @@ def _run_grid(
             grid.observe(run)
         live.update(driver.display())
     status.pop("driver_pid", None)
-    save_status(out, status)
-    return _finish(out, grid, driver.stopped_by)
+    driver.save(final=True)
+    return _finish(out, grid, driver.stopped_by, driver.cluster_lost, args.address)
 
 
 class _Driver:
@@ -864,6 +1038,11 @@ class _Driver:
         self.started_at = time.time()
         self.stopped_by: Optional[str] = None
         self.stop_deadline: Optional[float] = None
+        self.cluster_lost: Optional[str] = None  # why the sweep cannot go on: the Ray cluster is gone
+        self.head = _head_endpoint(ray, args.address)
+        self.head_silent_since: Optional[float] = None
+        self.next_probe = 0.0
+        self.status_unwritable = False
         self.status["driver_pid"] = os.getpid()
         self.bar = Progress(
             TextColumn("env steps"), BarColumn(), TaskProgressColumn(), TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
@@ -887,6 +1066,14 @@ class _Driver:
         run = self.pending.pop(ref)
         outcome = _outcome(self.ray, ref, run, stopping=self.stopped_by is not None)
         progress = self.grid.observe(run)
+        if outcome.state == "lost":
+            # The cluster failed, not the run: it stays to do, as it was, and the next ace-rl sweep continues it.
+            self.grid.state[run.name] = "stopped" if progress.started else "queued"
+            self.status["runs"].pop(run.name, None)
+            if self.cluster_lost is None and (outcome.cluster_wide or not self.head_answers()):
+                self.cluster_lost = outcome.message
+            self.save()
+            return f"{self.grid.state[run.name]:<8} {run.name}: {outcome.message} (Ray's failure, not the run's: it continues on the next ace-rl sweep)"
         if outcome.state == "stopped" and self.stopped_by is None and self.resubmitted.get(run.name, 0) < self.args.max_retries:
             # Stopped by a signal that did not come from this sweep (a node draining): continue it.
             self.resubmitted[run.name] = self.resubmitted.get(run.name, 0) + 1
@@ -898,8 +1085,53 @@ class _Driver:
             self.status["runs"][run.name] = {"state": "failed", "error": outcome.message}
         else:
             self.status["runs"].pop(run.name, None)
-        save_status(self.out, self.status)
+        self.save()
         return _event_line(run, outcome, progress)
+
+    def save(self, final: bool = False) -> None:
+        """Write sweep_status.json. A write that fails (a full disk) is said once, and the sweep goes on: the run
+        directories hold the runs' progress; the file only adds failures and what is in flight. The final write
+        makes room by removing the old file first, so that no run is left marked running."""
+        try:
+            save_status(self.out, self.status)
+            return
+        except OSError as error:
+            problem = str(error)
+        if final:
+            try:
+                (self.out / STATUS_FILE).unlink(missing_ok=True)
+                save_status(self.out, self.status)
+                return
+            except OSError as error:
+                problem = str(error)
+        if not self.status_unwritable or final:
+            what = "runs that failed now are not recorded as failed" if final else "the sweep goes on and tries again"
+            print(f"ace-rl: warning: {problem}; {what}", file=sys.stderr)
+        self.status_unwritable = True
+
+    def head_answers(self) -> bool:
+        """Whether the cluster's head accepts a connection (True where its address is not known)."""
+        return self.head is None or _answers(*self.head, timeout=PROBE_SECONDS)
+
+    def check_cluster(self) -> None:
+        """A head that stops answering for CLUSTER_LOST_SECONDS is a lost cluster (Ray alone would wait a minute,
+        then abort this process)."""
+        if self.cluster_lost is not None or self.head is None or time.monotonic() < self.next_probe:
+            return
+        self.next_probe = time.monotonic() + PROBE_INTERVAL_SECONDS
+        if self.head_answers():
+            self.head_silent_since = None
+        elif self.head_silent_since is None:
+            self.head_silent_since = time.monotonic()
+        elif time.monotonic() - self.head_silent_since > CLUSTER_LOST_SECONDS:
+            self.cluster_lost = f"its head at {self.head[0]}:{self.head[1]} has not answered for {CLUSTER_LOST_SECONDS:g} s"
+
+    def leave_unfinished(self) -> None:
+        """The cluster is gone: the runs in flight are left as they are (resumable, not failed), without asking Ray."""
+        for run in self.pending.values():
+            self.grid.state[run.name] = "stopped" if self.grid.observe(run).started else "queued"
+            self.status["runs"].pop(run.name, None)
+        self.pending.clear()
 
     def stop(self, signal_name: str) -> str:
         """Ask every run to checkpoint and stop (Ray interrupts running tasks; the trainer's handler checkpoints)."""
@@ -934,7 +1166,7 @@ class _Driver:
                 self.status["runs"][run.name] = {"state": "running"}
                 changed = True
         if changed:
-            save_status(self.out, self.status)
+            self.save()
 
     def display(self) -> Any:
         from rich.console import Group
@@ -942,6 +1174,12 @@ class _Driver:
         done_steps, total_steps = self.grid.steps()
         self.bar.update(self.bar_task, completed=done_steps, total=total_steps)
         return Group(self.bar, render_table(self.grid.rows(), self.max_rows))
+
+
+# Ray's own failures, not the run's: a worker or node that died (after Ray's retries), a raylet that died.
+INFRASTRUCTURE_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "LocalRayletDiedError", "RaySystemError")
+# Those that leave this driver without its cluster.
+CLUSTER_ERRORS = ("LocalRayletDiedError", "RaySystemError")
 
 
 def _outcome(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcome:
@@ -952,6 +1190,9 @@ def _outcome(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcome:
     except ray.exceptions.RayError as error:
         if stopping:
             return RunOutcome(run.name, "stopped")
+        kinds = {cls.__name__ for cls in type(error).__mro__}
+        if kinds & set(INFRASTRUCTURE_ERRORS) and not isinstance(error, ray.exceptions.RayTaskError):
+            return RunOutcome(run.name, "lost", _error_line(error), cluster_wide=bool(kinds & set(CLUSTER_ERRORS)))
         return RunOutcome(run.name, "failed", _error_line(error))
 
 
@@ -973,15 +1214,28 @@ def _event_line(run: PlannedRun, outcome: RunOutcome, progress: RunProgress) -> 
     return f"{outcome.state:<8} {run.name} at env step {progress.env_step:,}{evaluation}"
 
 
-def _finish(out: Path, grid: _Grid, stopped_by: Optional[str]) -> int:
+def _finish(
+    out: Path, grid: _Grid, stopped_by: Optional[str], cluster_lost: Optional[str] = None, address: Optional[str] = None,
+) -> int:
     failed = [run.name for run in grid.runs if grid.state[run.name] == "failed"]
     done = sum(grid.state[run.name] == "done" for run in grid.runs)
     unfinished = len(grid.runs) - done - len(failed)
     sys.stdout.flush()  # the table (stdout) before the summary (stderr)
     print(f"sweep {out}: {done} of {len(grid.runs)} runs done", file=sys.stderr)
+    again = f"ace-rl sweep --out {out}" + (f" --address {address}" if address else "")
+    if cluster_lost is not None:
+        where = "once the cluster is back" if address else "(Ray starts again on this machine)"
+        print(
+            f"ace-rl: error: lost the Ray cluster ({cluster_lost}) with {unfinished} runs unfinished, none of them "
+            f"failed{f' ({len(failed)} failed earlier)' if failed else ''}; continue them {where} with: {again}",
+            file=sys.stderr,
+        )
+        return 1
     if stopped_by is not None or unfinished:
         how = f" by {stopped_by}" if stopped_by else ""
-        print(f"ace-rl: sweep stopped{how} with {unfinished} runs unfinished; continue with: ace-rl sweep --out {out}", file=sys.stderr)
+        print(f"ace-rl: sweep stopped{how} with {unfinished} runs unfinished; continue with: {again}", file=sys.stderr)
+        if stopped_by is None and not failed:
+            return 1  # Ray gave up on a run (its worker or node died too often): not done, though not failed either
     if failed:
         print(
             f"ace-rl: error: {len(failed)} of {len(grid.runs)} runs failed: {', '.join(failed)} (errors: ace-rl sweep "
@@ -992,23 +1246,198 @@ def _finish(out: Path, grid: _Grid, stopped_by: Optional[str]) -> int:
     return 0
 
 
-def _start_ray(ray: Any, args: SweepArgs) -> None:
-    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run."""
+def _start_ray(ray: Any, args: SweepArgs) -> Optional[Path]:
+    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run. Returns
+    the temporary directory of a Ray started here (_stop_ray removes it). A cluster that cannot be reached is
+    refused in one line within CLUSTER_FAULT_SECONDS."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     common = dict(log_to_driver=False, logging_level="WARNING")  # each run's output goes to DIR/logs/RUN.log
-    if args.address is None:
-        # "local": a Ray of its own, even where `ray start` left a cluster on this machine
-        ray.init(
-            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, object_store_memory=100 * 1024**2,
-            **common,
-        )
-    else:
-        ray.init(address=args.address, **common)
+    # Ray keeps its default, token authentication, but need not say so on every sweep.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    session: Optional[Path] = None
     try:
+        if args.address is None:
+            _remove_stale_sessions()
+            session = Path(tempfile.mkdtemp(prefix=f"{EMBEDDED_SESSION_PREFIX}{os.getpid()}-"))
+            try:
+                # "local": a Ray of its own, even where `ray start` left a cluster on this machine
+                ray.init(
+                    address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                    object_store_memory=100 * 1024**2, _temp_dir=str(session), **common,
+                )
+            except Exception as error:  # noqa: BLE001 - Ray raises many kinds; each is one line here
+                raise SweepError(f"cannot start Ray on this machine: {_error_line(error)}") from None
+        else:
+            _connect(ray, args.address, common)
         _check_resources(ray, args)
-    except SweepError:
-        ray.shutdown()
+    except BaseException:
+        _stop_ray(ray, session)
         raise
+    return session
+
+
+def _address_endpoint(address: str) -> tuple[str, int]:
+    """The host and port that --address names: auto (the cluster `ray start` recorded on this machine, or
+    RAY_ADDRESS), ray://HOST[:PORT] (Ray Client, port 10001 by default) or HOST:PORT."""
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            resolved = canonicalize_bootstrap_address(address, None)
+        except ConnectionError:
+            resolved = None
+        if not resolved:
+            raise SweepError(
+                "--address auto: no Ray cluster runs on this machine; start one with `ray start --head`, or leave out "
+                "--address to run Ray for this sweep only"
+            )
+        address = resolved
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
+    if client and not port.isdigit():
+        host, port = address.removeprefix("ray://").rstrip("/"), "10001"
+    if not host or not port.isdigit():
+        raise SweepError(f"--address {address} is not HOST:PORT, ray://HOST:PORT or auto")
+    return host.strip("[]"), int(port)
+
+
+def _answers(host: str, port: int, timeout: float) -> bool:
+    """Whether something accepts a TCP connection at host:port within timeout seconds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _connect(ray: Any, address: str, options: dict[str, Any]) -> None:
+    """Join the cluster at --address, or refuse in one line within CLUSTER_FAULT_SECONDS (Ray alone retries an
+    address that does not answer for minutes)."""
+    host, port = _address_endpoint(address)
+    if not _answers(host, port, timeout=CONNECT_SECONDS):
+        shown = address if address != "auto" else f"auto ({host}:{port}, recorded by `ray start` on this machine)"
+        raise SweepError(
+            f"--address {shown}: no Ray cluster answers at {host}:{port} within {CONNECT_SECONDS:g} s; start it "
+            "(ray start --head), correct the address, or leave out --address to run Ray on this machine only"
+        )
+    retries = {
+        "RAY_gcs_server_port_wait_time_s": str(GCS_CONNECT_ATTEMPTS),  # seconds of retries
+        # Ray Client's three attempts wait 5, 10 and 15 s by default (a refused token included): 2, 5 and 5 here.
+        "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "2",
+        "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "5",
+    }
+    retries = {name: value for name, value in retries.items() if name not in os.environ}  # the user's own win
+    failure: Optional[BaseException] = None
+    with _stderr_kept() as ray_output:  # Ray's own lines while it retries a refused connection
+        try:
+            os.environ.update(retries)  # for this connection only (a Ray started later waits for its GCS as usual)
+            ray.init(address=address, **options)
+        except Exception as error:  # noqa: BLE001 - Ray raises many kinds; each is one line here
+            failure = error
+        finally:
+            for name in retries:
+                os.environ.pop(name, None)
+    if failure is not None:
+        raise SweepError(_connect_error(address, failure, "".join(ray_output))) from None
+
+
+@contextmanager
+def _stderr_kept() -> Iterator[list[str]]:
+    """What is written to stderr meanwhile, by Python or by Ray's C++ core (file descriptor 2), is kept from the
+    terminal; the list yielded holds it after the block."""
+    kept_text: list[str] = []
+    with tempfile.TemporaryFile() as kept:
+        sys.stderr.flush()
+        original = os.dup(2)
+        python_stderr = io.TextIOWrapper(os.fdopen(os.dup(kept.fileno()), "wb"), write_through=True)
+        try:
+            os.dup2(kept.fileno(), 2)
+            with redirect_stderr(python_stderr):
+                yield kept_text
+        finally:
+            python_stderr.close()
+            os.dup2(original, 2)
+            os.close(original)
+            kept.seek(0)
+            kept_text.append(kept.read().decode(errors="replace"))
+
+
+def _connect_error(address: str, error: BaseException, ray_output: str) -> str:
+    chain: list[BaseException] = []
+    cause: Optional[BaseException] = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join([ray_output, *(f"{type(cause).__name__} {cause}" for cause in chain)])
+    if "AuthenticationError" in text or "InvalidAuthToken" in text or "Authentication token" in text:
+        return (
+            f"--address {address}: the Ray cluster asks for its authentication token; set RAY_AUTH_MODE=token and give "
+            "its token (`ray get-auth-token` on its head) in ~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
+        )
+    if address.startswith("ray://") and "connection timeout" in text:  # Ray Client says no more, a refused token included
+        return (
+            f"--address {address}: the Ray Client server answers but did not take this driver in; if the cluster uses "
+            "token authentication (Ray's default), set RAY_AUTH_MODE=token and give its token (`ray get-auth-token` "
+            "on its head) in ~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
+        )
+    return f"--address {address}: cannot join the Ray cluster ({_error_line(chain[-1])})"
+
+
+def _head_endpoint(ray: Any, address: Optional[str]) -> Optional[tuple[str, int]]:
+    """The address of the cluster's head that the driver probes (its GCS; the Ray Client server for ray://)."""
+    try:
+        if address is not None and address.startswith("ray://"):
+            return _address_endpoint(address)
+        host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+        return host.strip("[]"), int(port)
+    except Exception:  # noqa: BLE001 - without it the driver relies on Ray's errors alone
+        return None
+
+
+def _stop_ray(ray: Any, session: Optional[Path]) -> None:
+    """Leave the cluster (stopping a Ray started here) and remove the temporary directory of a Ray started here.
+    Ray's shutdown may wait on a cluster that was lost: it gets SHUTDOWN_SECONDS."""
+    shutdown = threading.Thread(target=ray.shutdown, name="ray.shutdown", daemon=True)
+    shutdown.start()
+    shutdown.join(SHUTDOWN_SECONDS)
+    if session is not None:
+        _end_session(session)
+
+
+def _remove_stale_sessions() -> None:
+    """A Ray started by a sweep that was killed (SIGKILL) leaves processes and its temporary directory: both
+    are ended here, where the directory's sweep (named in it) no longer runs."""
+    for session in Path(tempfile.gettempdir()).glob(f"{EMBEDDED_SESSION_PREFIX}*"):
+        driver = session.name.removeprefix(EMBEDDED_SESSION_PREFIX).split("-")[0]
+        if driver.isdigit() and not _process_exists(int(driver)):
+            _end_session(session)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _end_session(session: Path) -> None:
+    """Kill the processes that hold files of a Ray session directory open (its raylet, GCS, agents and workers
+    keep their logs there), then remove the directory."""
+    prefix = f"{session}/"
+    for entry in Path("/proc").glob("[0-9]*"):
+        if int(entry.name) == os.getpid():
+            continue
+        try:
+            holds = any(os.readlink(fd).startswith(prefix) for fd in (entry / "fd").iterdir())
+        except OSError:
+            continue
+        if holds:
+            with suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    shutil.rmtree(session, ignore_errors=True)
 
 
 def _check_resources(ray: Any, args: SweepArgs) -> None:
