@@ -544,9 +544,6 @@ def train(config: TrainConfig) -> Path:
     pick_device(config.device)
     if config.wandb_project is not None:
         check_wandb_usable()
-    same_as_sac = equals_sac_reason(config)
-    if same_as_sac is not None:
-        print(f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr)
     if config.video_every > 0:
         check_video_support(config.env)  # picks MuJoCo's OpenGL back-end, which must precede any environment
     if config.resume is not None:
@@ -610,6 +607,9 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
 
 
 def _run(trainer: Trainer) -> None:
+    same_as_sac = equals_sac_reason(trainer.config)
+    if same_as_sac is not None:  # said once the run is set up, so that a refused start prints only its error
+        print(f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr)
     try:
         trainer.run()
     except TrainingStopped:  # a stop asked for by a signal: the run can be resumed, it did not fail
