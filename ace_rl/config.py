@@ -10,9 +10,11 @@ import dataclasses
 import importlib.util
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional
+
+import tyro
 
 Algo = Literal["ace", "sac", "td3"]
 Preset = Literal["paper", "small"]
@@ -33,6 +35,23 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the setting and what is accepted."""
 
 
+def _json_object(arguments: list[str]) -> dict[str, Any]:
+    value = json.loads(arguments[0])
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON object is expected, such as '{{\"goal\": 0.3}}', got {arguments[0]}")
+    return value
+
+
+# A JSON object on the command line (--env-kwargs '{"goal": 0.3}'), a JSON object in config.json.
+JsonObject = Annotated[
+    dict[str, Any],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs=1, metavar="JSON", instance_from_str=_json_object, is_instance=lambda value: isinstance(value, dict),
+        str_from_instance=lambda value: [json.dumps(value)],
+    ),
+]
+
+
 @dataclass
 class TrainConfig:
     """Train ACE (or the SAC baseline) on a Gymnasium task.
@@ -43,8 +62,10 @@ class TrainConfig:
     """
 
     env: str = "Hopper-v5"
-    """Task id: a Gymnasium id (Hopper-v5, Humanoid-v5, AdroitHandDoor-v1, ...), dmc:DOMAIN-TASK or metaworld:TASK
-    (`ace-rl envs` lists the suites)."""
+    """Task id: a Gymnasium id (Hopper-v5, Humanoid-v5, AdroitHandDoor-v1, ...), dmc:DOMAIN-TASK, metaworld:TASK
+    (`ace-rl envs` lists the suites), or module:EnvName-vN for an environment that a module registers on import."""
+    env_kwargs: JsonObject = field(default_factory=dict)
+    """Constructor arguments of a Gymnasium environment, as a JSON object: '{"goal": [0.5, -0.3]}'."""
     reward: Reward = "dense"
     """dense: the task's reward; sparse: 1.0 on steps where the task reports success, else 0.0."""
     seed: int = 0

@@ -74,7 +74,7 @@ def evaluate_run(
 ) -> EvalResult:
     """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment.
 
-    ``make(env_id, reward=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
+    ``make(env_id, reward=..., env_kwargs=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
     """
     if checkpoint not in CHECKPOINT_NAMES:
         raise CheckpointError(f"unknown checkpoint {checkpoint!r}; accepted: {', '.join(CHECKPOINT_NAMES)}")
@@ -84,7 +84,7 @@ def evaluate_run(
         raise CheckpointError(f"no run directory at {run_dir}")
     path = RunDir(run_dir).policy(checkpoint)
     actor, payload = load_policy(path)
-    env = make(payload["env"], reward=payload.get("reward", "dense"))
+    env = make(payload["env"], reward=payload.get("reward", "dense"), env_kwargs=payload.get("env_kwargs") or None)
     seed_env(env, seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:

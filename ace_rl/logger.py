@@ -27,11 +27,18 @@ def _quiet_tensorboard_write_errors(args: threading.ExceptHookArgs) -> None:
     it in one line; the thread's own traceback would only repeat it."""
     if args.thread is not None and type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
         return
-    _default_excepthook(args)
+    _previous_excepthook(args)
 
 
-_default_excepthook = threading.excepthook
-threading.excepthook = _quiet_tensorboard_write_errors
+_previous_excepthook = threading.excepthook
+
+
+def _install_quiet_excepthook() -> None:
+    """Chain the hook in front of the process's own, once, when the first RunLogger opens (not on import)."""
+    global _previous_excepthook
+    if threading.excepthook is not _quiet_tensorboard_write_errors:
+        _previous_excepthook = threading.excepthook
+        threading.excepthook = _quiet_tensorboard_write_errors
 
 
 def causal_columns(action_dim: int) -> list[str]:
@@ -132,6 +139,7 @@ class RunLogger:
         created (a full disk), those already opened are closed and RunDirError names the file and the cause."""
         self.wandb = wandb
         layout = RunDir(run_dir)
+        _install_quiet_excepthook()
         with ExitStack() as opened:
             self.metrics = opened.enter_context(CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step))
             self.episodes = opened.enter_context(CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step))

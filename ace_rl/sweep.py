@@ -47,7 +47,7 @@ import tyro
 import ace_rl
 from ace_rl.checkpoint import CheckpointError, write_atomically
 from ace_rl.config import ALGOS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
-from ace_rl.envs import EnvError, make_env, observation_size
+from ace_rl.envs import EnvError, check_env_behaviour, make_env, observation_size
 from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, RunDirBusy, RunDirError, RunLock, is_locked
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
@@ -80,7 +80,7 @@ GCS_CONNECT_ATTEMPTS = 5  # then Ray tries to join it this many times, a second 
 PROBE_SECONDS = 2.0  # during a sweep the driver checks every PROBE_INTERVAL_SECONDS that the head answers
 PROBE_INTERVAL_SECONDS = 2.0
 CLUSTER_LOST_SECONDS = 10.0  # a head silent this long is lost (Ray alone waits 60 s, then aborts the driver)
-SHUTDOWN_SECONDS = 10.0  # how long leaving a lost cluster may take
+SHUTDOWN_SECONDS = 5.0  # how long leaving a lost cluster may take
 EMBEDDED_SESSION_PREFIX = "ace-rl-ray-"  # TMPDIR/ace-rl-ray-PID-*: the temporary directory of a Ray started by sweep PID
 MAX_RUNS = 10_000  # a larger grid is refused: its specification, status table and planning grow with it
 
@@ -361,17 +361,20 @@ def check_environments(configs: Iterable[TrainConfig]) -> None:
     """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
     from ace_rl.train import check_causal_time_limit
 
-    sizes: dict[tuple[str, str], int] = {}
+    sizes: dict[tuple[str, str, str], int] = {}
     checked: set[tuple] = set()
     for config in configs:
-        key = (config.env, config.reward)
+        key = (config.env, config.reward, json.dumps(config.env_kwargs, sort_keys=True))
         if key not in sizes:
             try:
-                probe = make_env(config.env, reward=config.reward)
+                probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs)
+                try:
+                    check_env_behaviour(probe, config.env)
+                finally:
+                    probe.close()
             except EnvError as error:
                 raise SweepError(str(error)) from None
             sizes[key] = observation_size(probe) + int(probe.action_space.shape[0]) + 1
-            probe.close()
         causal = (*key, config.algo, config.causal_method, config.causal_samples, config.causal_time_limit)
         if causal not in checked:
             checked.add(causal)

@@ -12,10 +12,12 @@ an uninterrupted run.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from datetime import datetime
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from ace_rl.agents import Agent, make_agent
 from ace_rl.causal import CausalTimeLimitError, causal_weights, estimate_directlingam_seconds
@@ -44,7 +46,7 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
-from ace_rl.envs import make_env, observation_size, seed_env
+from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
 from ace_rl.evaluate import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
@@ -153,34 +155,38 @@ class Trainer:
     """
 
     def __init__(
-        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None, restart: bool = False
+        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None, restart: bool = False,
+        env_factory: EnvFactory | None = None,
     ) -> None:
         """``resume_state``: continue from a full-state checkpoint. ``restart``: the run directory holds a
         run that never reached its first checkpoint; start it again from zero, overwriting its logs.
+        ``env_factory``: builds the environments instead of ``config.env`` (which then only names it).
 
         If a part fails (the logs on a full disk, the W&B run), what was opened before it is closed again: the
         environments, and the W&B run, which is finished as failed."""
         with ExitStack() as opened:
-            self._set_up(config, run_dir, resume_state, restart, opened)
+            self._set_up(config, run_dir, resume_state, restart, env_factory, opened)
             opened.pop_all()
 
     def _set_up(
         self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None, restart: bool,
-        opened: ExitStack,
+        env_factory: EnvFactory | None, opened: ExitStack,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
         # Before the other environments: it chooses MuJoCo's OpenGL back-end.
         self.video = (
-            TrainingVideo(run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET)
+            TrainingVideo(
+                run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET, config.env_kwargs, env_factory
+            )
             if config.video_every > 0 else None
         )
         if self.video is not None:
             opened.callback(self.video.close)
-        self.env = make_env(config.env, reward=config.reward)
+        self.env = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
         opened.callback(self.env.close)
-        self.eval_env = make_env(config.env, reward=config.reward)
+        self.eval_env = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
         opened.callback(self.eval_env.close)
         obs_dim = observation_size(self.env)
         action_dim = int(self.env.action_space.shape[0])
@@ -230,7 +236,10 @@ class Trainer:
         self.logger = RunLogger(
             run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
         )
-        self.checkpoint_metadata = {"env": config.env, "reward": config.reward, "algo": config.algo, "seed": config.seed}
+        self.checkpoint_metadata = {
+            "env": config.env, "env_kwargs": config.env_kwargs, "reward": config.reward, "algo": config.algo,
+            "seed": config.seed,
+        }
         self.first_step = self.env_step
         self.started = time.perf_counter()
 
@@ -349,7 +358,13 @@ class Trainer:
         progress = tqdm(
             total=config.total_steps, initial=self.env_step, unit="step", disable=not config.progress, mininterval=1.0
         )
-        previous_handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # Signal handlers can only be set in the main thread; elsewhere (a notebook's or a service's thread) the
+        # run stops on an exception only, and continues from its last periodic checkpoint.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_handlers = (
+            {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if in_main_thread else {}
+        )
         try:
             while self.env_step < config.total_steps:
                 self.step()
@@ -534,12 +549,14 @@ class Trainer:
             self.video.close()
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
     """Train as configured (or continue the run named by ``config.resume``) and return the run directory.
 
     Everything that can be checked (settings, device, environment, the run directory) is checked before
-    anything is written; the run directory is locked for the life of the process.
+    anything is written; the run directory is locked for the life of the process. ``env_factory`` builds the
+    environments instead of ``config.env``. ``config`` itself is left as it was given.
     """
+    config = dataclasses.replace(config)
     validate(config)
     pick_device(config.device)
     if config.wandb_project is not None:
@@ -549,24 +566,27 @@ def train(config: TrainConfig) -> Path:
     if config.resume is not None:
         run_dir = config.resume
         with RunLock(run_dir):
-            trainer = _resumed_trainer(config, run_dir)
+            trainer = _resumed_trainer(config, run_dir, env_factory)
             _run(trainer)
         return run_dir
     # Unknown environments and impossible settings fail before anything is written.
-    probe = make_env(config.env, reward=config.reward)
-    check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
-    probe.close()
+    probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
+    try:
+        check_env_behaviour(probe, config.env)
+        check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
+    finally:
+        probe.close()
     run_dir = create_run_dir(config.run_dir, config)
     config.run_dir = run_dir
     with RunLock(run_dir):
         refuse_used_run_dir(run_dir)
         write_config(run_dir, config)
-        trainer = Trainer(config, run_dir)
+        trainer = Trainer(config, run_dir, env_factory=env_factory)
         _run(trainer)
     return run_dir
 
 
-def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
+def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None) -> Trainer:
     """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
     zero, when it was stopped before its first checkpoint)."""
     if not RunDir(run_dir).states():
@@ -574,7 +594,7 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
             print(f"ace-rl: removed {note}", file=sys.stderr)
         print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
         write_config(run_dir, config)
-        return Trainer(config, run_dir, restart=True)
+        return Trainer(config, run_dir, restart=True, env_factory=env_factory)
     state, path, skipped = load_training_state(run_dir)
     for problem in skipped:
         print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
@@ -594,7 +614,7 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path) -> Trainer:
     for note in remove_unusable_files(run_dir, resumed_from=path):
         print(f"ace-rl: removed {note}", file=sys.stderr)
     write_config(run_dir, config)
-    trainer = Trainer(config, run_dir, resume_state=state)
+    trainer = Trainer(config, run_dir, resume_state=state, env_factory=env_factory)
     trainer.last_state_path = path
     try:
         best_note = trainer.restore_best_policy(state)

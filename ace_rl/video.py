@@ -32,12 +32,12 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
 
-from ace_rl.envs import episode_steps, make_env, seed_env
+from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
 from ace_rl.evaluate import EvalResult, Policy, evaluate_run, run_episodes
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
@@ -185,10 +185,12 @@ def check_video_support(env_id: str) -> None:
         select_gl_backend()
 
 
-def make_render_env(env_id: str, reward: str = "dense") -> gym.Env:
+def make_render_env(
+    env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, factory: EnvFactory | None = None
+) -> gym.Env:
     """`make_env` with ``render_mode="rgb_array"``, after choosing the OpenGL back-end where one is needed."""
     check_video_support(env_id)
-    return make_env(env_id, reward=reward, render_mode="rgb_array")
+    return make_env(env_id, reward=reward, render_mode="rgb_array", env_kwargs=env_kwargs, factory=factory)
 
 
 def frames_per_second(env: gym.Env) -> float:
@@ -375,8 +377,8 @@ def record_run(
     path = RunDir(run_dir).eval_video(checkpoint) if path is None else path
     writers: list[Mp4Writer] = []
 
-    def make_recording_env(env_id: str, reward: str = "dense") -> gym.Env:
-        env = make_render_env(env_id, reward)
+    def make_recording_env(env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+        env = make_render_env(env_id, reward, env_kwargs)
         writers.append(Mp4Writer(path, frames_per_second(env)))
         return FrameRecorder(env, writers[-1].append)
 
@@ -459,10 +461,13 @@ class TrainingVideo:
     Construct it before the run's other environments (it chooses the OpenGL back-end).
     """
 
-    def __init__(self, run_dir: Path, env_id: str, reward: str, seed: int) -> None:
+    def __init__(
+        self, run_dir: Path, env_id: str, reward: str, seed: int, env_kwargs: Mapping[str, Any] | None = None,
+        factory: EnvFactory | None = None,
+    ) -> None:
         self.run_dir = RunDir(run_dir)
         self.seed = seed
-        self.env = make_render_env(env_id, reward)
+        self.env = make_render_env(env_id, reward, env_kwargs, factory)
         self.fps = frames_per_second(self.env)
 
     def record(self, policy: Policy, env_step: int, tensorboard: Any = None) -> VideoClip:
