@@ -10,7 +10,7 @@
       ENV__ALGO__sSEED[__OPTION-VALUE...]/   one ordinary run directory per grid point
 
 Each run is built exactly as `ace-rl train` with the same options would build it (the command's own parser
-is handed in by ace_rl/cli.py) and executed in a Ray worker by ace_rl.train.train. Everything the driver shows
+is handed in by ace_rl/cli.py) and executed in a Ray worker by ace_rl.trainer.train. Everything the driver shows
 is read from the run directories, so workers need no channel back; a worker that dies is retried by Ray and
 the retry resumes from the run's latest checkpoint.
 """
@@ -359,7 +359,7 @@ def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_
 
 def check_environments(configs: Iterable[TrainConfig]) -> None:
     """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
-    from ace_rl.train import check_causal_time_limit
+    from ace_rl.trainer import check_causal_time_limit
 
     sizes: dict[tuple[str, str, str], int] = {}
     checked: set[tuple] = set()
@@ -568,7 +568,7 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
     refused option, unreadable checkpoint, a full or read-only disk, anything else) become a failed outcome with
     a one-line message; the full traceback goes to the run's log.
     """
-    from ace_rl.train import NonFiniteError, TrainingStopped
+    from ace_rl.trainer import NonFiniteError, TrainingStopped
 
     with _RunLog(log_path) as log, redirect_stdout(log), redirect_stderr(log):
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -626,7 +626,7 @@ def _failed(run: PlannedRun, error: BaseException) -> RunOutcome:
 
 
 def _attempt(run: PlannedRun, extra_argv: Sequence[str], parse_train: TrainParser) -> RunOutcome:
-    from ace_rl.train import train
+    from ace_rl.trainer import train
 
     stamp = f"== {datetime.now().isoformat(timespec='seconds')} {socket.gethostname()} pid {os.getpid()}:"
     if is_locked(run.run_dir):
