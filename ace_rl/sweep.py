@@ -1108,7 +1108,10 @@ class _Driver:
             except OSError as error:
                 problem = str(error)
         if not self.status_unwritable or final:
-            what = "runs that failed now are not recorded as failed" if final else "the sweep goes on and tries again"
+            what = (
+                "it records no failure now (the next ace-rl sweep runs the failed runs again)" if final
+                else "the sweep goes on and tries again at each change"
+            )
             print(f"ace-rl: warning: {problem}; {what}", file=sys.stderr)
         self.status_unwritable = True
 
