@@ -1,7 +1,7 @@
 """What the training loop asks of an agent, and the one place that picks the agent for ``--algo``.
 
 ACE (and its SAC ablation, the same code with all-ones causal weights and no reset) lives in
-:mod:`ace_rl.ace`, TD3 in :mod:`ace_rl.td3`; the loop in :mod:`ace_rl.train` talks to them only through
+:mod:`ace_rl.ace`, TD3 in :mod:`ace_rl.td3`; the loop in :mod:`ace_rl.trainer` talks to them only through
 :class:`Agent`.
 """
 

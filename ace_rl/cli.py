@@ -1,4 +1,7 @@
-"""The `ace-rl` command: `ace-rl train ...`, `ace-rl eval RUN_DIR ...` and `ace-rl envs`."""
+"""The `ace-rl` command, a thin layer over the Python API: `train`, `eval`, `export`, `envs`, `sweep`, `report`.
+
+Each command imports what it needs when it runs, so that `ace-rl --help`, `ace-rl report --help` or
+`ace-rl sweep --status DIR` do not pay for PyTorch (see benchmarks/startup.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Annotated, Literal, Optional, Sequence
 
 import tyro
 
-from ace_rl.checkpoint import CheckpointError
 from ace_rl.config import (
     ALGOS,
     PRESETS,
@@ -19,20 +21,15 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
-from ace_rl.envs import EnvError, format_suites, list_suites
-from ace_rl.evaluate import evaluate_run
-from ace_rl.rundir import RunDirError
-from ace_rl.train import NonFiniteError, TrainingStopped, train
-from ace_rl.video import VideoError, record_run
-from ace_rl.wandb_logger import WandbError
 
-USAGE = """usage: ace-rl {train,eval,envs,sweep,report} [OPTIONS]
+USAGE = """usage: ace-rl {train,eval,export,envs,sweep,report} [OPTIONS]
 
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
 commands:
   train     train ACE (or the SAC baseline: --algo sac) on a task
   eval      run a trained policy deterministically and print its mean return (and success rate)
+  export    write a trained policy as ONNX or TorchScript for deployment, checked against the policy itself
   envs      list the task suites, whether each is installed, and example ids with their sizes
   sweep     run a grid of training runs (tasks x algorithms x seeds ...) on Ray; --status DIR shows its table
   report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
@@ -55,6 +52,22 @@ class EvalArgs:
     video: Optional[str] = None
     """Also write the episodes to this MP4 file; `--video` alone: RUN/videos/eval-CHECKPOINT.mp4 (needs the
     video extra; MuJoCo tasks need OpenGL: EGL or OSMesa)."""
+
+
+@dataclass
+class ExportArgs:
+    """Write a trained policy as ONNX or TorchScript: a batch of observations in, the deterministic action in the
+    environment's units out (tanh squash and rescaling to the action bounds included). The file is checked against
+    the policy on 1,000 observations of the run's environment before it is written."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """The run directory written by `ace-rl train`, or a best.pt / final.pt file."""
+    out: Path
+    """The file to write (e.g. policy.onnx)."""
+    format: Literal["onnx", "torchscript"] = "onnx"
+    """onnx (needs the export extra: onnx, onnxruntime) or torchscript."""
+    checkpoint: Literal["best", "final"] = "best"
+    """best: the best evaluation during training; final: the end of training."""
 
 
 def _bare_video_flag(argv: Sequence[str]) -> list[str]:
@@ -126,6 +139,8 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
 
 
 def run_train(config: TrainConfig) -> None:
+    from ace_rl.trainer import TrainingStopped, train
+
     try:
         run_dir = train(config)
     except TrainingStopped as stop:
@@ -135,6 +150,9 @@ def run_train(config: TrainConfig) -> None:
 
 
 def run_eval(args: EvalArgs) -> None:
+    from ace_rl.evaluation import evaluate_run
+    from ace_rl.video import record_run
+
     video = None
     if args.video is None:
         result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
@@ -164,8 +182,36 @@ def run_report(args: ReportArgs) -> None:
     )
 
 
-# Errors in the user's input, reported in one line without a traceback.
-USER_ERRORS = (ConfigError, EnvError, CheckpointError, VideoError, WandbError)
+def run_export(args: ExportArgs) -> None:
+    from ace_rl.export import check_format
+    from ace_rl.policy import load_policy
+
+    check_format(args.format)  # a missing extra is said before anything is loaded
+    report = load_policy(args.run_dir, args.checkpoint).export(args.out, args.format)
+    print(
+        f"{report.format} policy written to {report.path}: checked on {report.observations} observations of the run's "
+        f"environment, largest difference from the policy {report.max_difference:.2g}"
+    )
+
+
+def run_envs(argv: Sequence[str]) -> None:
+    from ace_rl.envs import format_suites, list_suites
+
+    tyro.cli(EnvsArgs, args=list(argv), prog="ace-rl envs")
+    print(format_suites(list_suites()))
+
+
+# Errors reported in one line without a traceback, as (module, class): errors in the user's input (exit 2) and
+# faults of a run (exit 1). Only modules already imported are asked: a module never imported raised nothing.
+USER_ERRORS = (
+    ("ace_rl.config", "ConfigError"), ("ace_rl.envs", "EnvError"), ("ace_rl.checkpoint", "CheckpointError"),
+    ("ace_rl.video", "VideoError"), ("ace_rl.wandb_logger", "WandbError"), ("ace_rl.export", "ExportError"),
+)
+RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
+
+
+def _imported(errors: Sequence[tuple[str, str]]) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[module], name) for module, name in errors if module in sys.modules)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -179,9 +225,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_train(parse_train(rest))
         elif command == "eval":
             run_eval(tyro.cli(EvalArgs, args=_bare_video_flag(rest), prog="ace-rl eval"))
+        elif command == "export":
+            run_export(tyro.cli(ExportArgs, args=rest, prog="ace-rl export"))
         elif command == "envs":
-            tyro.cli(EnvsArgs, args=rest, prog="ace-rl envs")
-            print(format_suites(list_suites()))
+            run_envs(rest)
         elif command == "sweep":
             from ace_rl.sweep import sweep_main  # Ray and rich are an extra, loaded only here
 
@@ -191,13 +238,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif command == "report":
             run_report(tyro.cli(ReportArgs, args=rest, prog="ace-rl report"))
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, sweep, report")
-    except USER_ERRORS as error:
-        print(f"ace-rl: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (NonFiniteError, RunDirError) as error:
-        print(f"ace-rl: error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, export, envs, sweep, report")
+    except Exception as error:
+        for errors, status in ((USER_ERRORS, 2), (RUN_ERRORS, 1)):
+            if isinstance(error, _imported(errors)):
+                print(f"ace-rl: error: {error}", file=sys.stderr)
+                raise SystemExit(status) from None
+        raise
     except KeyboardInterrupt:
         print("ace-rl: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -6,6 +6,7 @@
       sweep_status.json      what the directories cannot tell: runs that failed (with their one-line error),
                              which runs the sweep now running has in flight
       logs/RUN.log           each run's output, one header per attempt (fresh start or resume)
+      logs/ray.log           what Ray's core printed in the driver while the runs ran (not for the terminal)
       .lock                  held by the one `ace-rl sweep` process working on DIR
       ENV__ALGO__sSEED[__OPTION-VALUE...]/   one ordinary run directory per grid point
 
@@ -55,6 +56,7 @@ TrainParser = Callable[[Sequence[str]], TrainConfig]
 SPEC_FILE = "sweep.json"
 STATUS_FILE = "sweep_status.json"
 LOGS = "logs"
+RAY_LOG = "ray.log"  # logs/ray.log: what Ray's core prints in the driver while the sweep runs
 SPEC_FORMAT = 1
 EXTRA_HINT = 'pip install "ace-rl[sweep]"'
 
@@ -1000,7 +1002,7 @@ def _run_grid(
         driver.submit(run)
     driver.save()
     stop = _StopRequest()
-    with stop.installed(), Live(driver.display(), console=console, refresh_per_second=2) as live:
+    with stop.installed(), _native_stderr_to(out / LOGS / RAY_LOG), Live(driver.display(), console=console, refresh_per_second=2) as live:
         while driver.pending:
             try:
                 ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
@@ -1345,6 +1347,41 @@ def _connect(ray: Any, address: str, options: dict[str, Any]) -> None:
                 os.environ.pop(name, None)
     if failure is not None:
         raise SweepError(_connect_error(address, failure, "".join(ray_output))) from None
+
+
+@contextmanager
+def _native_stderr_to(path: Path) -> Iterator[None]:
+    """What Ray's C++ core writes to file descriptor 2 meanwhile (a lost raylet's failed calls, ...) goes to
+    ``path``, and Python's sys.stderr still where it went: the sweep's own lines stay the only ones."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        target = os.open(os.devnull, os.O_WRONLY)
+    previous = sys.stderr
+    try:
+        writes_to_descriptor_2 = previous.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        writes_to_descriptor_2 = False
+    previous.flush()
+    original = os.dup(2)
+    python_stderr: Optional[io.TextIOWrapper] = None
+    if writes_to_descriptor_2:
+        python_stderr = io.TextIOWrapper(
+            os.fdopen(os.dup(original), "wb"), encoding=previous.encoding, errors="backslashreplace", line_buffering=True,
+        )
+        sys.stderr = python_stderr
+    os.dup2(target, 2)
+    os.close(target)
+    try:
+        yield
+    finally:
+        if python_stderr is not None:
+            sys.stderr = previous
+            with suppress(OSError):
+                python_stderr.close()
+        os.dup2(original, 2)
+        os.close(original)
 
 
 @contextmanager

@@ -47,7 +47,7 @@ from ace_rl.config import (
     validate,
 )
 from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
-from ace_rl.evaluate import run_episodes
+from ace_rl.evaluation import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything

@@ -38,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
-from ace_rl.evaluate import EvalResult, Policy, evaluate_run, run_episodes
+from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
 

@@ -42,7 +42,7 @@ from ace_rl.causal import causal_weights
 from ace_rl.config import preset_config
 from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.replay import ReplayBuffer
-from ace_rl.train import train
+from ace_rl.trainer import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_SIZE = 2048

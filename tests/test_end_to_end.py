@@ -13,13 +13,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import ace_rl.train as train_module
+import ace_rl.trainer as train_module
 from ace_rl.ace import ACE
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
-from ace_rl.evaluate import evaluate_run
+from ace_rl.evaluation import evaluate_run
 from ace_rl.replay import ReplayBuffer
-from ace_rl.train import train
+from ace_rl.trainer import train
 
 TINY = [
     "--preset", "small", "--total-steps", "1200", "--start-steps", "200", "--batch-size", "64",

@@ -32,10 +32,10 @@ from ace_rl.envs import (
     observation_size,
     seed_env,
 )
-from ace_rl.evaluate import run_episodes
+from ace_rl.evaluation import run_episodes
 from ace_rl.rng import capture_env_rng, restore_env_rng
 from ace_rl.rundir import RunDir
-from ace_rl.train import train
+from ace_rl.trainer import train
 
 
 def installed(module: str) -> bool:
@@ -337,7 +337,7 @@ def test_metaworld_unknown_task_suggests_close_ones():
 
 
 def play(env: gym.Env, seed: int, policy, episodes: int) -> tuple[list[float], list[bool], list[bool]]:
-    """Written out here, apart from ace_rl.evaluate: after ``seed_env(env, seed)``, the return of each episode,
+    """Written out here, apart from ace_rl.evaluation: after ``seed_env(env, seed)``, the return of each episode,
     whether the task's own ``info["success"]`` was set at any of its steps, and whether at its last step."""
     seed_env(env, seed)
     returns, successes, last_successes = [], [], []

@@ -435,7 +435,7 @@ def test_report_command_end_to_end(tmp_path):
 
 
 def test_report_of_a_real_tiny_run(tmp_path, capsys):
-    from ace_rl.train import train
+    from ace_rl.trainer import train
 
     run_dir = tmp_path / "hopper"
     train(preset_config(

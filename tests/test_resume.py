@@ -19,7 +19,7 @@ import torch
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
 from ace_rl.rundir import RunDir
-from ace_rl.train import NonFiniteError, Trainer, train
+from ace_rl.trainer import NonFiniteError, Trainer, train
 
 TINY = [
     "--env", "Hopper-v5", "--seed", "4", "--preset", "small", "--total-steps", "1600", "--start-steps", "200",

@@ -28,11 +28,11 @@ import torch
 from ace_rl.ace import ACE
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
-from ace_rl.evaluate import EVAL_MAX_EPISODE_STEPS, run_episodes
+from ace_rl.evaluation import EVAL_MAX_EPISODE_STEPS, run_episodes
 from ace_rl.logger import CsvTable
 from ace_rl.replay import Batch
 from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
-from ace_rl.train import Trainer, NonFiniteError, create_run_dir, train
+from ace_rl.trainer import Trainer, NonFiniteError, create_run_dir, train
 
 TINY = [
     "--env", "InvertedPendulum-v5", "--preset", "small", "--start-steps", "100", "--batch-size", "32",

@@ -322,7 +322,7 @@ DIVERGED = [f"{ENV}__{algo}__s{seed}__learning-rate-1e38" for algo in ("ace", "s
 
 
 def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(sweep: SweepResult):
-    from ace_rl.evaluate import evaluate_run
+    from ace_rl.evaluation import evaluate_run
 
     document = json.loads((sweep.out / "sweep.json").read_text())
     assert document["grid"] == {"env": [ENV], "algo": ["ace", "sac"], "seed": [0, 1], "learning-rate": ["3e-4", "1e38"]}

@@ -19,7 +19,7 @@ import pytest
 from ace_rl import video
 from ace_rl.cli import main
 from ace_rl.envs import make_env, seed_env
-from ace_rl.evaluate import evaluate_run
+from ace_rl.evaluation import evaluate_run
 from ace_rl.rundir import RunDir
 
 pytestmark = pytest.mark.skipif(

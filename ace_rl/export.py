@@ -1,0 +1,144 @@
+"""A trained policy as a file that runs without ace-rl: ONNX (onnxruntime, any language) or TorchScript (libtorch).
+
+The exported graph maps a batch of flat observations (Dict observations flattened as in training) to the
+deterministic action in the environment's units: the network, the tanh squash and the rescaling to the action
+bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, the file's own runtime
+(onnxruntime, or torch.jit.load) is run on observations drawn from the run's environment and compared with
+:meth:`ace_rl.policy.Policy.predict`; the export fails, writing nothing, when they differ by more than
+:data:`TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ace_rl.checkpoint import write_atomically
+from ace_rl.envs import seed_env
+
+if TYPE_CHECKING:
+    from ace_rl.policy import Policy
+
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+TOLERANCE = 1e-5
+EXTRA_HINT = 'pip install "ace-rl[export]"'
+INPUT_NAME, OUTPUT_NAME = "observation", "action"
+ONNX_OPSET = 17
+
+
+class ExportError(ValueError):
+    """The policy cannot be exported: an unknown format, a missing extra, or an export that does not match."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    format: str
+    observations: int
+    """How many observations of the run's environment the check compared."""
+    max_difference: float
+    """The largest absolute difference between the exported file's actions and Policy.predict."""
+
+
+class DeterministicAction(nn.Module):
+    """The exported graph: observations in, the deterministic action in the environment's units out."""
+
+    def __init__(self, actor: nn.Module) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.actor.deterministic(observation)
+
+
+def sample_observations(policy: "Policy", count: int, seed: int = 0) -> np.ndarray:
+    """``count`` observations of the policy's environment, visited by the policy with every other action random
+    (so that the check covers more than the policy's own path)."""
+    env = policy.make_env()
+    rng = np.random.default_rng(seed)
+    try:
+        observation = seed_env(env, seed)
+        observations = []
+        while len(observations) < count:
+            observations.append(np.asarray(observation, dtype=np.float32))
+            action = env.action_space.sample() if rng.random() < 0.5 else policy.predict(observation)
+            observation, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                observation, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(observations)
+
+
+def _onnx_bytes(module: nn.Module, observation_size: int) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        torch.onnx.export(
+            module, (torch.zeros(1, observation_size),), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=ONNX_OPSET, dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def _onnx_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return lambda observations: session.run([OUTPUT_NAME], {INPUT_NAME: observations})[0]
+
+
+def _torchscript_bytes(module: nn.Module, observation_size: int) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(module, torch.zeros(1, observation_size)), buffer)
+    return buffer.getvalue()
+
+
+def _torchscript_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    loaded = torch.jit.load(io.BytesIO(data))
+
+    def run(observations: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(torch.as_tensor(observations)).numpy()
+
+    return run
+
+
+def check_format(format: str) -> None:
+    """Refuse an unknown format, or ONNX without the export extra, in one line."""
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {format!r}; accepted: {', '.join(EXPORT_FORMATS)}")
+    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if format == "onnx" and missing:
+        raise ExportError(f"ONNX export needs {' and '.join(missing)}, not installed; install with: {EXTRA_HINT}")
+
+
+def export_policy(policy: "Policy", out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
+    """Export ``policy`` to ``out``, having checked the exported graph against ``policy.predict`` first."""
+    check_format(format)
+    if observations < 1:
+        raise ExportError(f"the check needs at least one observation, got {observations}")
+    module = DeterministicAction(policy.actor.cpu()).eval()
+    if format == "onnx":
+        data = _onnx_bytes(module, policy.observation_size)
+        run = _onnx_runner(data)
+    else:
+        data = _torchscript_bytes(module, policy.observation_size)
+        run = _torchscript_runner(data)
+    sample = sample_observations(policy, observations)
+    difference = float(np.max(np.abs(run(sample) - policy.predict(sample))))
+    if not difference <= TOLERANCE:
+        raise ExportError(
+            f"the exported {format} policy differs from Policy.predict by up to {difference:.3g} on {len(sample)} "
+            f"observations of {policy.env_id} (tolerance {TOLERANCE:g}); nothing was written"
+        )
+    write_atomically(out, lambda file: file.write(data))
+    return ExportReport(out, format, len(sample), difference)
