@@ -151,7 +151,7 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
         third = sweep(out, *options, "--retry-failed", env=env)
         stdout, stderr = third.communicate(timeout=400)
         assert third.returncode == 0, stderr
-        assert "Token authentication" not in stderr and "Traceback" not in stderr, stderr
+        assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), stderr  # quiet Ray
         for run in RUNS:
             assert (out / run / "checkpoints" / "final.pt").is_file()
             assert "resuming from" in (out / "logs" / f"{run}.log").read_text()
@@ -242,7 +242,7 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
                 running.kill()
     assert stopped_after < CLUSTER_FAULT_SECONDS, stopped_after
     assert running.returncode == 1, stderr
-    assert "Traceback" not in stderr, stderr
+    assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), stderr  # nothing of Ray's
     last = stderr_lines(stderr)[-1]
     assert last.startswith("ace-rl: error: lost the Ray cluster (") and "with 2 runs unfinished, none of them failed" in last, stderr
     assert last.endswith(f"continue them once the cluster is back with: ace-rl sweep --out {out} --address 127.0.0.1:{port}"), last
