@@ -289,18 +289,19 @@ def make_env(
 
 
 def _make_gymnasium(env_id: str, name: str, render_mode: str | None, env_kwargs: dict[str, Any]) -> gym.Env:
+    arguments = {**env_kwargs, **({"render_mode": render_mode} if render_mode is not None else {})}
     try:
-        return gym.make(name, render_mode=render_mode, **env_kwargs)
+        return gym.make(name, **arguments)
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
-    except Exception as error:  # noqa: BLE001 - a user's constructor may refuse its arguments in any way
-        if not env_kwargs:
-            raise
+    except Exception as error:  # noqa: BLE001 - a user's constructor may fail or refuse its arguments in any way
         cause = (str(error).splitlines() or [""])[0]
-        raise EnvError(
-            f"environment {env_id!r} rejects the constructor arguments {json.dumps(env_kwargs)} "
-            f"({type(error).__name__}: {cause})"
-        ) from None
+        if env_kwargs:
+            raise EnvError(
+                f"environment {env_id!r} rejects the constructor arguments {json.dumps(env_kwargs)} "
+                f"({type(error).__name__}: {cause})"
+            ) from None
+        raise EnvError(f"environment {env_id!r} could not be built ({type(error).__name__}: {cause})") from None
 
 
 def _check_spaces(env: gym.Env, env_id: str) -> None:
