@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ace_rl.checkpoint import write_atomically
+from ace_rl.rundir import write_atomically
 from ace_rl.envs import seed_env
 
 if TYPE_CHECKING:

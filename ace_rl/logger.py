@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
 
-from ace_rl.checkpoint import write_atomically
-from ace_rl.rundir import RunDir, RunDirError
+from ace_rl.rundir import RunDir, RunDirError, write_atomically
 
 if TYPE_CHECKING:
     from ace_rl.wandb_logger import WandbLogger

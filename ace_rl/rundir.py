@@ -25,6 +25,7 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -234,3 +235,60 @@ def find_runs(root: Path) -> list[Path]:
         else:
             subdirs[:] = sorted(name for name in subdirs if not name.startswith("."))
     return sorted(found)
+
+
+def write_atomically(path: Path, write: Callable[[_WriteErrorRecorder], None]) -> None:
+    """Write ``path`` through ``write(file)`` under a temporary name, flush it to disk, then rename it.
+
+    A crash at any point leaves either the previous file or the complete new one, never half a file. A
+    failed write (disk full, read-only file system) removes the temporary file and raises RunDirError with
+    one line naming the file and the cause, also where the writer (torch.save) turned the OSError into an
+    error of its own. Any other error of ``write`` is raised as it is, after removing the temporary file.
+    """
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    recorder: _WriteErrorRecorder | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            recorder = _WriteErrorRecorder(file)
+            write(recorder)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        _remove_quietly(temporary)
+        # torch.save swallows the OSError of a failed write and raises a RuntimeError of its own ("unexpected
+        # pos ..."): the recorder keeps the real cause.
+        cause = error if isinstance(error, OSError) else recorder.error if recorder is not None else None
+        if cause is None:
+            raise
+        raise RunDirError(f"cannot write {path}: {cause.strerror or cause}") from None
+
+
+class _WriteErrorRecorder:
+    """The file handed to a `write_atomically` writer: passes writes through and keeps the first OSError."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # a directory that cannot even be listed: there is no temporary file to remove

@@ -46,10 +46,9 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Optional, Seque
 import tyro
 
 import ace_rl
-from ace_rl.checkpoint import CheckpointError, write_atomically
 from ace_rl.config import ALGOS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
 from ace_rl.envs import EnvError, check_env_behaviour, make_env, observation_size
-from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, RunDirBusy, RunDirError, RunLock, is_locked
+from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, RunDirBusy, RunDirError, RunLock, is_locked, write_atomically
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
 
@@ -570,6 +569,7 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
     refused option, unreadable checkpoint, a full or read-only disk, anything else) become a failed outcome with
     a one-line message; the full traceback goes to the run's log.
     """
+    from ace_rl.checkpoint import CheckpointError
     from ace_rl.trainer import NonFiniteError, TrainingStopped
 
     with _RunLog(log_path) as log, redirect_stdout(log), redirect_stderr(log):

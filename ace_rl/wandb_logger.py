@@ -20,8 +20,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ace_rl.checkpoint import write_atomically
-from ace_rl.rundir import RunDir
+from ace_rl.rundir import RunDir, write_atomically
 
 ENV_STEP = "env_step"
 """The x-axis of every logged value."""
