@@ -265,3 +265,17 @@ def test_export_refuses_an_unwritable_destination_and_a_missing_run(runs: dict[s
     assert result.returncode == 2
     assert_one_line_error(result.stderr, "no run directory or policy file")
     assert not (tmp_path / "p.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["report", "--help"], ["export", "--help"], ["train", "--help"], ["sweep", "--status", "nowhere"]]
+)
+def test_commands_that_do_not_train_do_not_import_torch(args: list[str]):
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules))\n"
+        "from ace_rl.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert "torch imported: False" in result.stdout, result.stdout + result.stderr
