@@ -4,6 +4,7 @@ and TorchScript themselves and against the action formula written out here in Nu
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -279,3 +280,26 @@ def test_commands_that_do_not_train_do_not_import_torch(args: list[str]):
     )
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert "torch imported: False" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_sweep_over_constructor_arguments_and_its_report(tmp_path: Path):
+    pytest.importorskip("ray")
+    pytest.importorskip("rliable")
+    sweep = tmp_path / "sweep"
+    goals = [json.dumps({"goal": GOAL}), json.dumps({"goal": [-0.5, 0.3]})]
+    result = ace_rl_command(
+        "sweep", "--out", str(sweep), "--env", POINT, "--algo", "sac", "--seed", "0-1", "--env-kwargs", *goals,
+        "--preset", "small", "--total-steps", "200", "--start-steps", "100", "--batch-size", "64", "--hidden-size", "32",
+        "--eval-every", "100", "--eval-episodes", "1",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    configs = [json.loads(path.read_text()) for path in sorted(sweep.glob("*/config.json"))]
+    assert sorted(json.dumps(config["env_kwargs"]) for config in configs) == sorted(goals * 2)
+    assert {config["env"] for config in configs} == {POINT}
+
+    report = ace_rl_command("report", str(sweep), "--out", str(tmp_path / "report"), "--reps", "20")
+    assert report.returncode == 0, report.stderr
+    with open(tmp_path / "report" / "summary.csv", newline="") as file:
+        rows = list(csv.reader(file))[1:]
+    groups = {(row[1], row[2]) for row in rows if row[0] == "task"}
+    assert groups == {(POINT, "sac env_kwargs={'goal': [0.5, -0.3]}"), (POINT, "sac env_kwargs={'goal': [-0.5, 0.3]}")}
