@@ -779,6 +779,10 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
     grid, to_run, status = _classify([run for run, _ in planned], out, args.retry_failed)
     configs = {run.name: config for run, config in planned}
     check_environments(configs[run.name] for run in to_run)
+    if any(configs[run.name].wandb_project is not None for run in to_run):
+        from ace_rl.wandb_logger import check_wandb_usable
+
+        check_wandb_usable()  # a broken wandb is refused here, not by every run
 
     created = _create_out(out, args.out)
     sweep_lock = RunLock(out)
@@ -1160,7 +1164,7 @@ class _Driver:
         """Kill the runs still in flight; each continues from its last checkpoint next time."""
         for ref, run in self.pending.items():
             self.ray.cancel(ref, force=True)
-            self.grid.state[run.name] = "stopped"
+            self.grid.state[run.name] = unfinished_state(run.run_dir)
             self.status["runs"].pop(run.name, None)
         self.pending.clear()
 
@@ -1190,11 +1194,17 @@ INFRASTRUCTURE_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError
 CLUSTER_ERRORS = ("LocalRayletDiedError", "RaySystemError")
 
 
+def unfinished_state(run_dir: Path) -> str:
+    """An unfinished run is "stopped" when it has a checkpoint to continue from, else "queued" (it starts again
+    from env step 0), as `--status` labels it."""
+    return "stopped" if RunDir(run_dir).states() else "queued"
+
+
 def _outcome(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcome:
     try:
         return ray.get(ref)
     except ray.exceptions.TaskCancelledError:
-        return RunOutcome(run.name, "stopped" if RunDir(run.run_dir).is_run() else "queued")
+        return RunOutcome(run.name, unfinished_state(run.run_dir))
     except ray.exceptions.RayError as error:
         if stopping:
             return RunOutcome(run.name, "stopped")

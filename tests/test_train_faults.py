@@ -215,3 +215,20 @@ def test_a_broken_wandb_is_refused_in_one_line_before_anything_is_written(tmp_pa
     assert code == 2
     assert_one_error_line(stderr, *fragments)
     assert snapshot(run_dir) == before and sorted(path.name for path in run_dir.iterdir()) == ["config.json"]
+
+
+def test_a_sweep_refuses_a_broken_wandb_before_anything_is_written(tmp_path: Path):
+    pytest.importorskip("ray")
+    broken = tmp_path / "site" / "wandb"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("libwandb_core.so: cannot open shared object file")\n')
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "ace_rl.cli", "sweep", "--out", str(out), "--env", "InvertedPendulum-v5", "--seed", "0-1",
+         "--preset", "small", "--total-steps", "300", "--wandb-project", "ace-test"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert result.returncode == 2
+    assert_one_error_line(result.stderr, f"the wandb at {broken / '__init__.py'} fails to import")
+    assert not out.exists()
