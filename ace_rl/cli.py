@@ -22,15 +22,15 @@ from ace_rl.config import (
     preset_config,
 )
 
-USAGE = """usage: ace-rl {train,eval,export,envs,sweep,report} [OPTIONS]
+USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
 
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
 commands:
   train     train ACE (or the SAC baseline: --algo sac) on a task
   eval      run a trained policy deterministically and print its mean return (and success rate)
-  export    write a trained policy as ONNX or TorchScript for deployment, checked against the policy itself
   envs      list the task suites, whether each is installed, and example ids with their sizes
+  export    write a trained policy as ONNX or TorchScript for deployment, checked against the policy itself
   sweep     run a grid of training runs (tasks x algorithms x seeds ...) on Ray; --status DIR shows its table
   report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
 
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif command == "report":
             run_report(tyro.cli(ReportArgs, args=rest, prog="ace-rl report"))
         else:
-            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, export, envs, sweep, report")
+            raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, export, sweep, report")
     except Exception as error:
         for errors, status in ((USER_ERRORS, 2), (RUN_ERRORS, 1)):
             if isinstance(error, _imported(errors)):
