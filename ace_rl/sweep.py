@@ -47,7 +47,6 @@ import tyro
 
 import ace_rl
 from ace_rl.config import ALGOS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
-from ace_rl.envs import EnvError, check_env_behaviour, make_env, observation_size
 from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, RunDirBusy, RunDirError, RunLock, is_locked, write_atomically
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
@@ -360,6 +359,7 @@ def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_
 
 def check_environments(configs: Iterable[TrainConfig]) -> None:
     """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
+    from ace_rl.envs import EnvError, check_env_behaviour, make_env, observation_size  # Gymnasium: not for --status
     from ace_rl.trainer import check_causal_time_limit
 
     sizes: dict[tuple[str, str, str], int] = {}
@@ -570,6 +570,7 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
     a one-line message; the full traceback goes to the run's log.
     """
     from ace_rl.checkpoint import CheckpointError
+    from ace_rl.envs import EnvError
     from ace_rl.trainer import NonFiniteError, TrainingStopped
 
     with _RunLog(log_path) as log, redirect_stdout(log), redirect_stderr(log):

@@ -4,7 +4,7 @@
 Each command runs ``--repeats`` times in a fresh interpreter (after one untimed warm-up run, so that the file cache
 is warm for every checkout alike); the table gives the median wall time. ``--source DIR`` measures another checkout
 of ace-rl (for example the commit before a change, made with `git worktree add /tmp/before COMMIT`), imported from
-DIR through PYTHONPATH, so that the two are measured in the same run on the same machine:
+DIR instead of the installed ace-rl, so that the two are measured in the same run on the same machine:
 
     python benchmarks/startup.py --source /tmp/before --repeats 7
 """
@@ -25,10 +25,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 # Prints whether torch was imported once the command is done (the command's own exit is kept).
+# ACE_RL_SOURCE: import ace_rl from that checkout, not from the editable install (whose import hook would win).
 RUNNER = (
-    "import sys, atexit\n"
+    "import os, sys, atexit\n"
+    "source = os.environ.get('ACE_RL_SOURCE')\n"
+    "if source:\n"
+    "    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith('__editable__')]\n"
+    "    sys.path.insert(0, source)\n"
     "atexit.register(lambda: print('TORCH_IMPORTED=%s' % ('torch' in sys.modules), file=sys.stderr))\n"
     "from ace_rl.cli import main\n"
+    "print('ACE_RL_FROM=%s' % os.path.dirname(os.path.dirname(sys.modules['ace_rl'].__file__)), file=sys.stderr)\n"
     "main(sys.argv[1:])\n"
 )
 
@@ -46,7 +52,7 @@ def make_sweep(directory: Path, source: Path) -> Path:
 
 
 def _environment(source: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(source)}
+    return {**os.environ, "ACE_RL_SOURCE": str(source)}
 
 
 def time_command(args: list[str], source: Path, repeats: int) -> tuple[float, bool]:
@@ -59,6 +65,8 @@ def time_command(args: list[str], source: Path, repeats: int) -> tuple[float, bo
         result = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, env=environment)
         elapsed = time.perf_counter() - started
         imported_torch = "TORCH_IMPORTED=True" in result.stderr
+        if f"ACE_RL_FROM={source}\n" not in result.stderr:
+            raise RuntimeError(f"ace-rl {' '.join(args)} did not run from {source}: {result.stderr[-500:]}")
         if attempt:  # the first run warms the file cache
             timings.append(elapsed)
     return statistics.median(timings), imported_torch
