@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from test_report import read_png, run_main, write_run
-from test_run_safety import assert_one_line_error, snapshot, tmpfs
+from test_run_safety import assert_one_line_error, fill_to_last_byte, snapshot, tmpfs
 
 REPS = "50"
 STEPS = [1000, 2000, 3000, 4000]
@@ -32,16 +32,6 @@ def small_sweep(root: Path, seeds: int = 3) -> Path:
             values = [round(v * scale * (1 + 0.1 * seed), 1) for v in (200, 600, 900, 1200)]
             write_run(root / f"Hopper-v5__{algo}__s{seed}", "Hopper-v5", algo, seed, STEPS, values)
     return root
-
-
-def fill(disk: Path) -> None:
-    """Fill a file system to the last byte."""
-    with open(disk / "filler", "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 4096)
-        except OSError:
-            pass
 
 
 def summary_table(out: Path) -> list[dict]:
@@ -215,7 +205,7 @@ def test_full_disk_leaves_no_partial_report_and_keeps_the_earlier_one(tmp_path, 
         capsys.readouterr()
         before = snapshot(out)
         write_run(sweep / "Hopper-v5__sac__s3", "Hopper-v5", "sac", 3, STEPS, [1.0, 2.0, 3.0, 4.0])
-        fill(disk)
+        fill_to_last_byte(disk)
         code = run_main(str(sweep), "--out", str(out), "--reps", REPS)
         assert code != 0
         assert_one_line_error(capsys.readouterr().err, str(out), "No space left on device", "earlier report")

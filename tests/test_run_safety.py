@@ -165,18 +165,23 @@ def test_default_run_directory_names_never_collide(tmp_path: Path, monkeypatch: 
 # --------------------------------------------------------------------------------------------------
 # The file system fails
 # --------------------------------------------------------------------------------------------------
+def fill_to_last_byte(disk: Path) -> None:
+    """Fill a (tmpfs) file system: large blocks while they fit, then smaller ones, until a byte no longer fits."""
+    with open(disk / "filler", "ab", buffering=0) as filler:
+        for block in (65536, 4096, 1):
+            try:
+                while True:
+                    filler.write(b"\0" * block)
+            except OSError:
+                pass
+
+
 def test_disk_full_mid_run_gives_one_line_keeps_the_checkpoint_and_resume_works_once_space_is_free(tmp_path: Path):
     with tmpfs(tmp_path / "disk", "3m") as disk:
         run_dir = disk / "run"
         process = ace_rl("train", *TINY, "--total-steps", "800", "--checkpoint-every", "150", "--run-dir", str(run_dir))
         wait_for(lambda: any((run_dir / "checkpoints").glob("*.sha256")), what="a first checkpoint")
-        with open(disk / "filler", "wb", buffering=0) as filler:  # fill the disk to the last byte
-            try:
-                while True:
-                    filler.write(b"\0" * 65536)
-                    filler.flush()
-            except OSError:
-                pass
+        fill_to_last_byte(disk)
         code, _, stderr = finish(process)
         assert code == 1
         assert_one_line_error(stderr, "No space left on device", str(run_dir))

@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from ace_rl.sweep import CLUSTER_FAULT_SECONDS, EMBEDDED_SESSION_PREFIX
-from test_run_safety import tmpfs, wait_for
+from test_run_safety import fill_to_last_byte, tmpfs, wait_for
 from test_sweep import ENV, TINY, ace_rl_command, complete_states, needs_sweep_extra
 
 pytestmark = needs_sweep_extra
@@ -79,15 +79,6 @@ def sweep(out: Path, *options: str, env: dict[str, str], alone: bool = False) ->
     )
 
 
-def fill(disk: Path) -> None:
-    with open(disk / "filler", "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 65536)
-        except OSError:
-            pass
-
-
 def stderr_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
@@ -127,7 +118,7 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
                 what="both runs to checkpoint again",
             )
             kept = {run: complete_states(out / run) for run in RUNS}
-            fill(disk)
+            fill_to_last_byte(disk)
             stdout, stderr = second.communicate(timeout=150)  # before: every run waited 600 s for a full disk
         finally:
             if second.poll() is None:
