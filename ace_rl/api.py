@@ -33,7 +33,7 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
-from ace_rl.envs import EnvFactory, factory_path, make_env, seed_env
+from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Episodes, run_episodes
 from ace_rl.policy import Policy, load_policy
 from ace_rl.rundir import RunDir
@@ -156,12 +156,11 @@ def evaluate(
     if env is None:
         environment = policy.make_env()
     elif isinstance(env, str):
-        environment = make_env(env, reward=policy.metadata.get("reward", "dense"), env_kwargs=policy.env_kwargs)
+        environment = policy.make_env(env_id=env)
     elif isinstance(env, gym.Env):
         environment = env
     else:
-        environment = make_env(policy.env_id, reward=policy.metadata.get("reward", "dense"),
-                               env_kwargs=policy.env_kwargs, factory=_factory(env))
+        environment = policy.make_env(factory=_factory(env))
     try:
         seed_env(environment, seed)
         result: Episodes = run_episodes(policy.predict, environment, episodes)

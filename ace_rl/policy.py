@@ -18,7 +18,7 @@ from torch import nn
 
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
-from ace_rl.envs import make_env
+from ace_rl.envs import EnvFactory, make_env
 from ace_rl.rundir import RunDir
 
 
@@ -51,10 +51,14 @@ class Policy:
     def action_high(self) -> np.ndarray:
         return np.asarray(self.metadata["action_high"], dtype=np.float32)
 
-    def make_env(self, render_mode: str | None = None) -> gym.Env:
-        """The environment the policy was trained on, as training built it (flat observations)."""
+    def make_env(
+        self, render_mode: str | None = None, env_id: str | None = None, factory: EnvFactory | None = None
+    ) -> gym.Env:
+        """The environment the policy was trained on, as training built it (flat observations); ``env_id`` or
+        ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments."""
         return make_env(
-            self.env_id, reward=self.metadata.get("reward", "dense"), render_mode=render_mode, env_kwargs=self.env_kwargs
+            env_id or self.env_id, reward=self.metadata.get("reward", "dense"), render_mode=render_mode,
+            env_kwargs=self.env_kwargs, factory=factory,
         )
 
     def flatten(self, observation: Any) -> np.ndarray:

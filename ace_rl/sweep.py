@@ -359,8 +359,8 @@ def plan_runs(spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_
 
 def check_environments(configs: Iterable[TrainConfig]) -> None:
     """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
-    from ace_rl.envs import EnvError, check_env_behaviour, make_env, observation_size  # Gymnasium: not for --status
-    from ace_rl.trainer import check_causal_time_limit
+    from ace_rl.envs import EnvError  # Gymnasium and PyTorch: not for --status
+    from ace_rl.trainer import check_causal_time_limit, probe_environment
 
     sizes: dict[tuple[str, str, str], int] = {}
     checked: set[tuple] = set()
@@ -368,14 +368,9 @@ def check_environments(configs: Iterable[TrainConfig]) -> None:
         key = (config.env, config.reward, json.dumps(config.env_kwargs, sort_keys=True))
         if key not in sizes:
             try:
-                probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs)
-                try:
-                    check_env_behaviour(probe, config.env)
-                finally:
-                    probe.close()
+                sizes[key] = probe_environment(config)
             except EnvError as error:
                 raise SweepError(str(error)) from None
-            sizes[key] = observation_size(probe) + int(probe.action_space.shape[0]) + 1
         causal = (*key, config.algo, config.causal_method, config.causal_samples, config.causal_time_limit)
         if causal not in checked:
             checked.add(causal)

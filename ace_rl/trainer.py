@@ -124,6 +124,17 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
     write_atomically(RunDir(run_dir).config, lambda file: file.write(text.encode()))
 
 
+def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None) -> int:
+    """Build the run's environment, reset and step it once (one EnvError line when it cannot be trained on),
+    and return the number of variables a causal fit sees: observation, action and reward."""
+    probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
+    try:
+        check_env_behaviour(probe, config.env)
+        return observation_size(probe) + int(probe.action_space.shape[0]) + 1
+    finally:
+        probe.close()
+
+
 SLOW_FIT_SECONDS = 60.0  # a DirectLiNGAM fit estimated to be slower than this is announced at start
 
 
@@ -570,12 +581,7 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
             _run(trainer)
         return run_dir
     # Unknown environments and impossible settings fail before anything is written.
-    probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
-    try:
-        check_env_behaviour(probe, config.env)
-        check_causal_time_limit(config, observation_size(probe) + int(probe.action_space.shape[0]) + 1)
-    finally:
-        probe.close()
+    check_causal_time_limit(config, probe_environment(config, env_factory))
     run_dir = create_run_dir(config.run_dir, config)
     config.run_dir = run_dir
     with RunLock(run_dir):
