@@ -100,8 +100,8 @@ class ACE:
         self.critic_optimizer = adam(self.critic.parameters())
         self.alpha_optimizer = adam([self.log_alpha])
         self.causal_weights = torch.ones(action_dim, device=device)
-        self.fits_causal_model = config.algo == "ace"  # the SAC ablation keeps all-ones weights
         self.updates = 0
+        self.last_reset: ResetEvent | None = None
         if compile_losses:
             import torch._inductor.config as inductor_config  # costs seconds at import: only when compiling
 
@@ -191,11 +191,11 @@ class ACE:
         q_new = self.critic(obs, actions).min(dim=0).values
         return (alpha * log_prob - q_new).mean(), log_prob.detach()
 
-    def update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], ResetEvent | None]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic update, the delayed actor/temperature/target updates, and a reset when one is due.
 
         Returns the losses as tensors (reading them synchronises a GPU, so the caller reads them only when
-        it logs) and the reset that happened, if any.
+        it logs); the reset that happened, if any, is ``last_reset``.
         """
         config = self.config
         self.updates += 1
@@ -239,14 +239,14 @@ class ACE:
             )
 
         # 3. Gradient-dormancy-guided soft reset.
-        reset = None
+        self.last_reset = None
         if (
             config.reset != "none"
             and self.updates % config.reset_interval == 0
             and self.updates > config.reset_start
         ):
-            reset = self.soft_reset()
-        return metrics, reset
+            self.last_reset = self.soft_reset()
+        return metrics
 
     def soft_reset(self) -> ResetEvent | None:
         """Blend the actor, critic and target critic with fresh networks; clear their optimizers' state.

@@ -1,47 +1,155 @@
-"""What the training loop asks of an agent, and the one place that picks the agent for ``--algo``.
+"""What the training loop asks of an agent, and the one registry that maps ``--algo`` to an agent.
 
-ACE (and its SAC ablation, the same code with all-ones causal weights and no reset) lives in
-:mod:`ace_rl.ace`, TD3 in :mod:`ace_rl.td3`; the loop in :mod:`ace_rl.trainer` talks to them only through
-:class:`Agent`.
+An algorithm is one file: a class that satisfies :class:`Agent` and a call of :func:`register_agent`. The built-in
+ones are ACE (and its SAC ablation, the same class with all-ones causal weights and no reset) in
+:mod:`ace_rl.ace` and TD3 in :mod:`ace_rl.td3`. An agent defined outside the package is named on the command
+line as ``--algo my_pkg.agents:ddpg``: the module is imported (it calls :func:`register_agent` on import, as a
+Gymnasium environment module calls ``gymnasium.register``) and ``ddpg`` is looked up in the registry. The name
+is stored in the run's ``config.json``, so resuming, ``eval``, ``export``, sweeps (on every Ray worker) and
+reports import the module the same way.
+
+This module imports neither PyTorch nor the agents: checking an ``--algo`` name stays fast.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, runtime_checkable
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
 
-from ace_rl.ace import ACE, ResetEvent
-from ace_rl.config import TrainConfig
-from ace_rl.replay import Batch
-from ace_rl.td3 import TD3
+    from ace_rl.ace import ResetEvent
+    from ace_rl.config import TrainConfig
+    from ace_rl.replay import Batch
 
 
 class Agent(Protocol):
+    """Everything ``train``, checkpoints, ``eval``, ``export``, sweeps and reports need of an agent."""
+
     actor: nn.Module
-    """The policy that evaluation uses and best.pt / final.pt store."""
+    """The policy that evaluation uses, best.pt / final.pt store and ``export`` writes. Its
+    ``deterministic(obs)`` maps a batch of observations to actions in the environment's units; a stochastic
+    policy also has ``sample_action(obs)``."""
     updates: int
     """Gradient updates made so far."""
-    fits_causal_model: bool
-    """Whether the loop should fit the causal model and hand the agent its weights."""
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray: ...
-
-    def update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], ResetEvent | None]:
-        """One update; its losses as tensors (read only when logged) and the reset it made, if any."""
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The action for one observation: exploratory in training, ``deterministic`` in evaluation."""
         ...
 
-    def set_causal_weights(self, causal_weights: np.ndarray) -> None: ...
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One update; its losses as tensors (read only when logged, so a GPU is not synchronised)."""
+        ...
 
     def trained_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         """Every trained parameter by name, for the finiteness check before anything is saved."""
         ...
 
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """Everything needed to continue training exactly (networks, optimizers, counters)."""
+        ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class CausallyWeighted(Protocol):
+    """Optional capability (ACE): an agent registered with ``causal=True`` is handed the weights of each causal
+    fit, which the loop makes every ``--causal-interval`` env steps."""
+
+    def set_causal_weights(self, causal_weights: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class Resetting(Protocol):
+    """Optional capability (ACE): the reset the latest :meth:`Agent.update` made, or None, for the resets log."""
+
+    last_reset: ResetEvent | None
+
+
+AgentMaker = Callable[["TrainConfig", int, int, "np.ndarray", "np.ndarray", "torch.device"], Agent]
+"""(config, obs_dim, action_dim, action_low, action_high, device) -> a new agent."""
+PolicyMaker = Callable[[int, int, int, "torch.Tensor", "torch.Tensor"], "nn.Module"]
+"""(obs_dim, action_dim, hidden_size, action_low, action_high) -> an untrained policy of the saved kind, whose
+weights a best.pt / final.pt then loads."""
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    make: AgentMaker
+    make_policy: PolicyMaker
+    causal: bool = False
+    """Whether the loop fits the causal model and hands the agent its weights (the agent is CausallyWeighted)."""
+    resets: bool = False
+    """Whether the agent makes resets (then --reset defaults to `reset`; otherwise only --reset none is accepted)."""
+    summary: str = ""
+    module: str = ""
+    """The module that registered it (an agent registered outside ace_rl is named module:name)."""
+
+
+_REGISTRY: dict[str, AgentSpec] = {}
+
+
+class UnknownAgentError(ValueError):
+    """An --algo that names no registered agent, or a module that cannot be imported."""
+
+
+def register_agent(
+    name: str,
+    make: AgentMaker,
+    make_policy: PolicyMaker,
+    *,
+    causal: bool = False,
+    resets: bool = False,
+    summary: str = "",
+) -> AgentSpec:
+    """Register an agent under ``name`` (``--algo name``, or ``--algo module:name`` from outside ace_rl).
+
+    Registering a name again from the same module (a reload) replaces it; taking another module's name is refused.
+    """
+    if not name or ":" in name or not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise ValueError(f"agent name {name!r}: use letters, digits, '-', '_' (no ':')")
+    module = getattr(make, "__module__", "") or ""
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing.module != module:
+        raise ValueError(f"agent name {name!r} is already registered by {existing.module}")
+    spec = AgentSpec(name, make, make_policy, causal=causal, resets=resets, summary=summary, module=module)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def agent_spec(algo: str) -> AgentSpec:
+    """The registered agent ``algo`` names: a registered name, or ``module:name`` (the module is imported first)."""
+    if algo in _REGISTRY:
+        return _REGISTRY[algo]
+    module, separator, name = algo.rpartition(":")
+    if separator and module:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - any failure of a user's module is reported the same way
+            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise UnknownAgentError(
+                f"--algo {algo}: module {module!r} does not import ({type(error).__name__}: {cause})"
+            ) from None
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+        raise UnknownAgentError(
+            f"--algo {algo}: module {module!r} registered no agent {name!r} (ace_rl.agents.register_agent); "
+            f"registered: {', '.join(_REGISTRY)}"
+        )
+    raise UnknownAgentError(
+        f"unknown --algo {algo!r}; accepted: {', '.join(_REGISTRY)}, or module:name for an agent that a module "
+        "registers on import"
+    )
+
+
+def registered_agents() -> dict[str, AgentSpec]:
+    return dict(_REGISTRY)
 
 
 def make_agent(
@@ -52,6 +160,44 @@ def make_agent(
     action_high: np.ndarray,
     device: torch.device,
 ) -> Agent:
-    if config.algo == "td3":
-        return TD3(obs_dim, action_dim, action_low, action_high, config, device)
-    return ACE(obs_dim, action_dim, action_low, action_high, config, device, compile_losses=config.compile)
+    return agent_spec(config.algo).make(config, obs_dim, action_dim, action_low, action_high, device)
+
+
+# --------------------------------------------------------------------------------------------------
+# The built-in agents (imported when first made, so that naming them costs nothing)
+# --------------------------------------------------------------------------------------------------
+def _make_ace(
+    config: TrainConfig, obs_dim: int, action_dim: int, low: np.ndarray, high: np.ndarray, device: torch.device
+) -> Agent:
+    from ace_rl.ace import ACE
+
+    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile)
+
+
+def _make_td3(
+    config: TrainConfig, obs_dim: int, action_dim: int, low: np.ndarray, high: np.ndarray, device: torch.device
+) -> Agent:
+    from ace_rl.td3 import TD3
+
+    return TD3(obs_dim, action_dim, low, high, config, device)
+
+
+def _gaussian_policy(obs_dim: int, action_dim: int, hidden_size: int, low: Any, high: Any) -> nn.Module:
+    from ace_rl.networks import Actor
+
+    return Actor(obs_dim, action_dim, hidden_size, low, high)
+
+
+def _deterministic_policy(obs_dim: int, action_dim: int, hidden_size: int, low: Any, high: Any) -> nn.Module:
+    from ace_rl.networks import DeterministicActor
+
+    return DeterministicActor(obs_dim, action_dim, hidden_size, low, high)
+
+
+register_agent(
+    "ace", _make_ace, _gaussian_policy, causal=True, resets=True,
+    summary="causally weighted entropy and dormancy-guided resets",
+)
+# The SAC ablation is ACE's own code never handed a causal fit (all-ones weights) and without resets.
+register_agent("sac", _make_ace, _gaussian_policy, summary="ACE's code with all-ones weights and no reset")
+register_agent("td3", _make_td3, _deterministic_policy, summary="TD3 (Fujimoto et al. 2018)")

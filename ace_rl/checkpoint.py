@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ace_rl.networks import Actor, DeterministicActor
 from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically  # noqa: F401 - re-exported
 
 CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES
@@ -25,47 +24,46 @@ class CheckpointError(ValueError):
     """A checkpoint is missing or unreadable."""
 
 
-# The policy classes a best.pt / final.pt may hold, by the name stored in it (files without one: gaussian).
-POLICY_CLASSES: dict[str, type[nn.Module]] = {"gaussian": Actor, "deterministic": DeterministicActor}
+POLICY_ENTRIES = ("algo", "obs_dim", "action_dim", "hidden_size", "action_low", "action_high", "env")
+"""What a best.pt / final.pt holds besides the weights ("actor"): the agent's registered name rebuilds the policy
+(ace_rl.agents.AgentSpec.make_policy) from the sizes and action bounds; "env" (and "env_kwargs", "reward") rebuild
+its task."""
 
 
 def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
-    """Save the actor's weights with what is needed to rebuild it (kind, sizes, action bounds, env id, ...)."""
-    kind = next(name for name, cls in POLICY_CLASSES.items() if isinstance(actor, cls))
-    first_layer = actor.hidden[0]
-    payload = {
-        "policy": kind,
-        "actor": actor.state_dict(),
-        "obs_dim": first_layer.in_features,
-        "action_dim": int(actor.action_scale.numel()),
-        "hidden_size": first_layer.out_features,
-        "action_low": (actor.action_bias - actor.action_scale).cpu(),
-        "action_high": (actor.action_bias + actor.action_scale).cpu(),
-        **metadata,
-    }
+    """Save the actor's weights with what is needed to rebuild it (``POLICY_ENTRIES``, given in ``metadata``)."""
+    missing = [name for name in POLICY_ENTRIES if name not in metadata]
+    if missing:
+        raise ValueError(f"policy metadata lacks {missing}")
+    payload = {"actor": actor.state_dict(), **metadata}
     write_atomically(path, lambda file: torch.save(payload, file))
 
 
 def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions."""
+    """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions.
+
+    The policy's class comes from the agent registered under the file's "algo" (``module:name`` imports the
+    module that registers it)."""
+    from ace_rl.agents import UnknownAgentError, agent_spec
+
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         # weights_only: a file of unknown origin is never unpickled beyond tensors and plain values.
         payload = torch.load(path, map_location=device, weights_only=True)
-        kind = payload.get("policy", "gaussian")
-        if kind not in POLICY_CLASSES:
-            raise KeyError(f"policy kind {kind}")
-        actor = POLICY_CLASSES[kind](
-            payload["obs_dim"],
-            payload["action_dim"],
-            payload["hidden_size"],
-            payload["action_low"],
+        missing = [name for name in POLICY_ENTRIES if name not in payload] + (["actor"] if "actor" not in payload else [])
+        if missing:
+            raise KeyError(missing[0])
+        if not isinstance(payload["env"], str):
+            raise KeyError("env")
+        spec = agent_spec(str(payload["algo"]))
+        actor = spec.make_policy(
+            payload["obs_dim"], payload["action_dim"], payload["hidden_size"], payload["action_low"],
             payload["action_high"],
         )
         actor.load_state_dict(payload["actor"])
-        if not isinstance(payload.get("env"), str):
-            raise KeyError("env")
+    except UnknownAgentError as error:
+        raise CheckpointError(f"{path}: the policy's agent cannot be rebuilt: {error}") from None
     except (RuntimeError, KeyError, TypeError, IndexError, EOFError, OSError, pickle.UnpicklingError) as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         if isinstance(error, KeyError):

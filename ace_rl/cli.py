@@ -13,7 +13,6 @@ from typing import Annotated, Literal, Optional, Sequence
 import tyro
 
 from ace_rl.config import (
-    ALGOS,
     PRESETS,
     ConfigError,
     TrainConfig,
@@ -27,7 +26,7 @@ USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
 ACE: off-policy actor-critic with causality-aware entropy regularization.
 
 commands:
-  train     train ACE (or the SAC baseline: --algo sac) on a task
+  train     train ACE (or a baseline: --algo sac, td3, or module:name of your own agent) on a task
   eval      run a trained policy deterministically and print its mean return (and success rate)
   envs      list the task suites, whether each is installed, and example ids with their sizes
   export    write a trained policy as ONNX or TorchScript for deployment, checked against the policy itself
@@ -134,7 +133,7 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
         requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
         check_resume_overrides(stored, requested, _given_settings(argv))
         return requested
-    defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", ALGOS, "ace"))
+    defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", None, "ace"))
     return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
 
 

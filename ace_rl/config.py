@@ -16,14 +16,13 @@ from typing import Annotated, Any, Literal, Optional
 
 import tyro
 
-Algo = Literal["ace", "sac", "td3"]
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
 CausalMethod = Literal["sink", "directlingam"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
 
-ALGOS: tuple[str, ...] = ("ace", "sac", "td3")
+ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.agents registers more)
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
 CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
@@ -70,9 +69,10 @@ class TrainConfig:
     """dense: the task's reward; sparse: 1.0 on steps where the task reports success, else 0.0."""
     seed: int = 0
     """Seeds Python, NumPy, PyTorch and the environments (each seeded once)."""
-    algo: Algo = "ace"
+    algo: str = "ace"
     """ace: causal weights and resets; sac: the same code with all-ones weights and no reset; td3: TD3
-    (Fujimoto et al. 2018) with the same network sizes."""
+    (Fujimoto et al. 2018) with the same network sizes; module:name: an agent that a module registers on import
+    (ace_rl.agents.register_agent)."""
     preset: Preset = "paper"
     """Defaults for every setting below that is left unset."""
 
@@ -190,12 +190,11 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     """The configuration of ``preset`` for ``algo`` (ace: soft resets; sac: none), overridden by ``settings``."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown --preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    if algo not in ALGOS:
-        raise ConfigError(f"unknown --algo {algo!r}; accepted: {', '.join(ALGOS)}")
+    resets = _agent(algo).resets
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
-    values: dict[str, object] = {**PRESET_VALUES[preset], "reset": "reset" if algo == "ace" else "none"}
+    values: dict[str, object] = {**PRESET_VALUES[preset], "reset": "reset" if resets else "none"}
     values.update(settings)
     return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
 
@@ -209,8 +208,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {config.seed}")
     if config.preset not in PRESETS:
         raise ConfigError(f"unknown --preset {config.preset!r}; accepted: {', '.join(PRESETS)}")
-    if config.algo not in ALGOS:
-        raise ConfigError(f"unknown --algo {config.algo!r}; accepted: {', '.join(ALGOS)}")
+    agent = _agent(config.algo)
     positive_ints = (
         "total_steps", "hidden_size", "batch_size", "buffer_size", "causal_interval", "causal_samples",
         "reset_interval", "eval_every", "eval_episodes", "log_every", "checkpoint_every", "policy_frequency", "updates_per_step",
@@ -235,7 +233,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}"
         )
-    if config.algo in ("sac", "td3") and config.reset != "none":
+    if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
     for name in ("policy_noise", "noise_clip", "exploration_noise"):
         value = getattr(config, name)
@@ -272,6 +270,18 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             '--wandb-project needs wandb, which is not installed; install it with: pip install "ace-rl[wandb]"'
         )
+
+
+def _agent(algo: object) -> Any:
+    """The registered agent --algo names (ace_rl.agents), or ConfigError."""
+    from ace_rl.agents import UnknownAgentError, agent_spec
+
+    if not isinstance(algo, str):
+        raise ConfigError(f"--algo must name an agent, got {algo!r}")
+    try:
+        return agent_spec(algo)
+    except UnknownAgentError as error:
+        raise ConfigError(str(error)) from None
 
 
 def causal_fit_due_step(config: TrainConfig) -> int:

@@ -712,7 +712,8 @@ def _label_results(label: str, tasks: Sequence[TaskResult]) -> tuple[list[GroupR
 
 def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int, notes: list[str]) -> AggregateResult | None:
     """Across tasks with a normalisation and runs of every label: the aggregate metrics, the sample-efficiency
-    curve, the performance profile; and the probability of improvement of each ACE label over the others."""
+    curve, the performance profile; and the probability of improvement of each ACE label (or of the leading
+    algorithm's, without ACE) over the others."""
     _, rly, metrics, _ = libraries()
     without = [task.name for task in tasks if task.normalisation is None]
     if without:
@@ -838,14 +839,16 @@ def _improvements(
     tasks: Sequence[TaskResult], labels: Sequence[str], algo_of: Mapping[str, str], reps: int, seed: int,
     notes: list[str],
 ) -> list[Improvement]:
-    """P(X > Y) for each ACE label X and every other label Y, over the tasks both have (paired)."""
+    """P(X > Y) for each label X of the leading algorithm (ACE when the report has it, else the first in the
+    report's order) and every other label Y, over the tasks both have (paired)."""
     _, _, metrics, _ = libraries()
-    ace_labels = [label for label in labels if algo_of[label] == "ace"]
-    if not ace_labels:
-        notes.append("No ACE runs among the tasks with a reference score: no probability of improvement.")
+    if not labels:
+        return []
+    lead = "ace" if "ace" in algo_of.values() else algo_of[labels[0]]
+    lead_labels = [label for label in labels if algo_of[label] == lead]
     pairs = [
-        (x, y) for x in ace_labels for y in labels
-        if y != x and not (algo_of[y] == "ace" and labels.index(y) < labels.index(x))
+        (x, y) for x in lead_labels for y in labels
+        if y != x and not (algo_of[y] == lead and labels.index(y) < labels.index(x))
     ]
     improvements = []
     for x, y in pairs:
@@ -1079,7 +1082,7 @@ def plot_causal_weights(
     group = result.group
     fitted = [run for run in group.runs if len(run.causal_steps) and run.causal_weights.shape[1]]
     if not fitted:
-        if group.algo == "ace":
+        if any(run.causal_weights.shape[1] for run in group.runs):  # a causal_weights.csv without a fit yet
             notes.append(f"{task.name} / {group.label}: no causal fit recorded yet, so no causal-weight figure.")
         return
     dimensions = {run.causal_weights.shape[1] for run in fitted}

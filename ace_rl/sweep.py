@@ -108,7 +108,9 @@ class SweepArgs:
     env: list[str] = field(default_factory=list)
     """Tasks (as `ace-rl train --env`); default Hopper-v5."""
     algo: Annotated[
-        list[str], tyro.conf.arg(help=f"Algorithms ({', '.join(ALGOS)}); default {TrainConfig.algo}.")
+        list[str], tyro.conf.arg(
+            help=f"Algorithms ({', '.join(ALGOS)}, or module:name of an agent a module registers); default {TrainConfig.algo}."
+        )
     ] = field(default_factory=list)
     seed: Annotated[
         list[str],

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ace_rl.ace import ResetEvent, frozen
+from ace_rl.ace import frozen
 from ace_rl.config import TrainConfig
 from ace_rl.networks import DeterministicActor, TwinCritic
 from ace_rl.replay import Batch
@@ -72,7 +72,6 @@ class TD3:
         self.policy_noise = config.policy_noise * half_range
         self.noise_clip = config.noise_clip * half_range
         self.exploration_noise = config.exploration_noise * half_range
-        self.fits_causal_model = False
         self.updates = 0
 
     # ----------------------------------------------------------------------------------------------
@@ -86,9 +85,6 @@ class TD3:
             noise = torch.randn_like(action) * self.exploration_noise
             action = (action + noise).clamp(self.action_low, self.action_high)
         return action[0].cpu().numpy()
-
-    def set_causal_weights(self, causal_weights: np.ndarray) -> None:
-        raise TypeError("TD3 has no causal weights")
 
     def trained_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         yield from (("actor." + name, param) for name, param in self.actor.named_parameters())
@@ -135,7 +131,7 @@ class TD3:
         """-Q_1(s, pi(s)): the deterministic policy gradient through the first critic."""
         return -self.critic(obs, self.actor(obs))[0].mean()
 
-    def update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], ResetEvent | None]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.updates += 1
         # 1. Critic.
         critic_loss, q_values = self.critic_loss(batch)
@@ -156,4 +152,4 @@ class TD3:
                 for target, online in ((self.actor_target, self.actor), (self.critic_target, self.critic)):
                     torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), self.config.tau)
             metrics["loss/actor"] = actor_loss.detach()
-        return metrics, None
+        return metrics

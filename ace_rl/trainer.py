@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ace_rl.agents import Agent, make_agent
+from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import CausalTimeLimitError, causal_weights, estimate_directlingam_seconds
 from ace_rl.checkpoint import (
     load_training_state,
@@ -80,9 +80,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def _run_dir_stem(config: TrainConfig) -> Path:
-    env_name = "".join(char if char.isalnum() or char in "-_." else "_" for char in config.env)
+    env_name, algo_name = ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) for name in (config.env, config.algo))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{env_name}__{config.algo}__s{config.seed}__{stamp}"
+    return Path("runs") / f"{env_name}__{algo_name}__s{config.seed}__{stamp}"
 
 
 def create_run_dir(run_dir: Path | None, config: TrainConfig) -> Path:
@@ -140,7 +140,7 @@ SLOW_FIT_SECONDS = 60.0  # a DirectLiNGAM fit estimated to be slower than this i
 
 def check_causal_time_limit(config: TrainConfig, n_variables: int) -> None:
     """Refuse, before training, DirectLiNGAM fits estimated to exceed --causal-time-limit; announce slow ones."""
-    if config.algo != "ace" or config.causal_method != "directlingam":
+    if not agent_spec(config.algo).causal or config.causal_method != "directlingam":
         return
     estimate = estimate_directlingam_seconds(config.causal_samples, n_variables)
     if config.causal_time_limit is not None and estimate > config.causal_time_limit:
@@ -208,6 +208,12 @@ class Trainer:
         self.agent: Agent = make_agent(
             config, obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, self.device
         )
+        self.causal_agent: CausallyWeighted | None = None  # the agent, when the loop fits causal weights for it
+        if agent_spec(config.algo).causal:
+            if not isinstance(self.agent, CausallyWeighted):
+                raise TypeError(f"--algo {config.algo} is registered with causal=True but has no set_causal_weights")
+            self.causal_agent = self.agent
+        self.resetting_agent: Resetting | None = self.agent if isinstance(self.agent, Resetting) else None
         self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
         self.episode = 0
@@ -249,7 +255,9 @@ class Trainer:
         )
         self.checkpoint_metadata = {
             "env": config.env, "env_kwargs": config.env_kwargs, "reward": config.reward, "algo": config.algo,
-            "seed": config.seed,
+            "seed": config.seed, "obs_dim": obs_dim, "action_dim": action_dim, "hidden_size": config.hidden_size,
+            "action_low": torch.as_tensor(self.env.action_space.low, dtype=torch.float32),
+            "action_high": torch.as_tensor(self.env.action_space.high, dtype=torch.float32),
         }
         self.first_step = self.env_step
         self.started = time.perf_counter()
@@ -437,7 +445,7 @@ class Trainer:
     def causal_fit_due(self) -> bool:
         config = self.config
         return (
-            self.agent.fits_causal_model
+            self.causal_agent is not None
             and self.env_step % config.causal_interval == 0
             and len(self.replay) >= config.causal_samples
         )
@@ -451,7 +459,8 @@ class Trainer:
             )
         except CausalTimeLimitError as error:
             raise ConfigError(f"causal fit at env step {self.env_step}: {error}") from None
-        self.agent.set_causal_weights(fit.weights)
+        assert self.causal_agent is not None
+        self.causal_agent.set_causal_weights(fit.weights)
         weights = {f"w{i}": float(w) for i, w in enumerate(fit.weights)}
         self.logger.causal.write(
             env_step=self.env_step, **weights, method=fit.method, seconds=fit.seconds,
@@ -466,8 +475,9 @@ class Trainer:
     def update_agent(self) -> None:
         """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""
         for _ in range(self.config.updates_per_step):
-            metrics, reset = self.agent.update(self.replay.sample(self.config.batch_size, self.device))
+            metrics = self.agent.update(self.replay.sample(self.config.batch_size, self.device))
             self.pending_metrics.update(metrics)
+            reset = self.resetting_agent.last_reset if self.resetting_agent is not None else None
             if self.check_every_update:
                 self.check_finite(metrics)
             if reset is not None:

@@ -45,7 +45,7 @@ def test_critic_loss_uses_the_weighted_log_prob(causal_weights):
     agent, batch = make_agent_and_batch(causal_weights)
     before = copy.deepcopy(agent)
     torch.manual_seed(123)
-    metrics, _ = agent.update(batch)
+    metrics = agent.update(batch)
 
     torch.manual_seed(123)
     weights = torch.tensor(causal_weights)
@@ -65,7 +65,7 @@ def test_actor_temperature_and_target_updates_on_every_second_update():
     agent.update(batch)
     before = copy.deepcopy(agent)
     torch.manual_seed(5)
-    metrics, _ = agent.update(batch)
+    metrics = agent.update(batch)
 
     weights = torch.tensor(causal_weights)
     torch.manual_seed(5)
@@ -220,7 +220,7 @@ def run_against_reference(causal_weights, updates: int, policy_frequency: int = 
             terminated=(torch.rand(16, generator=generator) < 0.3).float(),
         )
         torch.manual_seed(100 + update)  # the same policy noise for both
-        metrics, _ = agent.update(batch)
+        metrics = agent.update(batch)
         torch.manual_seed(100 + update)
         expected = reference.update(batch)
         for name, value in expected.items():

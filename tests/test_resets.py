@@ -194,8 +194,8 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     agent.set_causal_weights(CAUSAL_WEIGHTS)
     buffer = filled_buffer(3, 2)
     for _ in range(3):
-        _, reset = agent.update(buffer.sample(32))
-        assert reset is None
+        agent.update(buffer.sample(32))
+        assert agent.last_reset is None
     assert len(agent.actor_optimizer.state) > 0 and len(agent.critic_optimizer.state) > 0
 
     # The same update without the reset, and the generator's state at the moment the reset draws its phi.
@@ -206,7 +206,8 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     unreset.update(batch)
     generator_at_reset = torch.get_rng_state()
     torch.manual_seed(11)
-    _, reset = agent.update(batch)
+    agent.update(batch)
+    reset = agent.last_reset
     assert reset is not None and reset.update == 4 and reset.kind == kind
 
     # Dormancy of the actor's latest gradients, and the factor, by hand.
@@ -259,5 +260,5 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     assert len(agent.alpha_optimizer.state) > 0  # the temperature is not reset
     torch.testing.assert_close(agent.log_alpha, unreset.log_alpha, rtol=0, atol=0)
     # Training goes on after the reset with fresh optimizer state.
-    metrics, _ = agent.update(buffer.sample(32))
+    metrics = agent.update(buffer.sample(32))
     assert torch.isfinite(metrics["loss/critic"])

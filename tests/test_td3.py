@@ -70,16 +70,16 @@ def test_critic_loss_and_update_cadence_by_hand():
 
     actor_before = copy.deepcopy(agent.actor.state_dict())
     critic_target_before = copy.deepcopy(agent.critic_target.state_dict())
-    metrics, reset = agent.update(batch)
+    metrics = agent.update(batch)
     torch.testing.assert_close(metrics["loss/critic"], expected_loss)
-    assert reset is None and "loss/actor" not in metrics
+    assert "loss/actor" not in metrics
     for name, value in agent.actor.state_dict().items():  # update 1: the actor waits
         torch.testing.assert_close(value, actor_before[name])
 
     # Update 2: the actor's gradient is that of -mean Q1(s, pi(s)), then both targets move by tau.
     probe = copy.deepcopy(agent)
     rng = torch.get_rng_state()
-    metrics, _ = agent.update(batch)
+    metrics = agent.update(batch)
     torch.set_rng_state(rng)
     probe.critic_optimizer.zero_grad()
     probe_loss = probe.critic_loss(batch)[0]  # keep the random stream aligned with the agent's update
