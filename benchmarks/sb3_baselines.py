@@ -1,0 +1,614 @@
+"""ace-rl's SAC and TD3 against Stable-Baselines3's SAC and TD3, configured the same way, on MuJoCo tasks.
+
+For every task, seed and implementation one run directory in ace-rl's layout is written under ``--out``:
+
+- ``TASK__sac__sSEED``, ``TASK__td3__sSEED``: ``ace-rl train --algo sac|td3 --preset small --threads 1
+  --device cpu --total-steps STEPS --seed SEED --run-dir DIR``, through ace-rl's own command line
+  (``--ace-rl-source DIR`` runs it from another checkout, e.g. a ``git worktree`` of a stable commit);
+- ``TASK__sb3-sac__sSEED``, ``TASK__sb3-td3__sSEED``: Stable-Baselines3 with the small preset's settings, which
+  writes ``config.json`` (ace-rl's TrainConfig as JSON, ``algo`` set to ``sb3-sac`` / ``sb3-td3``, so that
+  ``ace-rl report`` groups them apart: the report reads ``algo`` as a label and does not validate it),
+  ``metrics.csv`` and ``episodes.csv`` with ace-rl's columns, and ``sb3.json`` (the exact SB3 arguments).
+
+Then ``ace-rl report`` over all of them (``--report-out``), a table (per task and implementation: final
+return mean +- std over seeds, and the area under the evaluation curve divided by its span, i.e. the mean
+height of the curve), and a JSON result (``--json``).
+
+Settings, shared (the small preset): 3 hidden layers x 256 for actor and critics, batch 256, Adam lr 3e-4,
+gamma 0.99, tau 0.005, replay 1,000,000, one update per env step, 5,000 uniformly random env steps first;
+SAC: two critics, learned temperature (initial 1.0) with target entropy -|A|; TD3: exploration noise
+N(0, 0.1 x half-range), actor and targets every 2nd update, target smoothing noise 0.2 clipped to 0.5 (x
+half-range). Evaluation as ace-rl's trainer does it: after the update of every env step that is a multiple
+of ``eval_every`` (5,000) and of the last step, ``eval_episodes`` (10) episodes with deterministic actions
+(the mean's tanh for SAC, the actor's output for TD3) on an environment of its own, seeded once with
+seed + 10,000 (its action space and first reset), whose random stream continues across evaluations.
+
+Warm-up (``--sb3-warmup``): ace-rl takes 5,000 random steps but updates from the first step at which the
+replay holds a batch (step 256): ~4,700 updates on random data before the policy acts. SB3's
+``learning_starts`` ties the two together. ``ace`` (default) mirrors ace-rl: ``learning_starts=batch-1``
+(first update at step 256) and random actions until ``start_steps`` through an override of
+``_sample_action``, which also leaves TD3's exploration noise off the random warm-up actions, as ace-rl
+does. ``sb3``: stock SB3, ``learning_starts=5000`` (random actions and no updates until step 5,000; TD3
+adds its noise to the random actions).
+
+Not matched (also printed and stored in the JSON result and each SB3 run's sb3.json):
+
+- Activations: ace-rl's networks use ELU after the first hidden layer and ReLU after the next two (as the
+  official ACE code); SB3's ``activation_fn`` is one function for every layer: ReLU.
+- Initialisation: ace-rl uses Xavier-uniform weights and zero biases; SB3 PyTorch's default (Kaiming-uniform
+  with a=sqrt(5), uniform biases).
+- SAC update schedule: ace-rl updates the actor, the temperature and the target critic on every 2nd critic
+  update (policy_frequency=2, as the official ACE code); SB3's SAC updates all of them on every update and
+  has no policy delay. Its ``target_update_interval`` cannot emulate it here: SB3 tests it against the
+  gradient step's index within one ``train()`` call, which is always 0 with ``gradient_steps=1``. The SB3
+  runs' config.json says policy_frequency=1.
+- SAC tanh correction: SB3 subtracts log(1 - tanh(u)^2 + 1e-6), which is ace-rl's ``official`` correction for
+  actions in [-1, 1] (Hopper, HalfCheetah, Walker2d); ace-rl's default is ``exact``. The SB3 runs'
+  config.json says log_prob_correction=official.
+- SAC order inside one update: SB3 updates the temperature first, then the critic, and takes the actor's
+  actions (for its loss) before the critic step; ace-rl: critic, then actor, then temperature.
+- Critic loss scale: SB3's SAC uses 0.5 x (MSE1 + MSE2), ace-rl MSE1 + MSE2 (Adam is nearly scale-free).
+  TD3: both MSE1 + MSE2.
+- Adam: ace-rl uses fused Adam, SB3 the default one (the same arithmetic).
+- Random streams: the training environments, replay sampling and network initialisations draw from
+  different generators, so the runs of one seed are not paired. The evaluation environment is seeded alike.
+
+Runs go ``--workers`` at a time (default 2), each a process of its own with one PyTorch thread; tasks run in
+the order given, so the first task finishes first. Finished runs (config.json with the requested total_steps
+and an evaluation at that step) are skipped, so the command can be stopped (SIGTERM or Ctrl-C: ace-rl runs
+write a checkpoint) and started again: an ace-rl run continues from its checkpoint (``--resume``), an SB3 run
+starts again from step 0.
+
+    python benchmarks/sb3_baselines.py --ace-rl-source /tmp/acerl-stable                  # the full plan
+    python benchmarks/sb3_baselines.py --quick --ace-rl-source /tmp/acerl-stable          # a check: 1 seed, 2,000 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+EVAL_SEED_OFFSET = 10_000  # ace_rl/trainer.py: the evaluation environment is seeded with seed + 10,000
+EVAL_MAX_EPISODE_STEPS = 1000  # ace_rl/evaluation.py: the limit of an episode without a time limit of its own
+IMPLEMENTATIONS = ("sac", "td3", "sb3-sac", "sb3-td3")
+METRICS_COLUMNS = ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"]
+EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wall_time"]
+
+UNMATCHED = [
+    "activations: ace-rl ELU after the first hidden layer, ReLU after the others; SB3 ReLU everywhere",
+    "initialisation: ace-rl Xavier-uniform weights and zero biases; SB3 PyTorch's default Linear init",
+    "SAC: ace-rl updates actor, temperature and target critic every 2nd critic update (policy_frequency=2); "
+    "SB3 SAC every update (it has no policy delay; target_update_interval is tested against the gradient step "
+    "within one train() call, always 0 with gradient_steps=1, so it cannot emulate it)",
+    "SAC tanh log-prob correction: SB3 log(1 - tanh^2 + 1e-6) (= ace-rl 'official' for [-1, 1] actions); "
+    "ace-rl default 'exact'",
+    "SAC update order: SB3 temperature -> critic -> actor (actor's actions drawn before the critic step); "
+    "ace-rl critic -> actor -> temperature",
+    "critic loss: SB3 SAC 0.5 x (MSE1 + MSE2), ace-rl MSE1 + MSE2 (TD3: both MSE1 + MSE2)",
+    "Adam: ace-rl fused, SB3 default (same arithmetic)",
+    "random streams (training env, replay sampling, initialisation) differ: seeds are not paired; "
+    "the evaluation environment is seeded alike (seed + 10,000)",
+]
+WARMUP_NOTES = {
+    "ace": "warm-up mirrored: SB3 learning_starts=batch_size-1 (first update at env step 256, as ace-rl) and "
+    "uniformly random actions until start_steps via a _sample_action override (no TD3 noise on them, as ace-rl)",
+    "sb3": "warm-up stock SB3: learning_starts=start_steps (no update before it; ace-rl updates from step 256) "
+    "and TD3 noise added to the random warm-up actions",
+}
+
+
+# ------------------------------------------------------------------------------------------------ ace-rl import
+def use_ace_rl_source(source: str | None) -> None:
+    """Import ace_rl from ``source`` (a checkout) instead of the installed one, past an editable install's hook."""
+    if source:
+        sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith("__editable__")]
+        sys.path.insert(0, str(Path(source).resolve()))
+
+
+# Runs `ace-rl ARGS...` from ACE_RL_SOURCE when set, and says which checkout it imported.
+ACE_RL_RUNNER = (
+    "import os, sys\n"
+    "source = os.environ.get('ACE_RL_SOURCE')\n"
+    "if source:\n"
+    "    sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__module__.startswith('__editable__')]\n"
+    "    sys.path.insert(0, source)\n"
+    "from ace_rl.cli import main\n"
+    "print('ACE_RL_FROM=%s' % os.path.dirname(os.path.dirname(sys.modules['ace_rl'].__file__)), flush=True)\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+# ------------------------------------------------------------------------------------------------ plan
+@dataclasses.dataclass(frozen=True)
+class Job:
+    env: str
+    impl: str  # sac, td3 (ace-rl) or sb3-sac, sb3-td3
+    seed: int
+    total_steps: int
+    overrides: tuple[tuple[str, Any], ...]  # preset settings given explicitly (start_steps, eval_every, ...)
+    sb3_warmup: str
+    out: Path
+
+    @property
+    def name(self) -> str:
+        env = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.env)
+        return f"{env}__{self.impl}__s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out / self.name
+
+    @property
+    def log(self) -> Path:
+        return self.out / "logs" / f"{self.name}.log"
+
+    @property
+    def is_sb3(self) -> bool:
+        return self.impl.startswith("sb3-")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in csv.DictReader(file)]
+
+
+def run_state(job: Job) -> str:
+    """done, partial (an ace-rl run to resume), fresh, or stale (an SB3 run to start again)."""
+    config_path = job.run_dir / "config.json"
+    if not config_path.is_file():
+        return "stale" if job.run_dir.exists() else "fresh"  # nothing to resume from: start again
+    config = json.loads(config_path.read_text())
+    if config.get("total_steps") != job.total_steps:
+        raise SystemExit(
+            f"{job.run_dir} was run with total_steps={config.get('total_steps')}, not {job.total_steps}; "
+            "use another --out"
+        )
+    rows = read_metrics(job.run_dir)
+    if rows and int(rows[-1]["env_step"]) == job.total_steps:
+        return "done"
+    return "stale" if job.is_sb3 else "partial"
+
+
+# ------------------------------------------------------------------------------------------------ ace-rl runs
+def ace_rl_command(job: Job, state: str) -> list[str]:
+    base = [sys.executable, "-c", ACE_RL_RUNNER, "train"]
+    if state == "partial":
+        return base + ["--resume", str(job.run_dir), "--no-progress"]
+    command = base + [
+        "--env", job.env, "--algo", job.impl, "--preset", "small", "--seed", str(job.seed),
+        "--total-steps", str(job.total_steps), "--threads", "1", "--device", "cpu", "--no-progress",
+        "--run-dir", str(job.run_dir),
+    ]
+    for name, value in job.overrides:
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+# ------------------------------------------------------------------------------------------------ SB3 runs
+def sb3_worker(spec: dict[str, Any]) -> None:
+    """Train one SB3 run and write it in ace-rl's run-directory format (runs in a process of its own)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from ace_rl.config import preset_config, to_json_dict
+    from ace_rl.envs import make_env
+    import stable_baselines3
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    import ace_rl
+
+    print(f"ACE_RL_FROM={Path(ace_rl.__file__).resolve().parents[1]}", flush=True)
+    env_id, algo, seed, total_steps, warmup = spec["env"], spec["algo"], spec["seed"], spec["total_steps"], spec["warmup"]
+    run_dir = Path(spec["run_dir"])
+    overrides = dict(spec["overrides"])
+    base_algo = algo.removeprefix("sb3-")
+    config = preset_config(
+        "small", base_algo, env=env_id, seed=seed, total_steps=total_steps, threads=1, device="cpu",
+        progress=False, run_dir=run_dir, **overrides,
+    )
+    if base_algo == "sac":  # what SB3's SAC does (see UNMATCHED)
+        config = dataclasses.replace(config, policy_frequency=1, log_prob_correction="official")
+    config_json = {**to_json_dict(config), "algo": algo}
+
+    env = make_env(env_id)
+    eval_env = make_env(env_id)
+    eval_env.action_space.seed(seed + EVAL_SEED_OFFSET)  # ace_rl.envs.seed_env: action space and first reset
+    eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
+    low, high = env.action_space.low, env.action_space.high
+    if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
+        print(f"note: {env_id} actions are not [-1, 1]: noise is in SB3's scaled space, i.e. x half-range", flush=True)
+    action_dim = int(env.action_space.shape[0])
+    step_limit = (eval_env.spec.max_episode_steps if eval_env.spec is not None else None) or EVAL_MAX_EPISODE_STEPS
+
+    common = dict(
+        policy="MlpPolicy", env=env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
+        batch_size=config.batch_size, tau=config.tau, gamma=config.gamma, train_freq=1,
+        gradient_steps=config.updates_per_step, policy_kwargs=dict(net_arch=[config.hidden_size] * 3),
+        learning_starts=config.batch_size - 1 if warmup == "ace" else config.start_steps,
+        seed=seed, device="cpu", verbose=0,
+    )
+    if base_algo == "sac":
+        kwargs = dict(common, ent_coef="auto", target_entropy=-float(action_dim), target_update_interval=1)
+        base = SAC
+    else:
+        kwargs = dict(
+            common, policy_delay=config.policy_frequency, target_policy_noise=config.policy_noise,
+            target_noise_clip=config.noise_clip,
+            action_noise=NormalActionNoise(np.zeros(action_dim), config.exploration_noise * np.ones(action_dim)),
+        )
+        base = TD3
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config_json)
+    printable = {k: (repr(v) if k in ("env", "action_noise") else v) for k, v in kwargs.items()}
+    write_json(run_dir / "sb3.json", {
+        "class": f"stable_baselines3.{base.__name__}", "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__, "kwargs": printable, "warmup": warmup, "warmup_note": WARMUP_NOTES[warmup],
+        "random_action_steps": config.start_steps, "unmatched": UNMATCHED,
+    })
+    metrics = CsvWriter(run_dir / "metrics.csv", METRICS_COLUMNS)
+    episodes = CsvWriter(run_dir / "episodes.csv", EPISODES_COLUMNS)
+    clock = {"start": time.perf_counter()}
+    state = {"evaluated": 0, "episode": 0}
+
+    def due(step: int) -> bool:
+        return step % config.eval_every == 0 or step == total_steps
+
+    def evaluate(model: Any) -> None:
+        """ace_rl.evaluation.run_episodes: reset, act deterministically, stop at termination, truncation or the
+        step limit; the environment's random stream continues from one evaluation to the next."""
+        step = model.num_timesteps
+        if state["evaluated"] == step:
+            return
+        state["evaluated"] = step
+        returns = np.zeros(config.eval_episodes)
+        for episode in range(config.eval_episodes):
+            obs, _ = eval_env.reset()  # as run_episodes: also the first episode resets again after seeding
+            for _ in range(step_limit):
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = eval_env.step(action)
+                returns[episode] += float(reward)
+                if terminated or truncated:
+                    break
+        metrics.write([step, model._n_updates, float(returns.mean()), float(returns.std()), "",
+                       time.perf_counter() - clock["start"]])
+        print(f"env step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}", flush=True)
+
+    class Bench(base):  # type: ignore[misc, valid-type]
+        def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> Any:
+            if warmup != "ace":
+                return super()._sample_action(learning_starts, action_noise, n_envs)
+            random = self.num_timesteps < config.start_steps
+            return super()._sample_action(config.start_steps, None if random else action_noise, n_envs)
+
+        def train(self, gradient_steps: int, batch_size: int = 256) -> None:
+            super().train(gradient_steps, batch_size)
+            if due(self.num_timesteps):  # after the update of the step, as ace-rl's trainer evaluates
+                evaluate(self)
+
+    class Logging(BaseCallback):
+        def _on_step(self) -> bool:
+            step = self.model.num_timesteps
+            info, done = self.locals["infos"][0], bool(self.locals["dones"][0])
+            if done:
+                state["episode"] += 1
+                monitor = info.get("episode", {})
+                episodes.write([step, state["episode"], monitor.get("r", math.nan), monitor.get("l", 0),
+                                int(not info.get("TimeLimit.truncated", False)), time.perf_counter() - clock["start"]])
+            # No update follows a step at or before learning_starts: evaluate here (the policy is the same).
+            if due(step) and step <= self.model.learning_starts:
+                evaluate(self.model)
+            return True
+
+    model = Bench(**kwargs)
+    clock["start"] = time.perf_counter()
+    model.learn(total_timesteps=total_steps, callback=Logging(), progress_bar=False)
+    metrics.close()
+    episodes.close()
+    env.close()
+    eval_env.close()
+
+
+class CsvWriter:
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.file = open(path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(columns)
+        self.file.flush()
+
+    def write(self, row: list[Any]) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def write_json(path: Path, value: Any) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+# ------------------------------------------------------------------------------------------------ scheduling
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.children: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.durations: dict[str, list[float]] = {}
+        self.failures: list[str] = []
+        self.remaining: list[Job] = []
+
+    def environment(self) -> dict[str, str]:
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        if self.args.ace_rl_source:
+            environment["ACE_RL_SOURCE"] = str(Path(self.args.ace_rl_source).resolve())
+        return environment
+
+    def run(self, job: Job) -> None:
+        if self.stopping:
+            return
+        state = run_state(job)
+        if state == "done":
+            return
+        if state == "stale":
+            shutil.rmtree(job.run_dir)
+        if job.is_sb3:
+            spec = {"env": job.env, "algo": job.impl, "seed": job.seed, "total_steps": job.total_steps,
+                    "warmup": job.sb3_warmup, "run_dir": str(job.run_dir), "overrides": list(job.overrides)}
+            command = [sys.executable, str(Path(__file__).resolve()), "--sb3-worker", json.dumps(spec)]
+        else:
+            command = ace_rl_command(job, state)
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        log(f"start {job.name}{' (resuming)' if state == 'partial' else ''}")
+        with open(job.log, "a") as output:
+            output.write(f"# {datetime.now().isoformat(timespec='seconds')} {state}: {' '.join(command[:2])} ... {' '.join(command[3:])}\n")
+            output.flush()
+            with self.lock:
+                if self.stopping:
+                    return
+                child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=self.environment(),
+                                         cwd=job.out)
+                self.children.add(child)
+            code = child.wait()
+            with self.lock:
+                self.children.discard(child)
+        minutes = (time.time() - started) / 60
+        if code != 0:
+            if not self.stopping:
+                self.failures.append(f"{job.name}: exit {code} (see {job.log})")
+                log(f"FAILED {job.name}: exit {code} after {minutes:.1f} min (see {job.log})")
+            return
+        rows = read_metrics(job.run_dir)
+        final = rows[-1]["eval_return_mean"] if rows else math.nan
+        with self.lock:
+            if state == "fresh" or state == "stale":
+                self.durations.setdefault(job.impl, []).append(minutes)
+            self.remaining.remove(job)
+            eta = self.eta()
+        log(f"done {job.name} in {minutes:.1f} min: final eval return {final:.1f}; {eta}")
+
+    def eta(self) -> str:
+        if not self.durations:
+            return f"{len(self.remaining)} runs left"
+        mean_all = sum(sum(v) for v in self.durations.values()) / sum(len(v) for v in self.durations.values())
+        left = sum(
+            (sum(self.durations[j.impl]) / len(self.durations[j.impl])) if j.impl in self.durations else mean_all
+            for j in self.remaining
+        ) / self.args.workers
+        finish = datetime.now() + timedelta(minutes=left)
+        return f"{len(self.remaining)} runs left, about {left:.0f} min more (finish ~{finish:%H:%M})"
+
+    def stop(self, signum: int, frame: object) -> None:
+        with self.lock:
+            self.stopping = True
+            children = list(self.children)
+        log(f"stopping on {signal.Signals(signum).name}: ace-rl runs write a checkpoint; start the command again to continue")
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ results
+def run_auc(steps: list[float], values: list[float]) -> float:
+    """Area under the evaluation curve from its first to its last step, divided by that span (ace_rl.report)."""
+    if len(steps) < 2:
+        return values[0] if values else math.nan
+    area = sum((steps[i + 1] - steps[i]) * (values[i] + values[i + 1]) / 2 for i in range(len(steps) - 1))
+    return area / (steps[-1] - steps[0])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def summarise(jobs: list[Job]) -> dict[str, Any]:
+    table: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        rows = read_metrics(job.run_dir)
+        entry = table.setdefault(job.env, {}).setdefault(job.impl, {"runs": {}})
+        if not rows or int(rows[-1]["env_step"]) != job.total_steps:
+            continue
+        steps = [r["env_step"] for r in rows]
+        values = [r["eval_return_mean"] for r in rows]
+        entry["runs"][job.seed] = {
+            "final": values[-1], "auc": run_auc(steps, values), "wall_minutes": rows[-1]["wall_time"] / 60,
+            "eval_steps": steps, "eval_returns": values,
+        }
+    for tasks in table.values():
+        for entry in tasks.values():
+            runs = list(entry["runs"].values())
+            entry["seeds"] = sorted(entry["runs"])
+            entry["final_mean"], entry["final_std"] = mean_std([r["final"] for r in runs])
+            entry["auc_mean"], entry["auc_std"] = mean_std([r["auc"] for r in runs])
+            entry["wall_minutes_mean"] = mean_std([r["wall_minutes"] for r in runs])[0]
+    return table
+
+
+def print_table(table: dict[str, Any], total_steps: int) -> None:
+    print(f"\nFinal evaluation return at env step {total_steps:,} and AUC (mean height of the evaluation curve), "
+          "mean +- std over seeds:\n")
+    print(f"| task | implementation | seeds | final return | AUC | minutes per run |")
+    print("|---|---|---|---|---|---|")
+    names = {"sac": "ace-rl SAC", "td3": "ace-rl TD3", "sb3-sac": "SB3 SAC", "sb3-td3": "SB3 TD3"}
+    for task, entries in table.items():
+        for impl in IMPLEMENTATIONS:
+            if impl not in entries:
+                continue
+            e = entries[impl]
+            print(f"| {task} | {names[impl]} | {len(e['seeds'])} | {e['final_mean']:.1f} +- {e['final_std']:.1f} | "
+                  f"{e['auc_mean']:.1f} +- {e['auc_std']:.1f} | {e['wall_minutes_mean']:.1f} |")
+
+
+def config_differences(jobs: list[Job]) -> list[str]:
+    """Settings in which an SB3 run's config.json differs from the ace-rl run of the same task and seed."""
+    ignored = {"algo", "run_dir", "progress"}
+    found = set()
+    for job in jobs:
+        if not job.is_sb3:
+            continue
+        ours = job.run_dir / "config.json"
+        theirs = job.out / Job(job.env, job.impl.removeprefix("sb3-"), job.seed, job.total_steps, job.overrides,
+                               job.sb3_warmup, job.out).name / "config.json"
+        if not (ours.is_file() and theirs.is_file()):
+            continue
+        a, b = json.loads(ours.read_text()), json.loads(theirs.read_text())
+        for key in sorted(set(a) | set(b)):
+            if key not in ignored and a.get(key) != b.get(key):
+                found.add(f"{job.impl} {key}: {a.get(key)!r} (ace-rl {b.get(key)!r})")
+    return sorted(found)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", nargs="+", default=["Hopper-v5", "HalfCheetah-v5"], help="in the order they run")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=50_000, help="env steps per run")
+    parser.add_argument("--impls", nargs="+", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
+    parser.add_argument("--workers", type=int, default=2, help="runs at a time, each one process with 1 thread")
+    parser.add_argument("--start-steps", type=int, help="random steps (default: the small preset's 5,000)")
+    parser.add_argument("--eval-every", type=int, help="default: the small preset's 5,000")
+    parser.add_argument("--eval-episodes", type=int, help="default: ace-rl's 10")
+    parser.add_argument("--sb3-warmup", choices=("ace", "sb3"), default="ace", help="see the module docstring")
+    parser.add_argument("--ace-rl-source", help="import ace_rl from this checkout (e.g. a git worktree)")
+    parser.add_argument("--out", type=Path, help="run directories (default: benchmarks/results/sb3_baselines)")
+    parser.add_argument("--json", type=Path, help="result (default: benchmarks/results/sb3_baselines.json)")
+    parser.add_argument("--report-out", type=Path, help="ace-rl report (default: benchmarks/results/sb3_baselines_report)")
+    parser.add_argument("--no-report", action="store_true", help="skip ace-rl report")
+    parser.add_argument("--quick", action="store_true",
+                        help="a check: Hopper-v5, seed 0, 2,000 steps, 1,000 random steps, evaluation every 1,000 "
+                        "steps with 3 episodes, into *_quick outputs")
+    parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    use_ace_rl_source(args.ace_rl_source or os.environ.get("ACE_RL_SOURCE"))
+    if args.sb3_worker:
+        sb3_worker(json.loads(args.sb3_worker))
+        return
+
+    suffix = "_quick" if args.quick else ""
+    if args.quick:
+        args.envs, args.seeds, args.steps = ["Hopper-v5"], [0], 2_000
+        args.start_steps, args.eval_every, args.eval_episodes = 1_000, 1_000, 3
+    out = (args.out or RESULTS / f"sb3_baselines{suffix}").resolve()
+    json_path = args.json or RESULTS / f"sb3_baselines{suffix}.json"
+    report_out = args.report_out or RESULTS / f"sb3_baselines{suffix}_report"
+    overrides = tuple(
+        (name, value) for name, value in
+        (("start_steps", args.start_steps), ("eval_every", args.eval_every), ("eval_episodes", args.eval_episodes))
+        if value is not None
+    )
+    jobs = [
+        Job(env, impl, seed, args.steps, overrides, args.sb3_warmup, out)
+        for env in args.envs for seed in args.seeds for impl in args.impls
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(args)
+    runner.remaining = [job for job in jobs if run_state(job) != "done"]
+    signal.signal(signal.SIGTERM, runner.stop)
+    signal.signal(signal.SIGINT, runner.stop)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ace_rl, stable_baselines3, torch; print(ace_rl.__file__, "
+         "stable_baselines3.__version__, torch.__version__)"],
+        env=runner.environment(), cwd=out, capture_output=True, text=True,
+    )
+    # ace_rl as the runs import it (ACE_RL_RUNNER and the SB3 worker remove the editable hook first)
+    source = args.ace_rl_source or os.environ.get("ACE_RL_SOURCE") or "the installed ace-rl"
+    log(f"{len(jobs)} runs planned, {len(jobs) - len(runner.remaining)} already done; ace_rl from {source}; "
+        f"sb3/torch: {probe.stdout.split()[1:] if probe.returncode == 0 else probe.stderr.strip()[-300:]}; "
+        f"{args.workers} workers; out {out}")
+    log(WARMUP_NOTES[args.sb3_warmup])
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        for future in [pool.submit(runner.run, job) for job in jobs]:
+            future.result()
+    if runner.stopping:
+        log("stopped")
+        sys.exit(130)
+
+    table = summarise(jobs)
+    print_table(table, args.steps)
+    differences = config_differences(jobs)
+    print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]]))
+    print("\nconfig.json differences, SB3 runs vs ace-rl runs:\n" + "\n".join(f"- {line}" for line in differences))
+    report_error = None
+    if not args.no_report:
+        command = [sys.executable, "-c", ACE_RL_RUNNER, "report", str(out), "--out", str(report_out.resolve())]
+        done = subprocess.run(command, env=runner.environment(), cwd=out, capture_output=True, text=True)
+        if done.returncode != 0:
+            report_error = (done.stderr or done.stdout).strip()[-2000:]
+            log(f"ace-rl report failed: {report_error}")
+        else:
+            log(f"ace-rl report written to {report_out}")
+    result = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "envs": args.envs, "seeds": args.seeds, "total_steps": args.steps, "workers": args.workers,
+        "overrides": dict(overrides), "sb3_warmup": args.sb3_warmup, "ace_rl_source": source,
+        "versions": probe.stdout.split()[1:] if probe.returncode == 0 else None,
+        "wall_minutes_this_invocation": (time.time() - started) / 60,
+        "unmatched": UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]], "config_differences": differences,
+        "failures": runner.failures, "report": None if args.no_report else str(report_out), "report_error": report_error,
+        "results": table,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(json_path, result)
+    log(f"wrote {json_path}")
+    if runner.failures:
+        log("failed runs:\n" + "\n".join(runner.failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
