@@ -33,6 +33,7 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
+from ace_rl.actions import DistractorActions
 from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Episodes, run_episodes
 from ace_rl.policy import Policy, load_policy
@@ -158,7 +159,7 @@ def evaluate(
     elif isinstance(env, str):
         environment = policy.make_env(env_id=env)
     elif isinstance(env, gym.Env):
-        environment = env
+        environment = DistractorActions(env, policy.distractor_actions) if policy.distractor_actions else env
     else:
         environment = policy.make_env(factory=_factory(env))
     try:

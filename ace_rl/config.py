@@ -18,14 +18,14 @@ import tyro
 
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
-CausalMethod = Literal["sink", "directlingam"]
+CausalMethod = Literal["sink", "directlingam", "none"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
 
 ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.agents registers more)
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
-CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam")
+CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam", "none")
 REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
@@ -65,6 +65,9 @@ class TrainConfig:
     (`ace-rl envs` lists the suites), or module:EnvName-vN for an environment that a module registers on import."""
     env_kwargs: JsonObject = field(default_factory=dict)
     """Constructor arguments of a Gymnasium environment, as a JSON object: '{"goal": [0.5, -0.3]}'."""
+    distractor_actions: int = 0
+    """Append this many action dimensions that the environment ignores (the agent acts in A + K, the environment
+    gets the first A, the causal fit sees all): ground truth for the causal weights, whose distractors should get 0."""
     reward: Reward = "dense"
     """dense: the task's reward; sparse: 1.0 on steps where the task reports success, else 0.0."""
     seed: int = 0
@@ -91,7 +94,8 @@ class TrainConfig:
     causal_samples: int = 10_000
     """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
     causal_method: CausalMethod = "sink"
-    """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM."""
+    """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM; none: no
+    fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as configured)."""
     causal_time_limit: Optional[float] = None
     """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
     reset: ResetKind = "reset"
@@ -199,6 +203,7 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
 
 
+MAX_DISTRACTORS = 64  # --distractor-actions at most
 MAX_SEED = 2**32 - 1 - 20_000  # NumPy seeds are 32-bit; the evaluation and video environments take seed + 10,000, + 20,000
 
 
@@ -221,6 +226,8 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"--{_flag(name)} must be zero or a positive integer, got {value}")
+    if not isinstance(config.distractor_actions, int) or not 0 <= config.distractor_actions <= MAX_DISTRACTORS:
+        raise ConfigError(f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}")
     if config.reward not in REWARDS:
         raise ConfigError(f"unknown --reward {config.reward!r}; accepted: {', '.join(REWARDS)}")
     if config.reset not in RESET_KINDS:
@@ -309,16 +316,18 @@ def equals_sac_reason(config: TrainConfig) -> str | None:
     first_fit = causal_fit_due_step(config)
     first_reset = reset_due_update(config)
     updates = update_count(config)
-    if first_fit <= config.total_steps or (config.reset != "none" and first_reset <= updates):
+    fits = config.causal_method != "none"
+    if (fits and first_fit <= config.total_steps) or (config.reset != "none" and first_reset <= updates):
         return None
     resets = (
         "--reset none" if config.reset == "none"
         else f"no reset (the first is due at update {first_reset:,}; the run makes {updates:,})"
     )
-    return (
+    no_fit = "no causal fit (--causal-method none)" if not fits else (
         f"no causal fit (the first is due at env step {first_fit:,}: --causal-samples {config.causal_samples:,} at a "
-        f"multiple of --causal-interval {config.causal_interval:,}; --total-steps is {config.total_steps:,}) and {resets}"
+        f"multiple of --causal-interval {config.causal_interval:,}; --total-steps is {config.total_steps:,})"
     )
+    return f"{no_fit} and {resets}"
 
 
 def _valid_device(device: str) -> bool:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping
 import gymnasium as gym
 import numpy as np
 
+from ace_rl.actions import DistractorActions
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
 
@@ -243,7 +244,7 @@ def _success_key(suite: str, name: str) -> str | None:
 
 def make_env(
     env_id: str, reward: str = "dense", render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
-    factory: EnvFactory | None = None,
+    factory: EnvFactory | None = None, distractor_actions: int = 0,
 ) -> gym.Env:
     """Build the environment of ``env_id``, with flat observations and Box actions.
 
@@ -252,7 +253,8 @@ def make_env(
     (MuJoCo-based suites need an OpenGL back-end chosen first: `ace_rl.video.select_gl_backend`).
     ``env_kwargs`` go to the constructor of a Gymnasium environment or to the factory. ``factory`` (a callable
     returning a gymnasium.Env, called with ``env_kwargs``) builds the environment instead of ``env_id``, which then
-    only names it (`factory_path`). Seed the result once with `seed_env`.
+    only names it (`factory_path`). ``distractor_actions``: append that many action dimensions the environment
+    ignores (ace_rl.actions.DistractorActions). Seed the result once with `seed_env`.
     """
     if reward not in REWARDS:
         raise EnvError(f"unknown reward {reward!r}; accepted: {', '.join(REWARDS)}")
@@ -283,9 +285,11 @@ def make_env(
         env = _make_gymnasium(env_id, name, render_mode, env_kwargs)
     _check_spaces(env, env_id)
     env = _flatten_observations(env)
-    if key is None:
-        return env
-    return SuccessSignal(env, key, sparse=reward == "sparse")
+    if key is not None:
+        env = SuccessSignal(env, key, sparse=reward == "sparse")
+    if distractor_actions:
+        env = DistractorActions(env, distractor_actions)
+    return env
 
 
 def _make_gymnasium(env_id: str, name: str, render_mode: str | None, env_kwargs: dict[str, Any]) -> gym.Env:

@@ -74,7 +74,7 @@ def evaluate_run(
 ) -> EvalResult:
     """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment.
 
-    ``make(env_id, reward=..., env_kwargs=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
+    ``make(env_id, reward=..., env_kwargs=..., distractor_actions=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
     """
     if checkpoint not in CHECKPOINT_NAMES:
         raise CheckpointError(f"unknown checkpoint {checkpoint!r}; accepted: {', '.join(CHECKPOINT_NAMES)}")
@@ -84,7 +84,10 @@ def evaluate_run(
         raise CheckpointError(f"no run directory at {run_dir}")
     path = RunDir(run_dir).policy(checkpoint)
     actor, payload = load_policy(path)
-    env = make(payload["env"], reward=payload.get("reward", "dense"), env_kwargs=payload.get("env_kwargs") or None)
+    env = make(
+        payload["env"], reward=payload.get("reward", "dense"), env_kwargs=payload.get("env_kwargs") or None,
+        distractor_actions=int(payload.get("distractor_actions", 0)),
+    )
     seed_env(env, seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:

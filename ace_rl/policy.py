@@ -40,6 +40,11 @@ class Policy:
         return dict(self.metadata.get("env_kwargs") or {})
 
     @property
+    def distractor_actions(self) -> int:
+        """The last this many action dimensions are distractors the environment ignores (--distractor-actions)."""
+        return int(self.metadata.get("distractor_actions", 0))
+
+    @property
     def observation_size(self) -> int:
         return int(self.metadata["obs_dim"])
 
@@ -58,7 +63,7 @@ class Policy:
         ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments."""
         return make_env(
             env_id or self.env_id, reward=self.metadata.get("reward", "dense"), render_mode=render_mode,
-            env_kwargs=self.env_kwargs, factory=factory,
+            env_kwargs=self.env_kwargs, factory=factory, distractor_actions=self.distractor_actions,
         )
 
     def flatten(self, observation: Any) -> np.ndarray:

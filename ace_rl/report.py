@@ -35,7 +35,7 @@ import numpy as np
 
 from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, ConfigError, TrainConfig, equals_sac_reason, to_json_dict
 from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS
-from ace_rl.rundir import CAUSAL_WEIGHTS, CHECKPOINTS, CONFIG, EPISODES, METRICS, RESETS, RunDir, find_runs
+from ace_rl.rundir import CAUSAL_WEIGHTS, CHECKPOINTS, CONFIG, EPISODES, METRICS, RESETS, RunDir, find_runs, read_actions_file
 from ace_rl.scores import Normalisation, normalisation
 
 EXTRA = 'pip install -e ".[report]"'
@@ -121,6 +121,12 @@ class Run:
     """(causal fits, action dimensions)."""
     reset_steps: np.ndarray
     dormancy_ratios: np.ndarray
+    action_names: list[str] | None = None
+    """The action dimensions' names (actions.json; None for runs written before it), distractors last."""
+
+    @property
+    def distractors(self) -> int:
+        return int(self.config.get("distractor_actions", 0))
 
     @property
     def task(self) -> str:
@@ -233,7 +239,11 @@ def load_run(path: Path) -> Run:
         header, rows = _read_table(run_dir.resets, RESETS_COLUMNS)
         reset_steps = _steps(run_dir.resets, header, rows)
         dormancy_ratios = _column(run_dir.resets, header, rows, "dormancy_ratio")
-    return Run(path, config, eval_steps, returns, success_rates, causal_steps, causal_weights, reset_steps, dormancy_ratios)
+    actions = read_actions_file(run_dir.actions)
+    return Run(
+        path, config, eval_steps, returns, success_rates, causal_steps, causal_weights, reset_steps, dormancy_ratios,
+        actions[0] if actions is not None else None,
+    )
 
 
 def runs_without_config(root: Path) -> list[Path]:
@@ -1073,6 +1083,15 @@ def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, 
     _save(fig, out, "learning_curves", figures)
 
 
+def _fits_causal_weights(config: Mapping[str, Any]) -> bool:
+    """Whether a run's training loop fits causal weights: a built-in or already imported agent registered with
+    causal=True and a causal method other than none (an agent module is never imported by the report)."""
+    from ace_rl.agents import registered_agents
+
+    spec = registered_agents().get(str(config.get("algo")))
+    return spec is not None and spec.causal and config.get("causal_method") != "none"
+
+
 def plot_causal_weights(
     task: TaskResult, result: GroupResult, out: Path, figures: list[str], notes: list[str]
 ) -> None:
@@ -1082,7 +1101,7 @@ def plot_causal_weights(
     group = result.group
     fitted = [run for run in group.runs if len(run.causal_steps) and run.causal_weights.shape[1]]
     if not fitted:
-        if any(run.causal_weights.shape[1] for run in group.runs):  # a causal_weights.csv without a fit yet
+        if _fits_causal_weights(group.runs[0].config):
             notes.append(f"{task.name} / {group.label}: no causal fit recorded yet, so no causal-weight figure.")
         return
     dimensions = {run.causal_weights.shape[1] for run in fitted}
@@ -1093,16 +1112,25 @@ def plot_causal_weights(
         2, 1, figsize=CAUSAL_SIZE, sharex=True, height_ratios=[3, 1.3], layout="constrained"
     )
     action_dim = dimensions.pop()
-    palette = plt.get_cmap("tab10" if action_dim <= 10 else "viridis")
+    names = next((run.action_names for run in fitted if run.action_names and len(run.action_names) == action_dim), None)
+    distractors = fitted[0].distractors
+    real = action_dim - distractors
+    palette = plt.get_cmap("tab10" if real <= 10 else "viridis")
     for dimension in range(action_dim):
         aligned = align([run.causal_steps for run in fitted], [run.causal_weights[:, dimension] for run in fitted])
-        colour = palette(dimension % 10) if action_dim <= 10 else palette(dimension / max(action_dim - 1, 1))
+        label = f"w{dimension}" + (f" {names[dimension]}" if names and names[dimension] != f"a{dimension}" else "")
+        if dimension >= real:  # a distractor: grey and dashed, so the eye separates it from the real dimensions
+            colour, style = "0.55", "--"
+            label = f"w{dimension} distractor" if not names else f"w{dimension} {names[dimension]} (ignored by the env)"
+        else:
+            colour = palette(dimension % 10) if real <= 10 else palette(dimension / max(real - 1, 1))
+            style = "-"
         weights_ax.fill_between(
             aligned.steps, np.nanmin(aligned.values, axis=0), np.nanmax(aligned.values, axis=0),
             color=colour, alpha=0.15, linewidth=0,
         )
         weights_ax.plot(aligned.steps, np.nanmean(aligned.values, axis=0), color=colour, linewidth=1.5,
-                        marker="o" if len(aligned.steps) <= 30 else None, markersize=3, label=f"w{dimension}")
+                        linestyle=style, marker="o" if len(aligned.steps) <= 30 else None, markersize=3, label=label)
     weights_ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
     reset_steps = np.unique(np.concatenate([run.reset_steps for run in group.runs]))
     for step in reset_steps:
@@ -1124,7 +1152,7 @@ def plot_causal_weights(
     weights_ax.set_ylabel("causal weight w")
     weights_ax.grid(alpha=0.25)
     if action_dim <= 12:
-        weights_ax.legend(fontsize="x-small", ncol=min(action_dim, 6))
+        weights_ax.legend(fontsize="x-small", ncol=min(action_dim, 3 if names else 6))
     dormancy_ax.set_ylabel("dormancy ratio\nat reset (dashed)")
     dormancy_ax.set_xlabel("env step")
     dormancy_ax.set_ylim(0, max(0.05, float(max((run.dormancy_ratios.max() for run in group.runs if len(run.dormancy_ratios)), default=0)) * 1.15))

@@ -4,7 +4,8 @@
       config.json                 the resolved configuration (TrainConfig as JSON)
       metrics.csv                 one row per evaluation
       episodes.csv                one row per training episode
-      causal_weights.csv          one row per causal fit
+      causal_weights.csv          one row per causal fit (columns w0..: one per action dimension)
+      actions.json                the action dimensions' names and how many are distractors (--distractor-actions)
       resets.csv                  one row per reset
       tensorboard/                TensorBoard event files
       checkpoints/best.pt         the policy at its best evaluation (ace-rl eval)
@@ -21,6 +22,7 @@ holder never leaves it stuck.
 from __future__ import annotations
 
 import errno
+import json
 import fcntl
 import os
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ METRICS = "metrics.csv"
 EPISODES = "episodes.csv"
 CAUSAL_WEIGHTS = "causal_weights.csv"
 RESETS = "resets.csv"
+ACTIONS = "actions.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
@@ -75,6 +78,10 @@ class RunDir:
     @property
     def resets(self) -> Path:
         return self.path / RESETS
+
+    @property
+    def actions(self) -> Path:
+        return self.path / ACTIONS
 
     @property
     def tensorboard(self) -> Path:
@@ -292,3 +299,22 @@ def _remove_quietly(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError:
         pass  # a directory that cannot even be listed: there is no temporary file to remove
+
+
+# actions.json: the action dimensions' names (ace_rl.actions.action_names) and the distractor count
+def write_actions_file(path: Path, names: list[str], distractors: int) -> None:
+    text = json.dumps({"names": names, "distractors": distractors}, indent=2) + "\n"
+    write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def read_actions_file(path: Path) -> tuple[list[str], int] | None:
+    """The names and the distractor count an actions.json holds, or None when there is none (older runs) or it
+    is unreadable."""
+    try:
+        values = json.loads(path.read_text())
+        names, distractors = values["names"], int(values.get("distractors", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return None
+    return names, distractors

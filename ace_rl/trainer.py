@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -46,12 +47,13 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
+from ace_rl.actions import action_names
 from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
 from ace_rl.evaluation import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
-from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock  # noqa: F401 - RunDirError is part of train's API
+from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.video import TrainingVideo, check_video_support
 from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
@@ -124,10 +126,18 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
     write_atomically(RunDir(run_dir).config, lambda file: file.write(text.encode()))
 
 
+def make_run_env(config: TrainConfig, env_factory: EnvFactory | None = None) -> gym.Env:
+    """The run's environment as its agent sees it (with --distractor-actions), unseeded."""
+    return make_env(
+        config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory,
+        distractor_actions=config.distractor_actions,
+    )
+
+
 def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None) -> int:
     """Build the run's environment, reset and step it once (one EnvError line when it cannot be trained on),
     and return the number of variables a causal fit sees: observation, action and reward."""
-    probe = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
+    probe = make_run_env(config, env_factory)
     try:
         check_env_behaviour(probe, config.env)
         return observation_size(probe) + int(probe.action_space.shape[0]) + 1
@@ -189,15 +199,16 @@ class Trainer:
         # Before the other environments: it chooses MuJoCo's OpenGL back-end.
         self.video = (
             TrainingVideo(
-                run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET, config.env_kwargs, env_factory
+                run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET, config.env_kwargs, env_factory,
+                config.distractor_actions,
             )
             if config.video_every > 0 else None
         )
         if self.video is not None:
             opened.callback(self.video.close)
-        self.env = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
+        self.env = make_run_env(config, env_factory)
         opened.callback(self.env.close)
-        self.eval_env = make_env(config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory)
+        self.eval_env = make_run_env(config, env_factory)
         opened.callback(self.eval_env.close)
         obs_dim = observation_size(self.env)
         action_dim = int(self.env.action_space.shape[0])
@@ -209,7 +220,7 @@ class Trainer:
             config, obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, self.device
         )
         self.causal_agent: CausallyWeighted | None = None  # the agent, when the loop fits causal weights for it
-        if agent_spec(config.algo).causal:
+        if agent_spec(config.algo).causal and config.causal_method != "none":
             if not isinstance(self.agent, CausallyWeighted):
                 raise TypeError(f"--algo {config.algo} is registered with causal=True but has no set_causal_weights")
             self.causal_agent = self.agent
@@ -250,12 +261,19 @@ class Trainer:
                 config.wandb_tags,
             )
             opened.callback(wandb.finish, failed=True)
+        names = action_names(self.env)
+        write_actions_file(RunDir(run_dir).actions, names, config.distractor_actions)
+        # TensorBoard's causal/w0_thigh_joint; tasks without names keep causal/w0.
+        self.action_tags = [
+            "" if name == f"a{i}" else "_" + "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
+            for i, name in enumerate(names)
+        ]
         self.logger = RunLogger(
             run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
         )
         self.checkpoint_metadata = {
             "env": config.env, "env_kwargs": config.env_kwargs, "reward": config.reward, "algo": config.algo,
-            "seed": config.seed, "obs_dim": obs_dim, "action_dim": action_dim, "hidden_size": config.hidden_size,
+            "seed": config.seed, "distractor_actions": config.distractor_actions, "obs_dim": obs_dim, "action_dim": action_dim, "hidden_size": config.hidden_size,
             "action_low": torch.as_tensor(self.env.action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(self.env.action_space.high, dtype=torch.float32),
         }
@@ -462,12 +480,13 @@ class Trainer:
         assert self.causal_agent is not None
         self.causal_agent.set_causal_weights(fit.weights)
         weights = {f"w{i}": float(w) for i, w in enumerate(fit.weights)}
+        tags = {f"causal/{column}{self.action_tags[i]}": value for i, (column, value) in enumerate(weights.items())}
         self.logger.causal.write(
             env_step=self.env_step, **weights, method=fit.method, seconds=fit.seconds,
             dropped_columns=len(fit.dropped), note=fit.note,
         )
         self.logger.scalars(
-            {**{f"causal/{name}": value for name, value in weights.items()}, "causal/seconds": fit.seconds,
+            {**tags, "causal/seconds": fit.seconds,
              "causal/dropped_columns": len(fit.dropped)},
             self.env_step,
         )

@@ -186,11 +186,15 @@ def check_video_support(env_id: str) -> None:
 
 
 def make_render_env(
-    env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, factory: EnvFactory | None = None
+    env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, factory: EnvFactory | None = None,
+    distractor_actions: int = 0,
 ) -> gym.Env:
     """`make_env` with ``render_mode="rgb_array"``, after choosing the OpenGL back-end where one is needed."""
     check_video_support(env_id)
-    return make_env(env_id, reward=reward, render_mode="rgb_array", env_kwargs=env_kwargs, factory=factory)
+    return make_env(
+        env_id, reward=reward, render_mode="rgb_array", env_kwargs=env_kwargs, factory=factory,
+        distractor_actions=distractor_actions,
+    )
 
 
 def frames_per_second(env: gym.Env) -> float:
@@ -377,8 +381,10 @@ def record_run(
     path = RunDir(run_dir).eval_video(checkpoint) if path is None else path
     writers: list[Mp4Writer] = []
 
-    def make_recording_env(env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
-        env = make_render_env(env_id, reward, env_kwargs)
+    def make_recording_env(
+        env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, distractor_actions: int = 0
+    ) -> gym.Env:
+        env = make_render_env(env_id, reward, env_kwargs, distractor_actions=distractor_actions)
         writers.append(Mp4Writer(path, frames_per_second(env)))
         return FrameRecorder(env, writers[-1].append)
 
@@ -463,11 +469,11 @@ class TrainingVideo:
 
     def __init__(
         self, run_dir: Path, env_id: str, reward: str, seed: int, env_kwargs: Mapping[str, Any] | None = None,
-        factory: EnvFactory | None = None,
+        factory: EnvFactory | None = None, distractor_actions: int = 0,
     ) -> None:
         self.run_dir = RunDir(run_dir)
         self.seed = seed
-        self.env = make_render_env(env_id, reward, env_kwargs, factory)
+        self.env = make_render_env(env_id, reward, env_kwargs, factory, distractor_actions)
         self.fps = frames_per_second(self.env)
 
     def record(self, policy: Policy, env_step: int, tensorboard: Any = None) -> VideoClip:
