@@ -87,7 +87,7 @@ def test_train_writes_every_file(trained_run: Path):
     events = EventAccumulator(str(trained_run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "causal/w0", "eval/return_mean", "reset/factor"}
+    expected = {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "causal/w0_thigh_joint", "eval/return_mean", "reset/factor"}
     assert expected <= tags
     assert [event.step for event in events.Scalars("eval/return_mean")] == [600, 1200]
 
