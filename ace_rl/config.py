@@ -341,12 +341,23 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+# Which settings define an experiment, in one place. Every other list of settings derives from these.
+#
+# Where and how one process executes a run, never what the run is. A sweep decides them for its runs (they are
+# not sweep options) and leaves them out when it compares a stored specification with a command.
+EXECUTION_SETTINGS = frozenset({"run_dir", "resume", "threads", "progress"})
 # Settings that may change when a run is resumed: how long it runs, where and how it reports. Everything
 # else would make the continued run a different experiment.
 RESUMABLE_SETTINGS = frozenset(
     {"total_steps", "device", "threads", "compile", "progress", "checkpoint_every", "log_every", "resume",
      "video_every", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags"}
 )
+# Settings that do not define the experiment: two runs that differ only in them are the same experiment.
+NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS
+# What a report leaves out when it groups runs into one curve: the settings above, the seed (the runs of a group
+# differ in it), the evaluation schedule (curves of other lengths and periods are aligned, not split) and the
+# causal fit's time limit (a guard, not a setting of the algorithm).
+UNGROUPED_SETTINGS = NON_EXPERIMENT_SETTINGS | {"seed", "eval_every", "eval_episodes", "causal_time_limit"}
 
 
 # The settings every config.json has held since the first release; settings added later take their
@@ -404,11 +415,11 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]:
-    """The settings that define the experiment (all but RESUMABLE_SETTINGS and run_dir) and differ."""
+    """The settings that define the experiment (all but NON_EXPERIMENT_SETTINGS) and differ."""
     return [
         field.name
         for field in dataclasses.fields(TrainConfig)
-        if field.name not in RESUMABLE_SETTINGS | {"run_dir"}
+        if field.name not in NON_EXPERIMENT_SETTINGS
         and getattr(first, field.name) != getattr(second, field.name)
     ]
 
