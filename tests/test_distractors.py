@@ -17,6 +17,7 @@ from ace_rl.actions import DistractorActions, action_names
 from ace_rl.causal import causal_weights
 from ace_rl.config import equals_sac_reason, preset_config
 from ace_rl.envs import make_env, seed_env
+from ace_rl.report import figures as report_figures
 
 TINY = [
     "--env", "Hopper-v5", "--preset", "small", "--start-steps", "200", "--batch-size", "64", "--hidden-size", "32",
@@ -157,7 +158,7 @@ def test_a_sweep_labels_the_ablation_and_the_report_marks_the_distractors(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
 
     legends: dict[str, list[str]] = {}
-    save = report._save
+    save = report_figures._save
 
     def keep_legend(fig, out, stem, figures):
         legend = fig.axes[0].get_legend()
@@ -165,7 +166,7 @@ def test_a_sweep_labels_the_ablation_and_the_report_marks_the_distractors(tmp_pa
             legends[stem] = [text.get_text() for text in legend.get_texts()]
         save(fig, out, stem, figures)
 
-    monkeypatch.setattr(report, "_save", keep_legend)
+    monkeypatch.setattr(report_figures, "_save", keep_legend)
     report.make_report([sweep], tmp_path / "report", reps=20)
     groups = {row["group"] for row in rows(tmp_path / "report" / "summary.csv") if row["section"] == "task"}
     assert groups == {"ace causal_method=sink", "ace causal_method=none"}
