@@ -24,7 +24,7 @@ class CheckpointError(ValueError):
     """A checkpoint is missing or unreadable."""
 
 
-POLICY_ENTRIES = ("algo", "obs_dim", "action_dim", "hidden_size", "action_low", "action_high", "env")
+POLICY_ENTRIES = ("obs_dim", "action_dim", "hidden_size", "action_low", "action_high", "env", "algo")
 """What a best.pt / final.pt holds besides the weights ("actor"): the agent's registered name rebuilds the policy
 (ace_rl.agents.AgentSpec.make_policy) from the sizes and action bounds; "env" (and "env_kwargs", "reward") rebuild
 its task."""

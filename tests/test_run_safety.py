@@ -437,9 +437,11 @@ def test_actor_gradients_survive_a_checkpoint_so_a_reset_on_a_critic_only_update
 
     last = batch()
     rng = torch.get_rng_state()
-    _, reset_uninterrupted = uninterrupted.update(last)
+    uninterrupted.update(last)
+    reset_uninterrupted = uninterrupted.last_reset
     torch.set_rng_state(rng)
-    _, reset_resumed = resumed.update(last)
+    resumed.update(last)
+    reset_resumed = resumed.last_reset
     assert reset_uninterrupted is not None and reset_uninterrupted.update == 7
     assert reset_resumed == reset_uninterrupted
     for a, b in zip(uninterrupted.actor.parameters(), resumed.actor.parameters()):
