@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
+from ace_rl.runstate import create_run_dir
 from ace_rl.video import TrainingVideo, check_video_support
 from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
@@ -79,39 +79,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
-
-
-def _run_dir_stem(config: TrainConfig) -> Path:
-    env_name, algo_name = ("".join(c if c.isalnum() or c in "-_." else "_" for c in name) for name in (config.env, config.algo))
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{env_name}__{algo_name}__s{config.seed}__{stamp}"
-
-
-def create_run_dir(run_dir: Path | None, config: TrainConfig) -> Path:
-    """Create the run directory (``runs/ENV__ALGO__sSEED__TIME`` when none is given) and return it.
-
-    A default name is claimed with an exclusive mkdir, with a numbered suffix on a clash, so identical
-    commands started in the same second never share a directory. Any OS failure becomes one line.
-    """
-    if run_dir is None:
-        stem = _run_dir_stem(config)
-        for attempt in range(1, 1000):
-            candidate = stem if attempt == 1 else stem.with_name(f"{stem.name}-{attempt}")
-            try:
-                candidate.mkdir(parents=True)
-                return candidate
-            except FileExistsError:
-                continue
-            except OSError as error:
-                raise RunDirError(f"cannot create run directory {candidate}: {error.strerror or error}") from None
-        raise RunDirError(f"cannot find a free run directory name next to {stem}")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--run-dir {run_dir} is a file, not a directory")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunDirError(f"cannot create run directory {run_dir}: {error.strerror or error}") from None
-    return run_dir
 
 
 def refuse_used_run_dir(run_dir: Path) -> None:
