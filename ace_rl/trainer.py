@@ -11,10 +11,8 @@ an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import math
 import signal
 import sys
 import threading
@@ -26,10 +24,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
-from ace_rl.causal import CausalTimeLimitError, causal_weights, estimate_directlingam_seconds
+from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.checkpoint import (
     load_training_state,
     remove_unusable_files,
@@ -48,7 +47,14 @@ from ace_rl.config import (
 )
 from ace_rl.actions import action_names
 from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
-from ace_rl.evaluation import run_episodes
+from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train's API
+    CausalFits,
+    CheckpointSchedule,
+    Evaluation,
+    LossLog,
+    NonFiniteError,
+    finite_parameters_or_raise,
+)
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
@@ -60,10 +66,6 @@ from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 EVAL_SEED_OFFSET = 10_000  # the evaluation environment gets a seed of its own
 VIDEO_SEED_OFFSET = 20_000  # and so does the environment that --video-every records
 STATE_FORMAT = 1
-
-
-class NonFiniteError(RuntimeError):
-    """A loss or a parameter became NaN or infinite; training stopped before saving it."""
 
 
 class TrainingStopped(Exception):
@@ -195,19 +197,12 @@ class Trainer:
         self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
         self.episode = 0
-        self.best_return = -math.inf
-        # What best.pt holds (actor weights, env step, return), kept in every full-state checkpoint so that a
-        # resumed run restores the best.pt of its checkpoint's time, not one written after it.
-        self.best_policy: dict[str, Any] | None = None
-        self.last_eval_return: float | None = None
-        self.next_checkpoint = config.checkpoint_every
+        self.checkpoints = CheckpointSchedule(config.checkpoint_every)
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
         self.last_state_path: Path | None = None
         self.stop_signal: str | None = None
         self.episode_return, self.episode_length = 0.0, 0
         self.episode_running = False  # whether the current episode has taken a step
-        self.pending_metrics: dict[str, torch.Tensor] = {}
-        self.check_every_update = self.device.type == "cpu"  # reading a loss on a GPU would synchronise it
 
         # The environment is reset at the start of the step after an episode ends, so that a checkpoint
         # written at an episode end (or at the end of the run) sits just before that reset.
@@ -230,21 +225,24 @@ class Trainer:
             opened.callback(wandb.finish, failed=True)
         names = action_names(self.env)
         write_actions_file(RunDir(run_dir).actions, names, config.distractor_actions)
-        # TensorBoard's causal/w0_thigh_joint; tasks without names keep causal/w0.
-        self.action_tags = [
-            "" if name == f"a{i}" else "_" + "".join(c if c.isalnum() or c in "_-." else "_" for c in name)
-            for i, name in enumerate(names)
-        ]
         self.logger = RunLogger(
             run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
         )
+        # The parts that hang off the loop (ace_rl.loop_parts), each with its own state.
+        self.evaluation = Evaluation(config, self.eval_env, self.logger, self.write_policy)
+        self.causal_fits = (
+            CausalFits(config, self.causal_agent, self.logger, names) if self.causal_agent is not None else None
+        )
+        self.losses = LossLog(config, self.logger, self.device, lambda: str(self.last_state_path or "none yet"))
+        if resume_state is not None:
+            self.evaluation.load_state_dict(resume_state)
         self.checkpoint_metadata = {
             "env": config.env, "env_kwargs": config.env_kwargs, "reward": config.reward, "algo": config.algo,
             "seed": config.seed, "distractor_actions": config.distractor_actions, "obs_dim": obs_dim, "action_dim": action_dim, "hidden_size": config.hidden_size,
             "action_low": torch.as_tensor(self.env.action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(self.env.action_space.high, dtype=torch.float32),
         }
-        self.first_step = self.env_step
+        self.losses.first_step = self.env_step
         self.started = time.perf_counter()
 
     # ----------------------------------------------------------------------------------------------
@@ -257,10 +255,8 @@ class Trainer:
             "env_step": self.env_step,
             "episode": self.episode,
             "mid_episode": mid_episode,
-            "best_return": self.best_return,
-            "best_policy": self.best_policy,
-            "last_eval_return": self.last_eval_return,
-            "next_checkpoint": self.next_checkpoint,
+            **self.evaluation.state_dict(),
+            "next_checkpoint": self.checkpoints.next,
             "elapsed_seconds": self.elapsed(),
             "agent": self.agent.state_dict(),
             "replay": self.replay.state_dict(),
@@ -274,10 +270,7 @@ class Trainer:
             raise ConfigError(f"checkpoint format {state.get('format')} is not supported (expected {STATE_FORMAT})")
         self.env_step = int(state["env_step"])
         self.episode = int(state["episode"])
-        self.best_return = float(state["best_return"])
-        self.best_policy = state.get("best_policy")
-        self.last_eval_return = state["last_eval_return"]
-        self.next_checkpoint = int(state["next_checkpoint"])
+        self.checkpoints.next = int(state["next_checkpoint"])
         self.elapsed_before = float(state["elapsed_seconds"])
         self.agent.load_state_dict(state["agent"])
         self.replay.load_state_dict(state["replay"])
@@ -286,72 +279,21 @@ class Trainer:
         restore_env_rng(self.eval_env, state["eval_env_rng"])
 
     def restore_best_policy(self, state: dict[str, Any]) -> str | None:
-        """After loading the checkpoint ``state``: make best.pt the best policy as of that checkpoint, the one an
-        uninterrupted run has at that env step, and say so when best.pt changed (a process killed after the
-        checkpoint may have written a newer one, whose return the resumed run's best_return does not know).
-
-        A checkpoint from before best.pt's content was kept in it cannot restore it: its best.pt, if readable,
-        stays, and its return becomes the run's best return, so that only a better policy replaces it."""
-        path = RunDir(self.run_dir).policy("best")
-        try:
-            # Read, not built into an actor: building one would draw from the random state just restored.
-            stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
-        except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced like a missing one
-            stored = None
-        if not isinstance(stored, dict) or not isinstance(stored.get("actor"), dict):
-            stored = None
-        if "best_policy" not in state:
-            if stored is None or stored.get("eval_return_mean") is None:
-                return None
-            self.best_policy = {
-                "actor": stored["actor"], "env_step": int(stored.get("env_step", 0)),
-                "eval_return_mean": float(stored["eval_return_mean"]),
-            }
-            if self.best_policy["eval_return_mean"] <= self.best_return:
-                return None
-            self.best_return = self.best_policy["eval_return_mean"]
-            return (
-                f"kept {path.name} of env step {self.best_policy['env_step']}, written after the checkpoint (which "
-                f"predates keeping the best policy in checkpoints); its return {self.best_return:.6g} is the run's best"
-            )
-        if self.best_policy is None:
-            if not path.exists():
-                return None
-            path.unlink(missing_ok=True)
-            return f"removed {path.name}: it was written after the checkpoint, which has no best policy yet"
-        best_step, best_return = self.best_policy["env_step"], self.best_policy["eval_return_mean"]
-        if stored is not None and (stored.get("env_step"), stored.get("eval_return_mean")) == (best_step, best_return):
-            return None
-        actor = copy.deepcopy(self.agent.actor)
-        actor.load_state_dict(self.best_policy["actor"])
-        save_policy(
-            path, actor,
-            {**self.checkpoint_metadata, "env_step": best_step, "eval_return_mean": best_return},
-        )
-        replaced = "" if stored is None else f" in place of the one of env step {stored.get('env_step')}"
-        return f"restored {path.name} to the best policy as of the checkpoint (env step {best_step}){replaced}"
+        """best.pt as of the checkpoint ``state`` (Evaluation.restore_best_policy); what changed, if anything."""
+        return self.evaluation.restore_best_policy(state, RunDir(self.run_dir).policy("best"), self.agent.actor)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def check_parameters_finite(self) -> None:
-        """Refuse to save parameters that are NaN or infinite: the last checkpoint stays the last good state."""
-        for name, param in self.agent.trained_parameters():
-            if not torch.isfinite(param).all():
-                raise NonFiniteError(
-                    f"parameter {name} is not finite at env step {self.env_step}; not saving it. "
-                    f"Last good checkpoint: {self.last_state_path or 'none'}"
-                )
-
     def save_state(self, mid_episode: bool) -> None:
-        self.check_parameters_finite()
+        finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
         self.last_state_path = save_training_state(self.run_dir, self.env_step, self.state_dict(mid_episode))
 
-    def save_policy(self, name: str) -> None:
-        self.check_parameters_finite()
+    def write_policy(self, name: str, actor: nn.Module, env_step: int, eval_return: float | None) -> None:
+        finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
         save_policy(
-            RunDir(self.run_dir).policy(name), self.agent.actor,
-            {**self.checkpoint_metadata, "env_step": self.env_step, "eval_return_mean": self.last_eval_return},
+            RunDir(self.run_dir).policy(name), actor,
+            {**self.checkpoint_metadata, "env_step": env_step, "eval_return_mean": eval_return},
         )
 
     # ----------------------------------------------------------------------------------------------
@@ -373,8 +315,8 @@ class Trainer:
             while self.env_step < config.total_steps:
                 self.step()
                 progress.update(1)
-                if self.last_eval_return is not None and self.env_step % config.eval_every == 0:
-                    progress.set_postfix(eval_return=f"{self.last_eval_return:.1f}", refresh=False)
+                if self.evaluation.last_return is not None and self.env_step % config.eval_every == 0:
+                    progress.set_postfix(eval_return=f"{self.evaluation.last_return:.1f}", refresh=False)
             self.finish()
         finally:
             for sig, handler in previous_handlers.items():
@@ -389,15 +331,15 @@ class Trainer:
             self.reset_pending = False
         self.env_step += 1
         next_obs, terminated, truncated = self.collect()
-        if self.causal_fit_due():
-            self.fit_causal_model()
+        if self.causal_fits is not None and self.causal_fits.due(self.env_step, len(self.replay)):
+            self.causal_fits.fit(self.replay, self.env_step)
         if len(self.replay) >= config.batch_size:
             self.update_agent()
-        if self.env_step % config.log_every == 0 and self.pending_metrics:
-            self.log_losses()
-        if self.env_step % config.eval_every == 0 or self.env_step == config.total_steps:
-            self.evaluate()
-        if config.video_every > 0 and self.env_step % config.video_every == 0:
+        if self.losses.due(self.env_step):
+            self.losses.write(self.env_step, self.agent.updates)
+        if self.evaluation.due(self.env_step):
+            self.evaluation.run(self.agent, self.env_step, self.elapsed())
+        if self.video is not None and self.env_step % config.video_every == 0:
             self.record_video()
         episode_over = terminated or truncated
         if episode_over:
@@ -427,45 +369,12 @@ class Trainer:
         self.episode_running = True
         return next_obs, bool(terminated), bool(truncated)
 
-    def causal_fit_due(self) -> bool:
-        config = self.config
-        return (
-            self.causal_agent is not None
-            and self.env_step % config.causal_interval == 0
-            and len(self.replay) >= config.causal_samples
-        )
-
-    def fit_causal_model(self) -> None:
-        config = self.config
-        try:
-            fit = causal_weights(
-                *self.replay.latest(config.causal_samples), method=config.causal_method,
-                time_limit=config.causal_time_limit,
-            )
-        except CausalTimeLimitError as error:
-            raise ConfigError(f"causal fit at env step {self.env_step}: {error}") from None
-        assert self.causal_agent is not None
-        self.causal_agent.set_causal_weights(fit.weights)
-        weights = {f"w{i}": float(w) for i, w in enumerate(fit.weights)}
-        tags = {f"causal/{column}{self.action_tags[i]}": value for i, (column, value) in enumerate(weights.items())}
-        self.logger.causal.write(
-            env_step=self.env_step, **weights, method=fit.method, seconds=fit.seconds,
-            dropped_columns=len(fit.dropped), note=fit.note,
-        )
-        self.logger.scalars(
-            {**tags, "causal/seconds": fit.seconds,
-             "causal/dropped_columns": len(fit.dropped)},
-            self.env_step,
-        )
-
     def update_agent(self) -> None:
         """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""
         for _ in range(self.config.updates_per_step):
             metrics = self.agent.update(self.replay.sample(self.config.batch_size, self.device))
-            self.pending_metrics.update(metrics)
+            self.losses.add(metrics, self.env_step, self.agent.updates)
             reset = self.resetting_agent.last_reset if self.resetting_agent is not None else None
-            if self.check_every_update:
-                self.check_finite(metrics)
             if reset is not None:
                 self.logger.resets.write(
                     env_step=self.env_step, update=reset.update, dormancy_ratio=reset.dormancy_ratio,
@@ -474,47 +383,6 @@ class Trainer:
                 self.logger.scalars(
                     {"reset/dormancy_ratio": reset.dormancy_ratio, "reset/factor": reset.factor}, self.env_step
                 )
-
-    def log_losses(self) -> None:
-        if not self.check_every_update:
-            self.check_finite(self.pending_metrics)
-        self.logger.scalars({name: float(value) for name, value in self.pending_metrics.items()}, self.env_step)
-        seconds = time.perf_counter() - self.started
-        self.logger.scalars({"train/steps_per_second": (self.env_step - self.first_step) / seconds}, self.env_step)
-
-    def check_finite(self, metrics: dict[str, torch.Tensor]) -> None:
-        for name, value in metrics.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteError(
-                    f"{name} became {float(value)} at env step {self.env_step} (update {self.agent.updates}); "
-                    f"training stopped. Last good checkpoint: {self.last_state_path or 'none yet'}"
-                )
-
-    def evaluate(self) -> None:
-        config = self.config
-        episodes = run_episodes(lambda obs: self.agent.act(obs, deterministic=True), self.eval_env, config.eval_episodes)
-        mean_return, std_return = float(episodes.returns.mean()), float(episodes.returns.std())
-        success_rate = episodes.success_rate
-        self.last_eval_return = mean_return
-        self.logger.metrics.write(
-            env_step=self.env_step, updates=self.agent.updates, eval_return_mean=mean_return,
-            eval_return_std=std_return, eval_success_rate="" if success_rate is None else success_rate,
-            wall_time=self.elapsed(),
-        )
-        scalars = {"eval/return_mean": mean_return, "eval/return_std": std_return}
-        if success_rate is not None:
-            scalars["eval/success_rate"] = success_rate
-        self.logger.scalars(scalars, self.env_step)
-        if self.logger.wandb is not None:
-            self.logger.wandb.tables(self.env_step)
-        if mean_return > self.best_return:
-            self.best_return = mean_return
-            self.save_policy("best")
-            self.best_policy = {
-                "actor": {name: value.detach().cpu().clone() for name, value in self.agent.actor.state_dict().items()},
-                "env_step": self.env_step,
-                "eval_return_mean": mean_return,
-            }
 
     def record_video(self) -> None:
         """One deterministic episode into RUN/videos/step-XXXXXXXX.mp4, TensorBoard and W&B."""
@@ -534,14 +402,12 @@ class Trainer:
         self.logger.scalars({"train/episode_return": self.episode_return}, self.env_step)
         self.episode_return, self.episode_length = 0.0, 0
         self.episode_running = False
-        if self.env_step >= self.next_checkpoint:
-            checkpoint_every = self.config.checkpoint_every
-            self.next_checkpoint = (self.env_step // checkpoint_every + 1) * checkpoint_every
+        if self.checkpoints.due(self.env_step):
             self.save_state(mid_episode=False)
 
     def finish(self) -> None:
         """The final policy and a last full-state checkpoint (from which a longer run can continue)."""
-        self.save_policy("final")
+        self.write_policy("final", self.agent.actor, self.env_step, self.evaluation.last_return)
         self.save_state(mid_episode=self.episode_running)
 
     def _request_stop(self, signum: int, frame: object) -> None:
