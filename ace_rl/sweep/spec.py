@@ -1,0 +1,341 @@
+"""What a sweep runs: the grid (env x algo x seed x any swept option), each grid point's name and `ace-rl train`
+options, the specification written once to sweep.json (with the ace-rl version and git commit), and the checks
+that a later invocation asks for the same sweep. Nothing here imports Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import ace_rl
+from ace_rl.config import EXECUTION_SETTINGS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
+from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir
+from ace_rl.runstate import safe_name
+from ace_rl.sweep.args import MAX_RUNS, SweepArgs, SweepError, execution_argv, given_settings, split_train_options
+
+TrainParser = Callable[[Sequence[str]], TrainConfig]
+
+# The sweep directory (ace_rl/sweep/__init__.py draws it)
+SPEC_FILE = "sweep.json"
+STATUS_FILE = "sweep_status.json"
+LOGS = "logs"
+RAY_LOG = "ray.log"  # logs/ray.log: what Ray's core prints in the driver while the sweep runs
+SWEEP_FILES = frozenset({SPEC_FILE, STATUS_FILE, LOGS, LOCK, SPEC_FILE + TEMPORARY_SUFFIX, STATUS_FILE + TEMPORARY_SUFFIX})
+SPEC_FORMAT = 1
+
+AXES = ("env", "algo", "seed")  # always part of the grid and of every run's name
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Seeds
+# --------------------------------------------------------------------------------------------------------------
+_SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def parse_seeds(values: Sequence[str]) -> list[int]:
+    """Seeds and inclusive ranges (`0-4`, `0 1 5-7`) in the order given; duplicates are refused, and so are
+    more than MAX_RUNS seeds (checked before a range is expanded)."""
+    seeds: list[int] = []
+    for value in values:
+        text = value.strip()
+        match = _SEED_RANGE.match(text)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2))
+            if last < first:
+                raise SweepError(f"--seed {value}: a range goes upwards, e.g. {last}-{first}")
+            _check_seed_count(value, len(seeds) + last - first + 1)
+            seeds.extend(range(first, last + 1))
+        elif text.isdigit():
+            _check_seed_count(value, len(seeds) + 1)
+            seeds.append(int(text))
+        else:
+            raise SweepError(f"--seed {value!r} is neither a seed (0, 1, ...) nor a range such as 0-4")
+    duplicates = sorted(seed for seed, count in Counter(seeds).items() if count > 1)
+    if duplicates:
+        raise SweepError(f"--seed gives seed {', '.join(map(str, duplicates))} more than once")
+    return seeds
+
+
+def _check_seed_count(value: str, count: int) -> None:
+    if count > MAX_RUNS:
+        raise SweepError(
+            f"--seed {value} brings the number of seeds to {count:,}, more than the {MAX_RUNS:,} runs a sweep takes; "
+            "split the seeds over several sweeps"
+        )
+
+
+def format_seeds(seeds: Sequence[int]) -> str:
+    """`0 1 2 3 4 7` -> `0-4 7` (the inverse of parse_seeds for sorted seeds)."""
+    parts: list[str] = []
+    for _, group in itertools.groupby(enumerate(seeds), key=lambda pair: pair[1] - pair[0]):
+        consecutive = [seed for _, seed in group]
+        parts.append(str(consecutive[0]) if len(consecutive) == 1 else f"{consecutive[0]}-{consecutive[-1]}")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The grid and its runs
+# --------------------------------------------------------------------------------------------------------------
+def run_name(point: dict[str, Any]) -> str:
+    """`Hopper-v5__ace__s0`, then `__OPTION-VALUE` for each further swept option (`__reset-none`)."""
+    extras = [f"__{axis}-{safe_name(str(value))}" for axis, value in point.items() if axis not in AXES]
+    return f"{safe_name(str(point['env']))}__{point['algo']}__s{point['seed']}" + "".join(extras)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One grid point: its name, its place in the grid, and the `ace-rl train` options that make it."""
+
+    name: str
+    point: dict[str, Any]
+    argv: tuple[str, ...]  # the train options, without --run-dir and the execution settings
+    run_dir: Path
+    total_steps: int
+
+    @property
+    def train_argv(self) -> list[str]:
+        return [*self.argv, "--run-dir", str(self.run_dir)]
+
+
+# Sent to Ray workers, so named as the package exports it: a driver and a worker whose code was laid out
+# differently (ace_rl/sweep.py before it became a package) still find each other's classes.
+PlannedRun.__module__ = "ace_rl.sweep"
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs: the grid's axes (env, algo, seed, then any swept option) and the common options."""
+
+    grid: dict[str, list[Any]]
+    options: list[str]
+
+    def points(self) -> list[dict[str, Any]]:
+        axes = list(self.grid)
+        return [dict(zip(axes, values)) for values in itertools.product(*(self.grid[axis] for axis in axes))]
+
+
+def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
+    common, swept = split_train_options(train_tokens)
+    defaults = TrainConfig()
+    grid: dict[str, list[Any]] = {
+        "env": _unique("--env", args.env) or [defaults.env],
+        "algo": _unique("--algo", args.algo) or [defaults.algo],
+        "seed": parse_seeds(args.seed) if args.seed else [defaults.seed],
+    }
+    grid.update(swept)
+    runs = 1
+    for values in grid.values():
+        runs *= len(values)
+    if runs > MAX_RUNS:
+        shape = " x ".join(f"{len(values)} {axis}" for axis, values in grid.items())
+        raise SweepError(f"the grid has {runs:,} runs ({shape}), more than the {MAX_RUNS:,} a sweep takes; split it over several sweeps")
+    return SweepSpec(grid=grid, options=common)
+
+
+def group_wandb_runs(spec: SweepSpec, out: Path) -> None:
+    """Runs logged to W&B (--wandb-project) are grouped under the sweep directory's name unless a group is given."""
+    given = given_settings(spec.options) | {axis.replace("-", "_") for axis in spec.grid}
+    if "wandb_project" in given and "wandb_group" not in given:
+        spec.options.extend(["--wandb-group", out.name])
+
+
+def _unique(flag: str, values: Sequence[str]) -> list[str]:
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise SweepError(f"{flag} gives {', '.join(repeated)} more than once")
+    return list(values)
+
+
+def plan_runs(
+    spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_run: int = 1,
+) -> list[tuple[PlannedRun, TrainConfig]]:
+    """Every grid point as a run and its configuration, built by `ace-rl train`'s own parser and validated.
+
+    Raises SweepError (one line, naming the run) for the first grid point that `ace-rl train` would refuse.
+    """
+    out = out.resolve()
+    planned: list[tuple[PlannedRun, TrainConfig]] = []
+    names: dict[str, dict[str, Any]] = {}
+    # The seed sets nothing but itself, so each grid point without its seed is parsed once (20 ms a parse).
+    parsed: dict[tuple[tuple[str, str], ...], TrainConfig] = {}
+    for point in spec.points():
+        name = run_name(point)
+        if name in names:
+            raise SweepError(f"grid points {names[name]} and {point} would share the run directory {name}")
+        names[name] = point
+        argv = [*spec.options, "--env", str(point["env"]), "--algo", str(point["algo"]), "--seed", str(point["seed"])]
+        for axis, value in point.items():
+            if axis not in AXES:
+                argv.extend([f"--{axis}", str(value)])
+        run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=0)
+        unseeded = tuple((axis, str(value)) for axis, value in point.items() if axis != "seed")
+        try:
+            if unseeded in parsed:
+                config = dataclasses.replace(parsed[unseeded], seed=int(point["seed"]), run_dir=run.run_dir)
+            else:
+                config = parsed[unseeded] = parse_train([*run.train_argv, *execution_argv(threads_per_run)])
+            validate(config)
+        except ConfigError as error:
+            raise SweepError(f"run {name}: {error}") from None
+        planned.append((dataclasses.replace(run, total_steps=config.total_steps), config))
+    return planned
+
+
+def check_environments(configs: Iterable[TrainConfig]) -> None:
+    """Make each task once, so that an unknown or uninstalled environment is refused before anything runs."""
+    from ace_rl.envs import EnvError  # Gymnasium and PyTorch: not for --status
+    from ace_rl.trainer import check_causal_time_limit, probe_environment
+
+    sizes: dict[tuple[str, str, str], int] = {}
+    checked: set[tuple[Any, ...]] = set()
+    for config in configs:
+        key = (config.env, config.reward, json.dumps(config.env_kwargs, sort_keys=True))
+        if key not in sizes:
+            try:
+                sizes[key] = probe_environment(config)
+            except EnvError as error:
+                raise SweepError(str(error)) from None
+        causal = (*key, config.algo, config.causal_method, config.causal_samples, config.causal_time_limit)
+        if causal not in checked:
+            checked.add(causal)
+            check_causal_time_limit(config, sizes[key])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sweep.json: the specification, written once; a later invocation must match it
+# --------------------------------------------------------------------------------------------------------------
+def experiment_settings(config: TrainConfig) -> dict[str, Any]:
+    """The configuration without the settings that only decide where and how a run executes."""
+    values = to_json_dict(config)
+    for name in EXECUTION_SETTINGS:
+        values.pop(name, None)
+    return json.loads(json.dumps(values))  # as sweep.json holds them (tuples become lists), so that both compare
+
+
+def spec_document(spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]], command: Sequence[str]) -> dict[str, Any]:
+    commit, dirty = git_commit(Path(ace_rl.__file__).parent)
+    return {
+        "format": SPEC_FORMAT,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "command": ["ace-rl", "sweep", *command],
+        "ace_rl_version": ace_rl.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "grid": spec.grid,
+        "options": spec.options,
+        "runs": [
+            {"name": run.name, "point": run.point, "argv": list(run.argv), "config": experiment_settings(config)}
+            for run, config in planned
+        ],
+    }
+
+
+def git_commit(package_dir: Path) -> tuple[Optional[str], Optional[bool]]:
+    """The commit of the git checkout the package is imported from, and whether the package has uncommitted
+    changes; (None, None) for an installed copy or without git."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        tracked = git("ls-files", "--error-unmatch", "__init__.py")  # a venv inside a repository is not its source
+        if head.returncode != 0 or tracked.returncode != 0:
+            return None, None
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        return head.stdout.strip(), bool(changes.stdout.strip()) if changes.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def load_spec(out: Path) -> dict[str, Any]:
+    path = out / SPEC_FILE
+    try:
+        document = json.loads(path.read_text())
+        readable = (
+            isinstance(document.get("grid"), dict) and isinstance(document.get("options"), list)
+            and all(isinstance(run["name"], str) and "total_steps" in run["config"] for run in document["runs"])
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SweepError(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+    if not readable:
+        raise SweepError(f"{path} is not a sweep specification written by ace-rl sweep")
+    return document
+
+
+def stored_spec(document: dict[str, Any]) -> SweepSpec:
+    return SweepSpec(grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"]))
+
+
+def _describe_values(axis: str, values: Optional[Sequence[Any]]) -> str:
+    if values is None:
+        return "(not swept)"
+    if axis == "seed" and all(isinstance(v, int) for v in values):
+        return format_seeds(values)
+    return " ".join(str(v) for v in values)
+
+
+def _changed_settings(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings whose values differ, in the order of ``before`` then those only ``now`` has."""
+    return [name for name in [*before, *(n for n in now if n not in before)] if before.get(name) != now.get(name)]
+
+
+def spec_differences(stored: dict[str, Any], spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> list[str]:
+    """What differs between sweep.json and this command's specification, one phrase per difference."""
+    differences = []
+    for axis in [*stored["grid"], *(a for a in spec.grid if a not in stored["grid"])]:
+        before, now = stored["grid"].get(axis), spec.grid.get(axis)
+        if before != now:
+            differences.append(f"--{axis} {_describe_values(axis, before)} in {SPEC_FILE}, {_describe_values(axis, now)} now")
+    if differences:
+        return differences
+    stored_configs = {run["name"]: run["config"] for run in stored["runs"]}
+    changed: dict[str, tuple[Any, Any]] = {}
+    for run, config in planned:
+        before = stored_configs.get(run.name, {})
+        now = experiment_settings(config)
+        for name in _changed_settings(before, now):
+            changed.setdefault(name, (before.get(name), now.get(name)))
+    return [f"{name} {before} in {SPEC_FILE}, {now} now (--{name.replace('_', '-')})" for name, (before, now) in changed.items()]
+
+
+def holds_files(out: Path) -> bool:
+    """Whether the directory ``out`` holds anything besides the lock of a sweep."""
+    return out.is_dir() and any(path.name != LOCK for path in out.iterdir())
+
+
+def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> None:
+    """A sweep directory without sweep.json (deleted) is taken up by the command that created it: everything in
+    it must be the sweep's own files or a run of this grid whose config.json, where it has one, holds the
+    experiment settings this command plans for it. Raises SweepError naming the first that is not."""
+    if not out.is_dir():
+        return
+    advice = f"give the command that created {shown}, or choose a new --out"
+    configs = {run.name: config for run, config in planned}
+    for path in sorted(out.iterdir()):
+        if path.name not in SWEEP_FILES and not (path.name in configs and path.is_dir()):
+            raise SweepError(f"--out {shown} has no {SPEC_FILE} and holds {path.name}, which is no run of this grid; {advice}")
+    for run, config in planned:
+        layout = RunDir(run.run_dir)
+        if not layout.is_run():
+            continue  # stopped before its config.json: it starts like a new run
+        try:
+            stored = config_from_json_dict(json.loads(layout.config.read_text()), str(layout.config))
+        except (OSError, ValueError) as error:  # ConfigError is a ValueError and names the file
+            message = str(error) if isinstance(error, ConfigError) else f"{layout.config} is unreadable ({error})"
+            raise SweepError(f"--out {shown} has no {SPEC_FILE}, and {message}; {advice}") from None
+        before, now = experiment_settings(stored), experiment_settings(config)
+        changed = _changed_settings(before, now)
+        if changed:
+            differences = ", ".join(
+                f"{name} {before.get(name)} in its config.json, {now.get(name)} now (--{name.replace('_', '-')})" for name in changed
+            )
+            raise SweepError(f"--out {shown} has no {SPEC_FILE}, and its run {run.name} differs from this command: {differences}; {advice}")
