@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 from ace_rl.config import TrainConfig
 from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
@@ -41,10 +40,10 @@ class RunState:
 
     run_dir: Path
     phase: RunPhase
-    checkpoint: Optional[Path] = None  # resumable: its latest full-state checkpoint; None: it restarts from env step 0
+    checkpoint: Path | None = None  # resumable: its latest full-state checkpoint; None: it restarts from env step 0
     checkpoint_step: int = 0  # the env step of that checkpoint
     failure: str = ""  # failed: the recorded one-line error
-    holder: Optional[int] = None  # running: the pid written into the lock
+    holder: int | None = None  # running: the pid written into the lock
 
     @property
     def restarts(self) -> bool:
@@ -62,7 +61,7 @@ class RunState:
         return str(self.phase.value)
 
 
-def state_step(path: Path) -> Optional[int]:
+def state_step(path: Path) -> int | None:
     """The env step of a full-state checkpoint, from its name (RunDir.state); None for a name it did not write."""
     digits = path.name.removeprefix("state-").removesuffix(".pt")
     return int(digits) if digits.isdigit() else None
@@ -74,7 +73,7 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return [(step, path) for step, path in found if step is not None]
 
 
-def own_total_steps(run_dir: Path) -> Optional[int]:
+def own_total_steps(run_dir: Path) -> int | None:
     """The total_steps in the run's config.json; None where it cannot be read."""
     try:
         total = json.loads(RunDir(run_dir).config.read_text()).get("total_steps")
@@ -83,7 +82,7 @@ def own_total_steps(run_dir: Path) -> Optional[int]:
     return total if isinstance(total, int) else None
 
 
-def reached_total_steps(run_dir: Path, total_steps: Optional[int] = None, steps: Optional[list[int]] = None) -> bool:
+def reached_total_steps(run_dir: Path, total_steps: int | None = None, steps: list[int] | None = None) -> bool:
     """Whether the run is done: a full-state checkpoint at ``total_steps`` (default: its config.json's), or its
     final.pt, unless ``total_steps`` extends the run beyond the total that final.pt was written at.
     ``steps``: the env steps of its checkpoints, where the caller has listed them."""
@@ -100,7 +99,7 @@ def reached_total_steps(run_dir: Path, total_steps: Optional[int] = None, steps:
 
 
 def run_state(
-    run_dir: Path, total_steps: Optional[int] = None, failure: Optional[str] = None, check_lock: bool = True,
+    run_dir: Path, total_steps: int | None = None, failure: str | None = None, check_lock: bool = True,
 ) -> RunState:
     """What ``run_dir`` is now (see the module's docstring), judged against ``total_steps`` (default: the total in
     its config.json). ``failure``: the error recorded for its last attempt, where one was (a sweep's record).
@@ -147,7 +146,7 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{safe_name(config.env)}__{safe_name(config.algo)}__s{config.seed}__{stamp}"
 
 
-def create_run_dir(run_dir: Optional[Path], config: TrainConfig) -> Path:
+def create_run_dir(run_dir: Path | None, config: TrainConfig) -> Path:
     """Create the run directory (``runs/ENV__ALGO__sSEED__TIME`` when none is given) and return it.
 
     A default name is claimed with an exclusive mkdir, with a numbered suffix on a clash, so identical

@@ -29,10 +29,24 @@ The modules, each with one job:
 
 from __future__ import annotations
 
-from ace_rl.sweep.args import MAX_RUNS, NOT_SWEEP_OPTIONS, SweepArgs, SweepError, execution_argv, split_train_options
+from ace_rl.sweep.args import (
+    MAX_RUNS,
+    NOT_SWEEP_OPTIONS,
+    SweepArgs,
+    SweepError,
+    execution_argv,
+    split_train_options,
+)
 from ace_rl.sweep.cluster import CLUSTER_FAULT_SECONDS, EMBEDDED_SESSION_PREFIX
 from ace_rl.sweep.command import sweep_main
-from ace_rl.sweep.progress import RunProgress, RunRow, observe_run, render_table, show_status, status_rows
+from ace_rl.sweep.progress import (
+    RunProgress,
+    RunRow,
+    observe_run,
+    render_table,
+    show_status,
+    status_rows,
+)
 from ace_rl.sweep.spec import (
     SPEC_FILE,
     STATUS_FILE,

@@ -4,12 +4,13 @@ given once (for every run) or with several values (a new grid axis)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Annotated, Union, get_args, get_origin, get_type_hints
 
 import tyro
-
 from ace_rl.config import ALGOS, EXECUTION_SETTINGS, ConfigError, TrainConfig
 
 MAX_RUNS = 10_000  # a larger grid is refused: its specification, status table and planning grow with it
@@ -42,24 +43,25 @@ class SweepArgs:
     finishes what is missing and leaves finished runs untouched; a changed specification is refused.
     """
 
-    out: Optional[Path] = None
+    out: Path | None = None
     """The sweep directory: new, or one written by an earlier `ace-rl sweep` (which is then continued). On a Ray
     cluster it must be on a filesystem every node sees."""
-    status: Optional[Path] = None
+    status: Path | None = None
     """Print the table of runs of this sweep directory and exit, without running anything."""
     env: list[str] = field(default_factory=list)
     """Tasks (as `ace-rl train --env`); default Hopper-v5."""
     algo: Annotated[
         list[str],
         tyro.conf.arg(
-            help=f"Algorithms ({', '.join(ALGOS)}), or module:name of an agent that a module registers; default {TrainConfig.algo}."
+            help=f"Algorithms ({', '.join(ALGOS)}), or module:name of an agent that a module registers; "
+            f"default {TrainConfig.algo}."
         ),
     ] = field(default_factory=list)
     seed: Annotated[
         list[str],
         tyro.conf.arg(help=f"Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0. A sweep runs at most {MAX_RUNS:,} runs."),
     ] = field(default_factory=list)
-    address: Optional[str] = None
+    address: str | None = None
     """Ray cluster to join: auto (the cluster this machine belongs to) or ray://HOST:PORT. Default: start Ray
     on this machine for the duration of the command, with as many runs at once as CPUs allow."""
     threads_per_run: int = 1
@@ -117,7 +119,7 @@ def is_switch(name: str) -> bool:
 def takes_list(name: str) -> bool:
     """Whether a setting holds a list of values (`--wandb-tags a b`), which is given whole to every run."""
     kind = _TRAIN_TYPES.get(name)
-    if get_origin(kind) is Union:  # Optional[...]
+    if get_origin(kind) in (Union, UnionType):  # Optional[...], ... | None
         kind = next((arg for arg in get_args(kind) if arg is not type(None)), None)
     return get_origin(kind) in (list, tuple) or kind in (list, tuple)
 

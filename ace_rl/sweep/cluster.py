@@ -14,9 +14,10 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, suppress
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from ace_rl.sweep.args import SweepArgs, SweepError
 
@@ -45,15 +46,15 @@ def error_line(error: BaseException) -> str:
     return f"{type(shown).__name__}: {lines[0] if lines else ''}"
 
 
-def start_ray(ray: Any, args: SweepArgs) -> Optional[Path]:
+def start_ray(ray: Any, args: SweepArgs) -> Path | None:
     """Start Ray on this machine, or join the cluster at --address, and check that it can run one run. Returns
     the temporary directory of a Ray started here (stop_ray removes it). A cluster that cannot be reached is
     refused in one line within CLUSTER_FAULT_SECONDS."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    common = dict(log_to_driver=False, logging_level="WARNING")  # each run's output goes to DIR/logs/RUN.log
+    common = {"log_to_driver": False, "logging_level": "WARNING"}  # each run's output goes to DIR/logs/RUN.log
     # Ray keeps its default, token authentication, but need not say so on every sweep.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    session: Optional[Path] = None
+    session: Path | None = None
     try:
         if args.address is None:
             remove_stale_sessions()
@@ -126,7 +127,7 @@ def connect(ray: Any, address: str, options: dict[str, Any]) -> None:
         "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "5",
     }
     retries = {name: value for name, value in retries.items() if name not in os.environ}  # the user's own win
-    failure: Optional[BaseException] = None
+    failure: BaseException | None = None
     with stderr_kept() as ray_output:  # Ray's own lines while it retries a refused connection
         try:
             os.environ.update(retries)  # for this connection only (a Ray started later waits for its GCS as usual)
@@ -156,7 +157,7 @@ def native_stderr_to(path: Path) -> Iterator[None]:
         writes_to_descriptor_2 = False
     previous.flush()
     original = os.dup(2)
-    python_stderr: Optional[io.TextIOWrapper] = None
+    python_stderr: io.TextIOWrapper | None = None
     if writes_to_descriptor_2:
         python_stderr = io.TextIOWrapper(
             os.fdopen(os.dup(original), "wb"), encoding=previous.encoding, errors="backslashreplace", line_buffering=True,
@@ -198,7 +199,7 @@ def stderr_kept() -> Iterator[list[str]]:
 
 def connect_error(address: str, error: BaseException, ray_output: str) -> str:
     chain: list[BaseException] = []
-    cause: Optional[BaseException] = error
+    cause: BaseException | None = error
     while cause is not None and cause not in chain:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
@@ -217,7 +218,7 @@ def connect_error(address: str, error: BaseException, ray_output: str) -> str:
     return f"--address {address}: cannot join the Ray cluster ({error_line(chain[-1])})"
 
 
-def head_endpoint(ray: Any, address: Optional[str]) -> Optional[tuple[str, int]]:
+def head_endpoint(ray: Any, address: str | None) -> tuple[str, int] | None:
     """The address of the cluster's head that the driver probes (its GCS; the Ray Client server for ray://)."""
     try:
         if address is not None and address.startswith("ray://"):
@@ -228,7 +229,7 @@ def head_endpoint(ray: Any, address: Optional[str]) -> Optional[tuple[str, int]]
         return None
 
 
-def stop_ray(ray: Any, session: Optional[Path]) -> None:
+def stop_ray(ray: Any, session: Path | None) -> None:
     """Leave the cluster (stopping a Ray started here) and remove the temporary directory of a Ray started here.
     Ray's shutdown may wait on a cluster that was lost: it gets SHUTDOWN_SECONDS."""
     shutdown = threading.Thread(target=ray.shutdown, name="ray.shutdown", daemon=True)
@@ -278,6 +279,8 @@ def check_resources(ray: Any, args: SweepArgs) -> None:
     """Refuse requests no node can meet (Ray would wait for them forever)."""
     resources = ray.cluster_resources()
     if args.threads_per_run > resources.get("CPU", 0):
-        raise SweepError(f"--threads-per-run {args.threads_per_run} exceeds the {resources.get('CPU', 0):g} CPUs of the Ray cluster")
+        raise SweepError(
+            f"--threads-per-run {args.threads_per_run} exceeds the {resources.get('CPU', 0):g} CPUs of the Ray cluster"
+        )
     if args.gpus_per_run > resources.get("GPU", 0):
         raise SweepError(f"--gpus-per-run {args.gpus_per_run:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs")

@@ -4,15 +4,16 @@ start Ray, write sweep.json, and hand the runs to the driver. A refused invocati
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
+
+from ace_rl.config import TrainConfig
+from ace_rl.rundir import RunDirBusy, RunDirError, RunLock
 
 import ace_rl
-from ace_rl.config import TrainConfig
-from ace_rl.rundir import RunDirBusy, RunDirError, RunLock, write_atomically
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, SweepError, check_execution, parse_sweep_argv
 from ace_rl.sweep.driver import classify, run_grid
@@ -32,6 +33,7 @@ from ace_rl.sweep.spec import (
     spec_differences,
     spec_document,
     stored_spec,
+    write_json,
 )
 
 
@@ -66,20 +68,23 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             raise SweepError(f"{shown} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
         raise SweepError(f"cannot use --out {shown}: {error}") from None
     ray: Any = None
-    session: Optional[Path] = None  # the temporary directory of a Ray started here
+    session: Path | None = None  # the temporary directory of a Ray started here
     try:
         if to_run:
             import ray
 
-            session = cluster.start_ray(ray, args)  # before sweep.json is written: a cluster that cannot run the grid is refused first
+            # Before sweep.json is written: a cluster that cannot run the grid is refused first.
+            session = cluster.start_ray(ray, args)
         if document is None:
             rebuilt = holds_files(out)  # check_existing_runs found that every run there matches this command
             written = spec_document(spec, planned, argv)
-            text = json.dumps(written, indent=2) + "\n"
-            write_atomically(out / SPEC_FILE, lambda file: file.write(text.encode()))
+            write_json(out / SPEC_FILE, written)
             document = written
             if rebuilt:
-                print(f"ace-rl: note: {shown} had no {SPEC_FILE}; written again from this command, which its runs match", file=sys.stderr)
+                print(
+                    f"ace-rl: note: {shown} had no {SPEC_FILE}; written again from this command, which its runs match",
+                    file=sys.stderr,
+                )
         return run_grid(ray, args, out, grid, to_run, status, parse_train)
     finally:
         if ray is not None:
@@ -104,7 +109,7 @@ def _create_out(out: Path, shown: Path) -> list[Path]:
     return missing
 
 
-def _leave_no_trace(lock: Optional[Path], lock_existed: bool, created: Sequence[Path]) -> None:
+def _leave_no_trace(lock: Path | None, lock_existed: bool, created: Sequence[Path]) -> None:
     """Remove the lock file and the directories (deepest first) that a refused invocation created."""
     if lock is not None and not lock_existed:
         with suppress(OSError):
@@ -116,7 +121,7 @@ def _leave_no_trace(lock: Optional[Path], lock_existed: bool, created: Sequence[
 
 def _specification(
     args: SweepArgs, train_tokens: Sequence[str], out: Path, shown: Path, parse_train: TrainParser,
-) -> tuple[Optional[dict[str, Any]], SweepSpec, list[tuple[PlannedRun, TrainConfig]]]:
+) -> tuple[dict[str, Any] | None, SweepSpec, list[tuple[PlannedRun, TrainConfig]]]:
     """sweep.json (None for a new sweep), the specification to run, and its runs; refuses a changed one."""
     given = bool(args.gives_grid or train_tokens)
     document = load_spec(out) if (out / SPEC_FILE).is_file() else None
@@ -148,5 +153,6 @@ def _specification(
             f"`ace-rl sweep --out {shown}` or choose a new --out"
         )
     if document.get("ace_rl_version") != ace_rl.__version__:
-        print(f"ace-rl: note: {shown} was created by ace-rl {document.get('ace_rl_version')}; this is {ace_rl.__version__}", file=sys.stderr)
+        created_by = document.get("ace_rl_version")
+        print(f"ace-rl: note: {shown} was created by ace-rl {created_by}; this is {ace_rl.__version__}", file=sys.stderr)
     return document, spec, planned

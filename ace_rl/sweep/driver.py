@@ -8,12 +8,14 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from ace_rl.rundir import is_locked
+
 from ace_rl.runstate import RunPhase, run_state
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, execution_argv
@@ -112,7 +114,8 @@ def run_grid(
         driver.submit(run)
     driver.save()
     stop = StopRequest()
-    with stop.installed(), cluster.native_stderr_to(out / LOGS / RAY_LOG), Live(driver.display(), console=terminal, refresh_per_second=2) as live:
+    ray_output = cluster.native_stderr_to(out / LOGS / RAY_LOG)
+    with stop.installed(), ray_output, Live(driver.display(), console=terminal, refresh_per_second=2) as live:
         while driver.pending:
             try:
                 ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
@@ -144,18 +147,25 @@ class Driver:
     def __init__(
         self, ray: Any, args: SweepArgs, out: Path, grid: Grid, status: dict[str, Any], parse_train: TrainParser, terminal: Any,
     ) -> None:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.ray, self.args, self.out, self.grid, self.status, self.parse_train = ray, args, out, grid, status, parse_train
         self.remote = ray.remote(execute_run)
         self.pending: dict[Any, PlannedRun] = {}
         self.resubmitted: dict[str, int] = {}
         self.started_at = time.time()
-        self.stopped_by: Optional[str] = None
-        self.stop_deadline: Optional[float] = None
-        self.cluster_lost: Optional[str] = None  # why the sweep cannot go on: the Ray cluster is gone
+        self.stopped_by: str | None = None
+        self.stop_deadline: float | None = None
+        self.cluster_lost: str | None = None  # why the sweep cannot go on: the Ray cluster is gone
         self.head = cluster.head_endpoint(ray, args.address)
-        self.head_silent_since: Optional[float] = None
+        self.head_silent_since: float | None = None
         self.next_probe = 0.0
         self.status_unwritable = False
         self.status["driver_pid"] = os.getpid()
@@ -167,10 +177,10 @@ class Driver:
         self.max_rows = max(5, terminal.size.height - 8) if terminal.is_terminal else None
 
     def submit(self, run: PlannedRun) -> None:
-        options = dict(
-            num_cpus=self.args.threads_per_run, num_gpus=self.args.gpus_per_run, max_retries=self.args.max_retries,
-            retry_exceptions=False, name=f"ace-rl {run.name}",
-        )
+        options = {
+            "num_cpus": self.args.threads_per_run, "num_gpus": self.args.gpus_per_run, "max_retries": self.args.max_retries,
+            "retry_exceptions": False, "name": f"ace-rl {run.name}",
+        }
         log = self.out / LOGS / f"{run.name}.log"
         ref = self.remote.options(**options).remote(run, execution_argv(self.args.threads_per_run), log, self.parse_train)
         self.pending[ref] = run
@@ -188,7 +198,10 @@ class Driver:
             if self.cluster_lost is None and (outcome.cluster_wide or not self.head_answers()):
                 self.cluster_lost = outcome.message
             self.save()
-            return f"{self.grid.state[run.name]:<8} {run.name}: {outcome.message} (Ray's failure, not the run's: it continues on the next ace-rl sweep)"
+            return (
+                f"{self.grid.state[run.name]:<8} {run.name}: {outcome.message} (Ray's failure, not the run's: it continues "
+                "on the next ace-rl sweep)"
+            )
         if outcome.state == "stopped" and self.stopped_by is None and self.resubmitted.get(run.name, 0) < self.args.max_retries:
             # Stopped by a signal that did not come from this sweep (a node draining): continue it.
             self.resubmitted[run.name] = self.resubmitted.get(run.name, 0) + 1
@@ -323,7 +336,7 @@ def event_line(run: PlannedRun, outcome: RunOutcome, progress: RunProgress) -> s
 
 
 def finish(
-    out: Path, grid: Grid, stopped_by: Optional[str], cluster_lost: Optional[str] = None, address: Optional[str] = None,
+    out: Path, grid: Grid, stopped_by: str | None, cluster_lost: str | None = None, address: str | None = None,
 ) -> int:
     failed = [run.name for run in grid.runs if grid.state[run.name] == "failed"]
     done = sum(grid.state[run.name] == "done" for run in grid.runs)
@@ -358,7 +371,7 @@ class StopRequest:
     """SIGINT and SIGTERM ask the runs to checkpoint and stop; a second one stops them at once."""
 
     def __init__(self) -> None:
-        self.requested: Optional[str] = None
+        self.requested: str | None = None
         self.count = 0
 
     def _handle(self, signum: int, frame: object) -> None:

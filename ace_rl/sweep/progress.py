@@ -10,15 +10,23 @@ import io
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
-from ace_rl.rundir import RunDir, RunLock, is_locked, write_atomically
-from ace_rl.runstate import RunPhase, RunState, checkpoints, reached_total_steps, run_state
+from ace_rl.rundir import RunDir, RunLock, is_locked
+
+from ace_rl.runstate import (
+    RunPhase,
+    RunState,
+    checkpoints,
+    reached_total_steps,
+    run_state,
+)
 from ace_rl.sweep.args import SweepError
-from ace_rl.sweep.spec import SPEC_FILE, STATUS_FILE, load_spec
+from ace_rl.sweep.spec import SPEC_FILE, STATUS_FILE, load_spec, write_json
 
 EXTRA_HINT = 'pip install "ace-rl[sweep]"'
 
@@ -30,12 +38,12 @@ EXTRA_HINT = 'pip install "ace-rl[sweep]"'
 class RunProgress:
     env_step: int = 0
     started: bool = False  # the run directory holds a run
-    last_eval: Optional[float] = None
-    last_success: Optional[float] = None
+    last_eval: float | None = None
+    last_success: float | None = None
     modified: float = 0.0  # latest modification time of its logs (seconds since the epoch)
 
 
-def _last_row(path: Path, tail_bytes: int = 16_384) -> Optional[dict[str, str]]:
+def _last_row(path: Path, tail_bytes: int = 16_384) -> dict[str, str] | None:
     """The last complete row of a CSV log, reading only its end."""
     try:
         with open(path, "rb") as file:
@@ -59,7 +67,7 @@ def _last_row(path: Path, tail_bytes: int = 16_384) -> Optional[dict[str, str]]:
     return None
 
 
-def _number(text: Optional[str]) -> Optional[float]:
+def _number(text: str | None) -> float | None:
     try:
         return float(text) if text not in (None, "") else None
     except ValueError:
@@ -104,11 +112,10 @@ def load_status(out: Path) -> dict[str, Any]:
 
 def save_status(out: Path, status: dict[str, Any]) -> None:
     status["updated"] = datetime.now().isoformat(timespec="seconds")
-    text = json.dumps(status, indent=2) + "\n"
-    write_atomically(out / STATUS_FILE, lambda file: file.write(text.encode()))
+    write_json(out / STATUS_FILE, status)
 
 
-def recorded_failure(status: dict[str, Any], name: str) -> Optional[str]:
+def recorded_failure(status: dict[str, Any], name: str) -> str | None:
     """The error sweep_status.json records for a run that failed; None for any other run."""
     record = status["runs"].get(name, {})
     return str(record.get("error", "")) if record.get("state") == "failed" else None
@@ -123,8 +130,8 @@ class RunRow:
     state: str  # queued, running, done, failed, stopped (unfinished, resumable from a checkpoint)
     env_step: int
     total_steps: int
-    last_eval: Optional[float] = None
-    last_success: Optional[float] = None
+    last_eval: float | None = None
+    last_success: float | None = None
     note: str = ""
 
 
@@ -160,14 +167,14 @@ def status_rows(document: dict[str, Any], out: Path, status: dict[str, Any], swe
 STATE_STYLES = {"queued": "dim", "running": "cyan", "done": "green", "failed": "bold red", "stopped": "yellow"}
 
 
-def render_table(rows: Sequence[RunRow], max_rows: Optional[int] = None) -> Any:
+def render_table(rows: Sequence[RunRow], max_rows: int | None = None) -> Any:
     from rich.table import Table
 
     shown = list(rows)
     hidden = 0
     if max_rows is not None and len(shown) > max_rows:
         order = {"running": 0, "failed": 1, "stopped": 2, "queued": 3, "done": 4}
-        keep = set(id(row) for row in sorted(shown, key=lambda row: order[row.state])[:max_rows])
+        keep = {id(row) for row in sorted(shown, key=lambda row: order[row.state])[:max_rows]}
         hidden = len(shown) - max_rows
         shown = [row for row in shown if id(row) in keep]
     counts = {state: sum(row.state == state for row in rows) for state in STATE_STYLES}
@@ -175,8 +182,8 @@ def render_table(rows: Sequence[RunRow], max_rows: Optional[int] = None) -> Any:
     if hidden:
         caption += f" ({hidden} rows not shown; ace-rl sweep --status DIR shows all)"
     table = Table(caption=caption, caption_justify="left", expand=False)
-    for column, justify in (("run", "left"), ("state", "left"), ("env step", "right"), ("last eval", "right"), ("note", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column in ("run", "state", "env step", "last eval", "note"):
+        table.add_column(column, justify="right" if column in ("env step", "last eval") else "left", overflow="fold")
     for row in shown:
         evaluation = "" if row.last_eval is None else f"{row.last_eval:.1f}"
         if row.last_success is not None:

@@ -10,16 +10,32 @@ import json
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
+
+from ace_rl.config import (
+    EXECUTION_SETTINGS,
+    ConfigError,
+    TrainConfig,
+    config_from_json_dict,
+    to_json_dict,
+    validate,
+)
+from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, write_atomically
 
 import ace_rl
-from ace_rl.config import EXECUTION_SETTINGS, ConfigError, TrainConfig, config_from_json_dict, to_json_dict, validate
-from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir
 from ace_rl.runstate import safe_name
-from ace_rl.sweep.args import MAX_RUNS, SweepArgs, SweepError, execution_argv, given_settings, split_train_options
+from ace_rl.sweep.args import (
+    MAX_RUNS,
+    SweepArgs,
+    SweepError,
+    execution_argv,
+    given_settings,
+    split_train_options,
+)
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
 
@@ -136,7 +152,9 @@ def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
         runs *= len(values)
     if runs > MAX_RUNS:
         shape = " x ".join(f"{len(values)} {axis}" for axis, values in grid.items())
-        raise SweepError(f"the grid has {runs:,} runs ({shape}), more than the {MAX_RUNS:,} a sweep takes; split it over several sweeps")
+        raise SweepError(
+            f"the grid has {runs:,} runs ({shape}), more than the {MAX_RUNS:,} a sweep takes; split it over several sweeps"
+        )
     return SweepSpec(grid=grid, options=common)
 
 
@@ -238,12 +256,12 @@ def spec_document(spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConf
     }
 
 
-def git_commit(package_dir: Path) -> tuple[Optional[str], Optional[bool]]:
+def git_commit(package_dir: Path) -> tuple[str | None, bool | None]:
     """The commit of the git checkout the package is imported from, and whether the package has uncommitted
     changes; (None, None) for an installed copy or without git."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20)
+        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20, check=False)
 
     try:
         head = git("rev-parse", "HEAD")
@@ -254,6 +272,16 @@ def git_commit(package_dir: Path) -> tuple[Optional[str], Optional[bool]]:
         return head.stdout.strip(), bool(changes.stdout.strip()) if changes.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None, None
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write a JSON document of the sweep directory (sweep.json, sweep_status.json) atomically."""
+    data = (json.dumps(document, indent=2) + "\n").encode()
+
+    def write(file: Any) -> None:
+        file.write(data)
+
+    write_atomically(path, write)
 
 
 def load_spec(out: Path) -> dict[str, Any]:
@@ -275,7 +303,7 @@ def stored_spec(document: dict[str, Any]) -> SweepSpec:
     return SweepSpec(grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"]))
 
 
-def _describe_values(axis: str, values: Optional[Sequence[Any]]) -> str:
+def _describe_values(axis: str, values: Sequence[Any] | None) -> str:
     if values is None:
         return "(not swept)"
     if axis == "seed" and all(isinstance(v, int) for v in values):
@@ -292,9 +320,11 @@ def spec_differences(stored: dict[str, Any], spec: SweepSpec, planned: Sequence[
     """What differs between sweep.json and this command's specification, one phrase per difference."""
     differences = []
     for axis in [*stored["grid"], *(a for a in spec.grid if a not in stored["grid"])]:
-        before, now = stored["grid"].get(axis), spec.grid.get(axis)
-        if before != now:
-            differences.append(f"--{axis} {_describe_values(axis, before)} in {SPEC_FILE}, {_describe_values(axis, now)} now")
+        stored_values, values = stored["grid"].get(axis), spec.grid.get(axis)
+        if stored_values != values:
+            differences.append(
+                f"--{axis} {_describe_values(axis, stored_values)} in {SPEC_FILE}, {_describe_values(axis, values)} now"
+            )
     if differences:
         return differences
     stored_configs = {run["name"]: run["config"] for run in stored["runs"]}
@@ -336,6 +366,9 @@ def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedR
         changed = _changed_settings(before, now)
         if changed:
             differences = ", ".join(
-                f"{name} {before.get(name)} in its config.json, {now.get(name)} now (--{name.replace('_', '-')})" for name in changed
+                f"{name} {before.get(name)} in its config.json, {now.get(name)} now (--{name.replace('_', '-')})"
+                for name in changed
             )
-            raise SweepError(f"--out {shown} has no {SPEC_FILE}, and its run {run.name} differs from this command: {differences}; {advice}")
+            raise SweepError(
+                f"--out {shown} has no {SPEC_FILE}, and its run {run.name} differs from this command: {differences}; {advice}"
+            )

@@ -8,14 +8,16 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Sequence
 from contextlib import redirect_stderr, redirect_stdout, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 from ace_rl.config import ConfigError
 from ace_rl.rundir import RunDirBusy
+
 from ace_rl.runstate import RunPhase, remove_interrupted_start, run_state
 from ace_rl.sweep.spec import PlannedRun, TrainParser
 
@@ -76,9 +78,9 @@ class _RunLog(io.TextIOBase):
         self._file: IO[str]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", buffering=1)
+            self._file = open(path, "a", buffering=1)  # noqa: SIM115 - open for the log's life; close() closes it
         except OSError:
-            self._file = open(os.devnull, "w")
+            self._file = open(os.devnull, "w")  # noqa: SIM115 - as above
 
     def writable(self) -> bool:
         return True
