@@ -59,7 +59,7 @@ from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
-from ace_rl.runstate import create_run_dir
+from ace_rl.runstate import create_run_dir, run_state
 from ace_rl.video import TrainingVideo, check_video_support
 from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
@@ -457,7 +457,8 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
 def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None) -> Trainer:
     """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
     zero, when it was stopped before its first checkpoint)."""
-    if not RunDir(run_dir).states():
+    # The lock is ours: what the directory is apart from it (ace_rl.runstate, as a sweep's worker asks it).
+    if run_state(run_dir, config.total_steps, check_lock=False).restarts:
         for note in remove_unusable_files(run_dir, resumed_from=None):
             print(f"ace-rl: removed {note}", file=sys.stderr)
         print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)

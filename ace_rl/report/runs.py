@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ace_rl.config import PRESET_VALUES, RESUMABLE_SETTINGS, TrainConfig, equals_sac_reason, to_json_dict
+from ace_rl.config import PRESET_VALUES, UNGROUPED_SETTINGS, TrainConfig, equals_sac_reason, to_json_dict
 from ace_rl.logger import METRICS_COLUMNS, RESETS_COLUMNS
 from ace_rl.report.libraries import ReportError, pandas
 from ace_rl.report.text import listing
@@ -35,10 +35,9 @@ RUN_FILES = (METRICS, EPISODES, CAUSAL_WEIGHTS, RESETS, CHECKPOINTS)
 """Files and folders only a run directory holds: a directory with one of them but no config.json is a run whose
 configuration is lost."""
 
-# Config options that change neither the training nor the agent: those a resumed run may change
-# (config.RESUMABLE_SETTINGS: length, device, logging), and these. Runs that differ only in them belong to one
-# group; different lengths (total_steps) and evaluation periods (eval_every) are aligned, not split.
-NOT_GROUPED = RESUMABLE_SETTINGS | {"seed", "run_dir", "eval_every", "eval_episodes", "causal_time_limit"}
+# Runs that differ only in these belong to one group (ace_rl.config owns the list); different lengths
+# (total_steps) and evaluation periods (eval_every) are aligned, not split.
+NOT_GROUPED = UNGROUPED_SETTINGS
 TASK_OPTIONS = frozenset({"env", "reward", "algo"})
 ALGO_ORDER = {"ace": 0, "sac": 1, "td3": 2}
 _TRAIN_FIELDS = frozenset(TrainConfig.__dataclass_fields__)
