@@ -28,6 +28,7 @@ from ace_rl.config import ConfigError, TrainConfig
 from ace_rl.evaluation import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
+from ace_rl.runstate import safe_name
 
 
 class NonFiniteError(RuntimeError):
@@ -152,7 +153,7 @@ class CausalFits:
         self.logger = logger
         # TensorBoard's causal/w0_thigh_joint; tasks without names keep causal/w0.
         self.tags = [
-            f"causal/w{i}" + ("" if name == f"a{i}" else "_" + "".join(c if c.isalnum() or c in "_-." else "_" for c in name))
+            f"causal/w{i}" + ("" if name == f"a{i}" else "_" + safe_name(name))
             for i, name in enumerate(action_names)
         ]
 

@@ -17,6 +17,7 @@ Reading a state costs a few file-system calls and no PyTorch: sweeps ask it of e
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -135,8 +136,12 @@ def remove_interrupted_start(run_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------------
 # New run directories
 # --------------------------------------------------------------------------------------------------------------
-def safe_name(text: str) -> str:
-    """``text`` as part of a directory name: letters, digits, `-`, `_` and `.` kept, anything else `_`."""
+def safe_name(text: str, *, compact: bool = False) -> str:
+    """``text`` as part of a file or directory name: letters, digits, `-`, `_` and `.` kept, any other character
+    `_` (run directories, sweep run names, TensorBoard tags). ``compact`` (the report's figure files): only ASCII
+    letters and digits are kept, a run of other characters becomes one `_`, and none is left at either end."""
+    if compact:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
     return "".join(char if char.isalnum() or char in "-_." else "_" for char in text)
 
 

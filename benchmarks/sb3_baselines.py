@@ -147,8 +147,9 @@ class Job:
 
     @property
     def name(self) -> str:
-        env = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.env)
-        return f"{env}__{self.impl}__s{self.seed}"
+        from ace_rl.runstate import safe_name  # ace_rl is imported where it is needed, as in the workers
+
+        return f"{safe_name(self.env)}__{self.impl}__s{self.seed}"
 
     @property
     def run_dir(self) -> Path:

@@ -6,7 +6,6 @@ The figures draw what the analysis decided; they add nothing to the report's not
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -18,6 +17,7 @@ from ace_rl.report.analysis import AggregateResult, GroupResult, Report, TaskRes
 from ace_rl.report.libraries import libraries
 from ace_rl.report.output import writing
 from ace_rl.report.stats import METRIC_NAMES, align
+from ace_rl.runstate import safe_name
 
 # Figure sizes in inches; PNGs are written at DPI dots per inch, so a figure of w x h inches is w*DPI x h*DPI px.
 DPI = 150
@@ -49,10 +49,6 @@ def _colours(report: Report) -> dict[str, Any]:
         return dict(zip(labels, plt.get_cmap("turbo")(np.linspace(0.0, 1.0, len(labels)))))
     palette = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     return {label: palette(index) for index, label in enumerate(labels)}
-
-
-def _file_stem(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _save(fig: Any, out: Path, stem: str, figures: list[str]) -> None:
@@ -193,7 +189,7 @@ def plot_causal_weights(task: TaskResult, result: GroupResult, out: Path, figure
     highest = max((run.dormancy_ratios.max() for run in group.runs if len(run.dormancy_ratios)), default=0)
     dormancy_ax.set_ylim(0, max(0.05, float(highest) * 1.15))
     dormancy_ax.grid(alpha=0.25)
-    _save(fig, out, f"causal_weights__{_file_stem(task.name)}__{_file_stem(group.label)}", figures)
+    _save(fig, out, f"causal_weights__{safe_name(task.name, compact=True)}__{safe_name(group.label, compact=True)}", figures)
 
 
 def plot_aggregates(aggregate: AggregateResult, colours: Mapping[str, Any], out: Path, figures: list[str]) -> None:
