@@ -7,7 +7,6 @@ algorithm, which decides the default reset) and applies the settings given expli
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import tyro
+
+from ace_rl.extras import install_hint, missing_modules
 
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
@@ -266,17 +267,15 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
     if not isinstance(config.video_every, int) or config.video_every < 0:
         raise ConfigError(f"--video-every must be zero (no videos) or a positive integer, got {config.video_every}")
-    if config.video_every > 0 and not all(importlib.util.find_spec(name) for name in ("imageio", "imageio_ffmpeg")):
+    if config.video_every > 0 and missing_modules("imageio", "imageio_ffmpeg"):
         raise ConfigError(
             "--video-every needs imageio with its ffmpeg plugin, which is not installed; "
-            'install it with: pip install "ace-rl[video]"'
+            f"install it with: {install_hint('video')}"
         )
     if config.wandb_project is not None and not config.wandb_project.strip():
         raise ConfigError("--wandb-project must name a project, got an empty name")
-    if config.wandb_project is not None and importlib.util.find_spec("wandb") is None:
-        raise ConfigError(
-            '--wandb-project needs wandb, which is not installed; install it with: pip install "ace-rl[wandb]"'
-        )
+    if config.wandb_project is not None and missing_modules("wandb"):
+        raise ConfigError(f"--wandb-project needs wandb, which is not installed; install it with: {install_hint('wandb')}")
 
 
 def _agent(algo: object) -> Any:

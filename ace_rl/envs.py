@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.actions import DistractorActions
+from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
 
@@ -76,7 +77,7 @@ def _require(package: _Package, env_id: str) -> None:
     except ImportError as error:
         raise EnvError(
             f"environment {env_id!r} needs {package.suite}, which is not installed ({error}); "
-            f'install it with: pip install "ace-rl[{package.extra}]" (or "ace-rl[all]" for every suite)'
+            f'install it with: {install_hint(package.extra)} (or "ace-rl[all]" for every suite)'
         ) from None
 
 
@@ -464,7 +465,7 @@ class SuiteInfo:
 
     @property
     def install_command(self) -> str:
-        return "pip install ace-rl" if self.extra is None else f'pip install "ace-rl[{self.extra}]"'
+        return "pip install ace-rl" if self.extra is None else install_hint(self.extra)
 
 
 # name, id form, module that must be importable, extra, example ids
@@ -491,10 +492,7 @@ _SUITES = (
 
 
 def _is_importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # a module in sys.modules without a spec
-        return True
+    return not missing_modules(module)
 
 
 def _describe(env_id: str) -> ExampleEnv:
@@ -559,5 +557,5 @@ def format_suites(suites: list[SuiteInfo]) -> str:
     if missing:
         lines.append("")
         lines.extend(f"{suite.name}: {suite.install_command}" for suite in missing)
-        lines.append('every suite: pip install "ace-rl[all]"')
+        lines.append(f"every suite: {install_hint('all')}")
     return "\n".join(lines)

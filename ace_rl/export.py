@@ -10,7 +10,6 @@ bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
 from ace_rl.envs import seed_env
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 TOLERANCE = 1e-5
-EXTRA_HINT = 'pip install "ace-rl[export]"'
+EXTRA_HINT = install_hint("export")
 INPUT_NAME, OUTPUT_NAME = "observation", "action"
 ONNX_OPSET = 17
 
@@ -116,7 +116,7 @@ def check_format(format: str) -> None:
     """Refuse an unknown format, or ONNX without the export extra, in one line."""
     if format not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {format!r}; accepted: {', '.join(EXPORT_FORMATS)}")
-    missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    missing = missing_modules("onnx", "onnxruntime")
     if format == "onnx" and missing:
         raise ExportError(f"ONNX export needs {' and '.join(missing)}, not installed; install with: {EXTRA_HINT}")
 

@@ -23,7 +23,6 @@ deterministic episode every N env steps into ``RUN/videos/step-XXXXXXXX.mp4``, a
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import re
 import subprocess
@@ -37,6 +36,7 @@ from typing import Any, Callable, Mapping
 import gymnasium as gym
 import numpy as np
 
+from ace_rl.extras import install_hint, missing_modules
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
 from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
@@ -48,7 +48,7 @@ INSTALL_HINT = (
     "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6) or, on a GPU machine, EGL (libegl1 and the GPU "
     "driver)"
 )
-VIDEO_EXTRA_HINT = 'install it with: pip install "ace-rl[video]"'
+VIDEO_EXTRA_HINT = f"install it with: {install_hint('video')}"
 TENSORBOARD_MAX_SIDE = 160
 """TensorBoard clips are shrunk (every k-th pixel) to at most this many pixels a side ..."""
 TENSORBOARD_MAX_FRAMES = 200
@@ -179,7 +179,7 @@ def needs_opengl(env_id: str) -> bool:
 def check_video_support(env_id: str) -> None:
     """Raise VideoError unless videos of ``env_id`` can be written: imageio with ffmpeg, and (MuJoCo suites) a
     working OpenGL back-end, which this selects. Call before any environment of the process is made."""
-    if importlib.util.find_spec("imageio") is None or importlib.util.find_spec("imageio_ffmpeg") is None:
+    if missing_modules("imageio", "imageio_ffmpeg"):
         raise VideoError(f"videos need imageio with its ffmpeg plugin, which is not installed; {VIDEO_EXTRA_HINT}")
     if needs_opengl(env_id):
         select_gl_backend()
@@ -447,7 +447,7 @@ def add_tensorboard_video(writer: Any, tag: str, clip: VideoClip) -> bool:
     if not tensorboard_video_available():
         if not _tensorboard_note_shown:
             print(
-                'ace-rl: note: TensorBoard videos need moviepy<2 (pip install "ace-rl[video]"); '
+                f"ace-rl: note: TensorBoard videos need moviepy<2 ({install_hint('video')}); "
                 "the MP4 files in RUN/videos are written regardless",
                 file=sys.stderr,
             )

@@ -20,11 +20,12 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ace_rl.extras import install_hint
 from ace_rl.rundir import RunDir, write_atomically
 
 ENV_STEP = "env_step"
 """The x-axis of every logged value."""
-WANDB_EXTRA_HINT = 'install it with: pip install "ace-rl[wandb]"'
+WANDB_EXTRA_HINT = f"install it with: {install_hint('wandb')}"
 
 
 class WandbError(RuntimeError):
@@ -35,7 +36,7 @@ class WandbError(RuntimeError):
 def check_wandb_usable() -> None:
     """Refuse, in one line, a wandb that is missing or that raises on import (a broken install): checked before a
     run writes anything, since a W&B run is opened only after the run directory is set up."""
-    spec = importlib.util.find_spec("wandb")
+    spec = importlib.util.find_spec("wandb")  # not extras.missing_modules: its origin names a broken install
     if spec is None:
         raise WandbError(f"--wandb-project needs wandb, which is not installed; {WANDB_EXTRA_HINT}")
     try:
@@ -45,7 +46,7 @@ def check_wandb_usable() -> None:
         cause = f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
         raise WandbError(
             f"--wandb-project needs wandb, but the wandb at {spec.origin} fails to import ({cause}); "
-            'repair or remove it, then: pip install "ace-rl[wandb]"'
+            f"repair or remove it, then: {install_hint('wandb')}"
         ) from None
 
 

@@ -8,8 +8,9 @@ import functools
 from typing import Any
 
 from ace_rl.config import ConfigError
+from ace_rl.extras import install_hint
 
-EXTRA = 'pip install -e ".[report]"'
+EXTRA = install_hint("report")
 
 
 class ReportError(ConfigError):

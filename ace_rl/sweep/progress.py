@@ -5,7 +5,6 @@ A run's state (done, resumable, ...) is ace_rl.runstate's answer; this module on
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import RunDir, RunLock, is_locked
 
 from ace_rl.runstate import (
@@ -28,7 +28,7 @@ from ace_rl.runstate import (
 from ace_rl.sweep.args import SweepError
 from ace_rl.sweep.spec import SPEC_FILE, STATUS_FILE, load_spec, write_json
 
-EXTRA_HINT = 'pip install "ace-rl[sweep]"'
+EXTRA_HINT = install_hint("sweep")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def console() -> Any:
 
 def require(*modules: str) -> None:
     """Refuse in one line, naming the extra, when a module of the sweep extra is not installed."""
-    missing = [{"ray": "Ray"}.get(module, module) for module in modules if importlib.util.find_spec(module) is None]
+    missing = [{"ray": "Ray"}.get(module, module) for module in missing_modules(*modules)]
     if missing:
         raise SweepError(
             f"ace-rl sweep needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed; "
