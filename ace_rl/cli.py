@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Sequence
 
 import tyro
 
+from ace_rl.argv import flag_value, given_settings
 from ace_rl.config import (
     PRESETS,
     ConfigError,
@@ -105,25 +106,10 @@ class EnvsArgs:
 def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, default: str) -> str:
     """The value given for ``flag`` (as `--flag V` or `--flag=V`), read before parsing because it decides
     the defaults (a preset, or the configuration of a resumed run)."""
-    value = default
-    for index, arg in enumerate(argv):
-        if arg == flag and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
+    value = flag_value(argv, flag, default)
     if accepted is None or value in accepted:
         return value
     return default  # an unknown value is reported by the parser
-
-
-def _given_settings(argv: Sequence[str]) -> set[str]:
-    """Names of the settings given on the command line (`--batch-size 64` -> batch_size)."""
-    names = set()
-    for arg in argv:
-        if arg.startswith("--"):
-            name = arg[2:].split("=", 1)[0].replace("-", "_")
-            names.add(name[3:] if name.startswith("no_") else name)
-    return names
 
 
 def parse_train(argv: Sequence[str]) -> TrainConfig:
@@ -131,7 +117,7 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
     if resume:
         stored = load_run_config(Path(resume))
         requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
-        check_resume_overrides(stored, requested, _given_settings(argv))
+        check_resume_overrides(stored, requested, given_settings(argv))
         return requested
     defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", None, "ace"))
     return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")

@@ -3,14 +3,14 @@ given once (for every run) or with several values (a new grid axis)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Union, get_args, get_origin, get_type_hints
+from typing import Annotated
 
 import tyro
+
+from ace_rl.argv import TRAIN_FIELDS, is_flag, is_switch, setting_of, split_flag, takes_list
 from ace_rl.config import ALGOS, EXECUTION_SETTINGS, ConfigError, TrainConfig
 
 MAX_RUNS = 10_000  # a larger grid is refused: its specification, status table and planning grow with it
@@ -105,40 +105,8 @@ def execution_argv(threads_per_run: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# `ace-rl train` options
+# `ace-rl train` options (read with ace_rl.argv, as `ace-rl train` peeks at its own)
 # --------------------------------------------------------------------------------------------------------------
-_TRAIN_FIELDS = {train_field.name: train_field for train_field in dataclasses.fields(TrainConfig)}
-_TRAIN_TYPES = get_type_hints(TrainConfig)
-
-
-def is_switch(name: str) -> bool:
-    """Whether a setting is a switch (`--compile`, `--no-compile`), which takes no value."""
-    return name in _TRAIN_FIELDS and _TRAIN_FIELDS[name].type in ("bool", bool)
-
-
-def takes_list(name: str) -> bool:
-    """Whether a setting holds a list of values (`--wandb-tags a b`), which is given whole to every run."""
-    kind = _TRAIN_TYPES.get(name)
-    if get_origin(kind) in (Union, UnionType):  # Optional[...], ... | None
-        kind = next((arg for arg in get_args(kind) if arg is not type(None)), None)
-    return get_origin(kind) in (list, tuple) or kind in (list, tuple)
-
-
-def is_flag(token: str) -> bool:
-    return token.startswith("--") and len(token) > 2
-
-
-def setting_of(flag: str) -> str:
-    """The TrainConfig field a flag (without its dashes) sets: `total-steps` -> total_steps, `no-compile` -> compile."""
-    name = flag.replace("-", "_")
-    return name[3:] if name.startswith("no_") and is_switch(name[3:]) else name
-
-
-def given_settings(tokens: Sequence[str]) -> set[str]:
-    """The settings that options among ``tokens`` set (`--total-steps 10 --no-compile` -> total_steps, compile)."""
-    return {setting_of(token[2:].partition("=")[0]) for token in tokens if is_flag(token)}
-
-
 def split_train_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
     """Train options given once (kept as tokens, for every run) and those given several values (new grid axes,
     keyed by their flag without dashes: `--reset none reset` -> {"reset": ["none", "reset"]}). An option that
@@ -151,14 +119,14 @@ def split_train_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, lis
         token = tokens[index]
         if not is_flag(token):
             raise SweepError(f"unexpected value {token!r}: values follow an option, as in --reset none reset")
-        flag, has_inline, inline = token[2:].partition("=")
-        values: list[str] = [inline] if has_inline else []
+        flag, inline = split_flag(token)
+        values: list[str] = [] if inline is None else [inline]
         index += 1
-        while not has_inline and index < len(tokens) and not is_flag(tokens[index]):
+        while inline is None and index < len(tokens) and not is_flag(tokens[index]):
             values.append(tokens[index])
             index += 1
         name = setting_of(flag)
-        if name not in _TRAIN_FIELDS:
+        if name not in TRAIN_FIELDS:
             raise SweepError(
                 f"unknown option --{flag}; ace-rl sweep takes its own options (ace-rl sweep --help) and those of "
                 "ace-rl train (ace-rl train --help)"

@@ -27,13 +27,13 @@ from ace_rl.config import (
 from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, write_atomically
 
 import ace_rl
+from ace_rl.argv import given_settings
 from ace_rl.runstate import safe_name
 from ace_rl.sweep.args import (
     MAX_RUNS,
     SweepArgs,
     SweepError,
     execution_argv,
-    given_settings,
     split_train_options,
 )
 
