@@ -24,10 +24,16 @@ _LAZY = {
     "preset_config": "ace_rl.config",
 }
 
-if TYPE_CHECKING:
-    from ace_rl.api import Evaluation, Run, evaluate, load_policy, resume, train
-    from ace_rl.config import TrainConfig, preset_config
-    from ace_rl.policy import Policy
+if TYPE_CHECKING:  # the names for type checkers; `X as X` marks each as re-exported (as _LAZY does at run time)
+    from ace_rl.api import Evaluation as Evaluation
+    from ace_rl.api import Run as Run
+    from ace_rl.api import evaluate as evaluate
+    from ace_rl.api import load_policy as load_policy
+    from ace_rl.api import resume as resume
+    from ace_rl.api import train as train
+    from ace_rl.config import TrainConfig as TrainConfig
+    from ace_rl.config import preset_config as preset_config
+    from ace_rl.policy import Policy as Policy
 
 
 def __getattr__(name: str) -> Any:

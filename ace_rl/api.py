@@ -25,6 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ace_rl.actions import DistractorActions
 from ace_rl.config import (
     RESUMABLE_SETTINGS,
     ConfigError,
@@ -33,7 +34,6 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
-from ace_rl.actions import DistractorActions
 from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Episodes, run_episodes
 from ace_rl.policy import Policy, load_policy

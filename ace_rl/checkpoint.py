@@ -7,7 +7,6 @@ temporary file and leaves the previous file as it was.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 from typing import Any

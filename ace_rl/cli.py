@@ -6,9 +6,10 @@ Each command imports what it needs when it runs, so that `ace-rl --help`, `ace-r
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Sequence
+from typing import Annotated, Literal
 
 import tyro
 
@@ -49,7 +50,7 @@ class EvalArgs:
     """Number of episodes."""
     seed: int = 0
     """Seed of the evaluation environment."""
-    video: Optional[str] = None
+    video: str | None = None
     """Also write the episodes to this MP4 file; `--video` alone: RUN/videos/eval-CHECKPOINT.mp4 (needs the
     video extra; MuJoCo tasks need OpenGL: EGL or OSMesa)."""
 

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -97,7 +97,7 @@ class TrainConfig:
     causal_method: CausalMethod = "sink"
     """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM; none: no
     fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as configured)."""
-    causal_time_limit: Optional[float] = None
+    causal_time_limit: float | None = None
     """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
     reset: ResetKind = "reset"
     """Reset variant (ace: reset; sac: none). dormant_* variants only reset dormant neurons; causal_* take the
@@ -136,12 +136,12 @@ class TrainConfig:
     video_every: int = 0
     """Record one deterministic evaluation episode every this many environment steps into RUN/videos/step-*.mp4
     and TensorBoard (0: never; needs the video extra, and EGL or OSMesa for MuJoCo tasks)."""
-    wandb_project: Optional[str] = None
+    wandb_project: str | None = None
     """Also log to this Weights & Biases project (needs the wandb extra; WANDB_MODE=offline logs without a
     network)."""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """W&B entity (user or team) that owns the project (default: your W&B default entity)."""
-    wandb_group: Optional[str] = None
+    wandb_group: str | None = None
     """W&B group of the run (a sweep groups its runs by the sweep's name)."""
     wandb_tags: tuple[str, ...] = ()
     """W&B tags of the run."""
@@ -153,11 +153,11 @@ class TrainConfig:
     """Run the critic and actor losses through torch.compile; the update computes the same. Off unless given: on
     a 2-core CPU it measured within the noise of the default path, and the first updates wait for the compiler
     (20-40 s)."""
-    run_dir: Optional[Path] = None
+    run_dir: Path | None = None
     """Where to write the run (default: runs/ENV__ALGO__sSEED__TIME)."""
     checkpoint_every: int = 20_000
     """Write a full-state checkpoint at the first episode end after every this many env steps (the latest 3 are kept)."""
-    resume: Optional[Path] = None
+    resume: Path | None = None
     """Continue the run in this directory from its latest intact checkpoint, with its config.json."""
     progress: bool = True
     """Show a progress bar."""

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from ace_rl.envs import seed_env
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
-from ace_rl.envs import seed_env
 
 if TYPE_CHECKING:
     from ace_rl.policy import Policy
@@ -59,7 +60,7 @@ class DeterministicAction(nn.Module):
         return self.actor.deterministic(observation)
 
 
-def sample_observations(policy: "Policy", count: int, seed: int = 0) -> np.ndarray:
+def sample_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
     """``count`` observations of the policy's environment, visited by the policy with every other action random
     (so that the check covers more than the policy's own path)."""
     env = policy.make_env()
@@ -121,7 +122,7 @@ def check_format(format: str) -> None:
         raise ExportError(f"ONNX export needs {' and '.join(missing)}, not installed; install with: {EXTRA_HINT}")
 
 
-def export_policy(policy: "Policy", out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
+def export_policy(policy: Policy, out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
     """Export ``policy`` to ``out``, having checked the exported graph against ``policy.predict`` first."""
     check_format(format)
     if observations < 1:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 from torch.utils.tensorboard import SummaryWriter
 

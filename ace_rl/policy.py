@@ -8,8 +8,9 @@ environment returns them (one, or a batch; Dict observations included) to action
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,9 @@ from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
 from ace_rl.envs import EnvFactory, make_env
 from ace_rl.rundir import RunDir
+
+if TYPE_CHECKING:
+    from ace_rl.export import ExportReport
 
 
 class Policy:
@@ -110,7 +114,7 @@ class Policy:
             )
         return flat
 
-    def export(self, out: str | Path, format: str = "onnx", observations: int = 1000) -> "ExportReport":
+    def export(self, out: str | Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
         """Write the policy as ONNX or TorchScript and check the file against :meth:`predict` (ace_rl.export)."""
         from ace_rl.export import export_policy
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from ace_rl.networks import StackedLinear
 
-LinearLike = Union[nn.Linear, StackedLinear]
+LinearLike = nn.Linear | StackedLinear
 
 MIN_RESET_FACTOR = 0.2
 MAX_RESET_FACTOR = 0.9

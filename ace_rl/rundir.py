@@ -22,12 +22,13 @@ holder never leaves it stuck.
 from __future__ import annotations
 
 import errno
-import json
 import fcntl
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -199,7 +200,7 @@ class RunLock:
             os.close(self._file)
             self._file = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ace_rl.actions import action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.checkpoint import (
@@ -45,8 +46,8 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
-from ace_rl.actions import action_names
 from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
+from ace_rl.logger import RunLogger
 from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train's API
     CausalFits,
     CheckpointSchedule,
@@ -55,7 +56,6 @@ from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train'
     NonFiniteError,
     finite_parameters_or_raise,
 )
-from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API

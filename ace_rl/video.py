@@ -28,17 +28,18 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ace_rl.extras import install_hint, missing_modules
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
 from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
+from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
 

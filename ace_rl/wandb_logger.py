@@ -17,8 +17,9 @@ import csv
 import importlib.util
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ace_rl.extras import install_hint
 from ace_rl.rundir import RunDir, write_atomically

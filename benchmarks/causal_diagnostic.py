@@ -37,7 +37,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from causal_speed import collect_transitions  # benchmarks/ is on sys.path when this file is run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -211,14 +211,14 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from ace_rl.config import preset_config, to_json_dict
-    from ace_rl.envs import make_env
     import stable_baselines3
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
 
     import ace_rl
+    from ace_rl.config import preset_config, to_json_dict
+    from ace_rl.envs import make_env
 
     print(f"ACE_RL_FROM={Path(ace_rl.__file__).resolve().parents[1]}", flush=True)
     env_id, algo, seed, total_steps, warmup = spec["env"], spec["algo"], spec["seed"], spec["total_steps"], spec["warmup"]
@@ -480,7 +480,7 @@ def summarise(jobs: list[Job]) -> dict[str, Any]:
 def print_table(table: dict[str, Any], total_steps: int) -> None:
     print(f"\nFinal evaluation return at env step {total_steps:,} and AUC (mean height of the evaluation curve), "
           "mean +- std over seeds:\n")
-    print(f"| task | implementation | seeds | final return | AUC | minutes per run |")
+    print("| task | implementation | seeds | final return | AUC | minutes per run |")
     print("|---|---|---|---|---|---|")
     names = {"sac": "ace-rl SAC", "td3": "ace-rl TD3", "sb3-sac": "SB3 SAC", "sb3-td3": "SB3 TD3"}
     for task, entries in table.items():

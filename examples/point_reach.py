@@ -13,7 +13,8 @@ goal-conditioned Dict ``{"observation", "achieved_goal", "desired_goal"}`` inste
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -8,7 +8,7 @@ training, resuming, evaluation, export, sweeps and reports need no change to the
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

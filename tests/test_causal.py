@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import warnings
 
+import lingam
 import numpy as np
 import pytest
-
-import lingam
 from lingam.utils import predict_adaptive_lasso
 
 from ace_rl.causal import (

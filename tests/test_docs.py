@@ -230,7 +230,9 @@ def parse_command(command: Command, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     except SystemExit as exit:
         if exit.code in (0, None) and "--help" in rest:
             return None
-        raise AssertionError(f"`ace-rl {' '.join(command.argv)}` exits with status {exit.code} (see the output above)")
+        raise AssertionError(
+            f"`ace-rl {' '.join(command.argv)}` exits with status {exit.code} (see the output above)"
+        ) from None
     raise AssertionError(f"`ace-rl {' '.join(command.argv)}` ran past parsing: unknown command {name!r}?")
 
 

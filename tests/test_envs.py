@@ -16,7 +16,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-
 import torch
 
 from ace_rl.checkpoint import load_policy

@@ -127,7 +127,7 @@ def test_each_observation_is_stored_once():
     buffer = ReplayBuffer(capacity=1000, obs_dim=obs_dim, action_dim=action_dim, seed=0)
     counter = 0.0
     seen = []
-    for episode in range(10):
+    for _episode in range(10):
         for step in range(20):
             obs, next_obs = np.full(obs_dim, counter), np.full(obs_dim, counter + 1)
             seen.append(counter)

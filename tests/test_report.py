@@ -23,7 +23,6 @@ from ace_rl.report import (
     build_report,
     learning_curves_layout,
     libraries,
-    make_report,
     summary_markdown,
 )
 from ace_rl.rundir import RunDir, find_runs

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,7 @@ from ace_rl.evaluation import EVAL_MAX_EPISODE_STEPS, run_episodes
 from ace_rl.logger import CsvTable
 from ace_rl.replay import Batch
 from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
-from ace_rl.trainer import Trainer, NonFiniteError, create_run_dir, train
+from ace_rl.trainer import NonFiniteError, Trainer, create_run_dir, train
 
 TINY = [
     "--env", "InvertedPendulum-v5", "--preset", "small", "--start-steps", "100", "--batch-size", "32",
@@ -117,7 +117,6 @@ def test_second_process_on_a_run_directory_is_refused_and_writes_nothing(tmp_pat
     first = ace_rl("train", *TINY, "--total-steps", "20000", "--run-dir", str(run_dir))
     try:
         wait_for(lambda: (run_dir / "episodes.csv").is_file(), what="the first run to start")
-        before = snapshot(run_dir)
         config_before = (run_dir / "config.json").read_bytes()
         code, _, stderr = run("train", "--resume", str(run_dir), "--no-progress")
         assert code != 0

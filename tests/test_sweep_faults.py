@@ -13,11 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from ace_rl.sweep import CLUSTER_FAULT_SECONDS, EMBEDDED_SESSION_PREFIX
 from test_run_safety import fill_to_last_byte, tmpfs, wait_for

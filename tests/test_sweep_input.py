@@ -22,7 +22,16 @@ from ace_rl.config import ALGOS
 from ace_rl.rundir import RunLock
 from ace_rl.sweep import MAX_RUNS
 from test_run_safety import assert_one_line_error, snapshot, tmpfs
-from test_sweep import EPISODES_HEADER, ENV, TINY, ace_rl_command, needs_sweep_extra, read_rows, worker_pids, write_sweep
+from test_sweep import (
+    ENV,
+    EPISODES_HEADER,
+    TINY,
+    ace_rl_command,
+    needs_sweep_extra,
+    read_rows,
+    worker_pids,
+    write_sweep,
+)
 
 
 def refusal(capsys, argv: list[str]) -> str:

@@ -72,7 +72,9 @@ def open_files_under(directory: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 @needs_wandb
 def test_logs_that_cannot_be_created_at_start_give_one_line_and_finish_the_wandb_run(
-    offline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    offline: Path,  # noqa: F811 - the fixture imported from test_wandb
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ):
     settings = [*TINY, "--total-steps", "300", "--eval-every", "300", "--wandb-project", "ace-test"]
     # A file system out of inodes right where TensorBoard's directory would go: the run directory, its lock,

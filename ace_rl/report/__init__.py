@@ -21,8 +21,8 @@ The modules, in the order a report flows through them:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ace_rl.report.analysis import (
     AggregateResult,

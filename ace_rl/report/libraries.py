@@ -17,7 +17,7 @@ class ReportError(ConfigError):
     """The runs cannot be reported: no runs, an unreadable file, a run without evaluations, a missing extra."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def libraries() -> tuple[Any, Any, Any, Any]:
     """(pyplot, rliable.library, rliable.metrics, rliable.plot_utils), or ReportError naming the extra."""
     try:
@@ -39,7 +39,7 @@ def libraries() -> tuple[Any, Any, Any, Any]:
     return plt, rly, metrics, plot_utils
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pandas() -> Any:
     """The pandas module, or ReportError naming the extra."""
     try:

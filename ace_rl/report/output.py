@@ -8,8 +8,8 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ace_rl.report.libraries import ReportError
 

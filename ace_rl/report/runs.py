@@ -9,9 +9,10 @@ import math
 import os
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,7 @@ def read_table(path: Path, required: Sequence[str]) -> Table:
 # -------------------------------------------------------------------------------------------- one run
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaults_json() -> str:
     return json.dumps(to_json_dict(TrainConfig()))
 

@@ -20,9 +20,11 @@ import contextlib
 import ctypes
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gymnasium as gym
+
 PREFIX = "Panda"
 SUCCESS_KEY = "is_success"
 _SEED_BOUND = 2**32

@@ -10,10 +10,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import ace_rl
 from ace_rl.config import TrainConfig
 from ace_rl.rundir import RunDirBusy, RunDirError, RunLock
-
-import ace_rl
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, SweepError, check_execution, parse_sweep_argv
 from ace_rl.sweep.driver import classify, run_grid

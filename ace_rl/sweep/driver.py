@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ace_rl.rundir import is_locked
-
 from ace_rl.runstate import RunPhase, run_state
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, execution_argv

@@ -17,7 +17,6 @@ from typing import Any
 
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import RunDir, RunLock, is_locked
-
 from ace_rl.runstate import (
     RunPhase,
     RunState,

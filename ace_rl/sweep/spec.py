@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import ace_rl
+from ace_rl.argv import given_settings
 from ace_rl.config import (
     EXECUTION_SETTINGS,
     ConfigError,
@@ -25,9 +27,6 @@ from ace_rl.config import (
     validate,
 )
 from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, write_atomically
-
-import ace_rl
-from ace_rl.argv import given_settings
 from ace_rl.runstate import safe_name
 from ace_rl.sweep.args import (
     MAX_RUNS,

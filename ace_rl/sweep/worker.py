@@ -17,7 +17,6 @@ from typing import IO
 
 from ace_rl.config import ConfigError
 from ace_rl.rundir import RunDirBusy
-
 from ace_rl.runstate import RunPhase, remove_interrupted_start, run_state
 from ace_rl.sweep.spec import PlannedRun, TrainParser
 
