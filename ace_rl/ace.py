@@ -140,7 +140,9 @@ class ACE:
         gradients (a reset measures dormancy on them, also when it falls on an update without an actor step)."""
         return {
             "actor": self.actor.state_dict(),
-            "actor_gradients": [None if param.grad is None else param.grad.detach().clone() for param in self.actor.parameters()],
+            "actor_gradients": [
+                None if param.grad is None else param.grad.detach().clone() for param in self.actor.parameters()
+            ],
             "critic": self.critic.state_dict(),
             "critic_target": self.critic_target.state_dict(),
             "log_alpha": self.log_alpha.detach().clone(),
@@ -226,9 +228,7 @@ class ACE:
 
             # 2c. Target critic: Polyak averaging.
             with torch.no_grad():
-                torch._foreach_lerp_(
-                    list(self.critic_target.parameters()), list(self.critic.parameters()), config.tau
-                )
+                torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), config.tau)
             metrics.update(
                 {
                     "loss/actor": actor_loss.detach(),
@@ -240,11 +240,7 @@ class ACE:
 
         # 3. Gradient-dormancy-guided soft reset.
         self.last_reset = None
-        if (
-            config.reset != "none"
-            and self.updates % config.reset_interval == 0
-            and self.updates > config.reset_start
-        ):
+        if config.reset != "none" and self.updates % config.reset_interval == 0 and self.updates > config.reset_start:
             self.last_reset = self.soft_reset()
         return metrics
 
@@ -269,8 +265,12 @@ class ACE:
         target_layers = self.critic_target.linear_layers()
         actor_masks = critic_masks = None
         if "dormant" in config.reset:
-            actor_masks = [dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in actor_layers]
-            critic_masks = [dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers]
+            actor_masks = [
+                dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in actor_layers
+            ]
+            critic_masks = [
+                dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers
+            ]
         soft_reset(self.actor, actor_layers, factor, actor_masks)
         soft_reset(self.critic, critic_layers, factor, critic_masks)
         soft_reset(self.critic_target, target_layers, factor, critic_masks)

@@ -196,7 +196,11 @@ def _deterministic_policy(obs_dim: int, action_dim: int, hidden_size: int, low: 
 
 
 register_agent(
-    "ace", _make_ace, _gaussian_policy, causal=True, resets=True,
+    "ace",
+    _make_ace,
+    _gaussian_policy,
+    causal=True,
+    resets=True,
     summary="causally weighted entropy and dormancy-guided resets",
 )
 # The SAC ablation is ACE's own code never handed a causal fit (all-ones weights) and without resets.

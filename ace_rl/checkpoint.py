@@ -50,14 +50,19 @@ def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modu
     try:
         # weights_only: a file of unknown origin is never unpickled beyond tensors and plain values.
         payload = torch.load(path, map_location=device, weights_only=True)
-        missing = [name for name in POLICY_ENTRIES if name not in payload] + (["actor"] if "actor" not in payload else [])
+        missing = [name for name in POLICY_ENTRIES if name not in payload] + (
+            ["actor"] if "actor" not in payload else []
+        )
         if missing:
             raise KeyError(missing[0])
         if not isinstance(payload["env"], str):
             raise KeyError("env")
         spec = agent_spec(str(payload["algo"]))
         actor = spec.make_policy(
-            payload["obs_dim"], payload["action_dim"], payload["hidden_size"], payload["action_low"],
+            payload["obs_dim"],
+            payload["action_dim"],
+            payload["hidden_size"],
+            payload["action_low"],
             payload["action_high"],
         )
         actor.load_state_dict(payload["actor"])

@@ -190,8 +190,12 @@ def run_envs(argv: Sequence[str]) -> None:
 # Errors reported in one line without a traceback, as (module, class): errors in the user's input (exit 2) and
 # faults of a run (exit 1). Only modules already imported are asked: a module never imported raised nothing.
 USER_ERRORS = (
-    ("ace_rl.config", "ConfigError"), ("ace_rl.envs", "EnvError"), ("ace_rl.checkpoint", "CheckpointError"),
-    ("ace_rl.video", "VideoError"), ("ace_rl.wandb_logger", "WandbError"), ("ace_rl.export", "ExportError"),
+    ("ace_rl.config", "ConfigError"),
+    ("ace_rl.envs", "EnvError"),
+    ("ace_rl.checkpoint", "CheckpointError"),
+    ("ace_rl.video", "VideoError"),
+    ("ace_rl.wandb_logger", "WandbError"),
+    ("ace_rl.export", "ExportError"),
 )
 RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
 

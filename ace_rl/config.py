@@ -46,7 +46,10 @@ def _json_object(arguments: list[str]) -> dict[str, Any]:
 JsonObject = Annotated[
     dict[str, Any],
     tyro.constructors.PrimitiveConstructorSpec(
-        nargs=1, metavar="JSON", instance_from_str=_json_object, is_instance=lambda value: isinstance(value, dict),
+        nargs=1,
+        metavar="JSON",
+        instance_from_str=_json_object,
+        is_instance=lambda value: isinstance(value, dict),
         str_from_instance=lambda value: [json.dumps(value)],
     ),
 ]
@@ -205,7 +208,9 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
 
 
 MAX_DISTRACTORS = 64  # --distractor-actions at most
-MAX_SEED = 2**32 - 1 - 20_000  # NumPy seeds are 32-bit; the evaluation and video environments take seed + 10,000, + 20,000
+MAX_SEED = (
+    2**32 - 1 - 20_000
+)  # NumPy seeds are 32-bit; the evaluation and video environments take seed + 10,000, + 20,000
 
 
 def validate(config: TrainConfig) -> None:
@@ -216,8 +221,19 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown --preset {config.preset!r}; accepted: {', '.join(PRESETS)}")
     agent = _agent(config.algo)
     positive_ints = (
-        "total_steps", "hidden_size", "batch_size", "buffer_size", "causal_interval", "causal_samples",
-        "reset_interval", "eval_every", "eval_episodes", "log_every", "checkpoint_every", "policy_frequency", "updates_per_step",
+        "total_steps",
+        "hidden_size",
+        "batch_size",
+        "buffer_size",
+        "causal_interval",
+        "causal_samples",
+        "reset_interval",
+        "eval_every",
+        "eval_episodes",
+        "log_every",
+        "checkpoint_every",
+        "policy_frequency",
+        "updates_per_step",
     )
     for name in positive_ints:
         value = getattr(config, name)
@@ -228,7 +244,9 @@ def validate(config: TrainConfig) -> None:
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"--{_flag(name)} must be zero or a positive integer, got {value}")
     if not isinstance(config.distractor_actions, int) or not 0 <= config.distractor_actions <= MAX_DISTRACTORS:
-        raise ConfigError(f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}")
+        raise ConfigError(
+            f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}"
+        )
     if config.reward not in REWARDS:
         raise ConfigError(f"unknown --reward {config.reward!r}; accepted: {', '.join(REWARDS)}")
     if config.reset not in RESET_KINDS:
@@ -238,9 +256,7 @@ def validate(config: TrainConfig) -> None:
             f"unknown --log-prob-correction {config.log_prob_correction!r}; accepted: {', '.join(LOG_PROB_CORRECTIONS)}"
         )
     if config.causal_method not in CAUSAL_METHODS:
-        raise ConfigError(
-            f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}"
-        )
+        raise ConfigError(f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}")
     if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
     for name in ("policy_noise", "noise_clip", "exploration_noise"):
@@ -248,9 +264,7 @@ def validate(config: TrainConfig) -> None:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{_flag(name)} must be a non-negative number, got {value}")
     if config.batch_size > config.buffer_size:
-        raise ConfigError(
-            f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})"
-        )
+        raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
     if config.causal_samples > config.buffer_size:
         raise ConfigError(
             f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
@@ -275,7 +289,9 @@ def validate(config: TrainConfig) -> None:
     if config.wandb_project is not None and not config.wandb_project.strip():
         raise ConfigError("--wandb-project must name a project, got an empty name")
     if config.wandb_project is not None and missing_modules("wandb"):
-        raise ConfigError(f"--wandb-project needs wandb, which is not installed; install it with: {install_hint('wandb')}")
+        raise ConfigError(
+            f"--wandb-project needs wandb, which is not installed; install it with: {install_hint('wandb')}"
+        )
 
 
 def _agent(algo: object) -> Any:
@@ -319,12 +335,17 @@ def equals_sac_reason(config: TrainConfig) -> str | None:
     if (fits and first_fit <= config.total_steps) or (config.reset != "none" and first_reset <= updates):
         return None
     resets = (
-        "--reset none" if config.reset == "none"
+        "--reset none"
+        if config.reset == "none"
         else f"no reset (the first is due at update {first_reset:,}; the run makes {updates:,})"
     )
-    no_fit = "no causal fit (--causal-method none)" if not fits else (
-        f"no causal fit (the first is due at env step {first_fit:,}: --causal-samples {config.causal_samples:,} at a "
-        f"multiple of --causal-interval {config.causal_interval:,}; --total-steps is {config.total_steps:,})"
+    no_fit = (
+        "no causal fit (--causal-method none)"
+        if not fits
+        else (
+            f"no causal fit (the first is due at env step {first_fit:,}: --causal-samples {config.causal_samples:,} at a "
+            f"multiple of --causal-interval {config.causal_interval:,}; --total-steps is {config.total_steps:,})"
+        )
     )
     return f"{no_fit} and {resets}"
 
@@ -348,8 +369,21 @@ EXECUTION_SETTINGS = frozenset({"run_dir", "resume", "threads", "progress"})
 # Settings that may change when a run is resumed: how long it runs, where and how it reports. Everything
 # else would make the continued run a different experiment.
 RESUMABLE_SETTINGS = frozenset(
-    {"total_steps", "device", "threads", "compile", "progress", "checkpoint_every", "log_every", "resume",
-     "video_every", "wandb_project", "wandb_entity", "wandb_group", "wandb_tags"}
+    {
+        "total_steps",
+        "device",
+        "threads",
+        "compile",
+        "progress",
+        "checkpoint_every",
+        "log_every",
+        "resume",
+        "video_every",
+        "wandb_project",
+        "wandb_entity",
+        "wandb_group",
+        "wandb_tags",
+    }
 )
 # Settings that do not define the experiment: two runs that differ only in them are the same experiment.
 NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS
@@ -362,10 +396,36 @@ UNGROUPED_SETTINGS = NON_EXPERIMENT_SETTINGS | {"seed", "eval_every", "eval_epis
 # The settings every config.json has held since the first release; settings added later take their
 # defaults when an older run is resumed.
 REQUIRED_SETTINGS = (
-    "env", "reward", "seed", "algo", "preset", "total_steps", "hidden_size", "batch_size", "start_steps",
-    "buffer_size", "causal_interval", "causal_samples", "causal_method", "causal_time_limit", "reset",
-    "reset_interval", "reset_start", "dormancy_threshold", "learning_rate", "gamma", "tau", "policy_frequency",
-    "updates_per_step", "eval_every", "eval_episodes", "log_every", "device", "threads", "compile", "run_dir",
+    "env",
+    "reward",
+    "seed",
+    "algo",
+    "preset",
+    "total_steps",
+    "hidden_size",
+    "batch_size",
+    "start_steps",
+    "buffer_size",
+    "causal_interval",
+    "causal_samples",
+    "causal_method",
+    "causal_time_limit",
+    "reset",
+    "reset_interval",
+    "reset_start",
+    "dormancy_threshold",
+    "learning_rate",
+    "gamma",
+    "tau",
+    "policy_frequency",
+    "updates_per_step",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "device",
+    "threads",
+    "compile",
+    "run_dir",
     "checkpoint_every",
 )
 
@@ -418,8 +478,7 @@ def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]
     return [
         field.name
         for field in dataclasses.fields(TrainConfig)
-        if field.name not in NON_EXPERIMENT_SETTINGS
-        and getattr(first, field.name) != getattr(second, field.name)
+        if field.name not in NON_EXPERIMENT_SETTINGS and getattr(first, field.name) != getattr(second, field.name)
     ]
 
 

@@ -107,11 +107,17 @@ class _PrefixedSuite:
 
 _PREFIXED_SUITES = (
     _PrefixedSuite(
-        DMC_PREFIX, "dmc", _DMC, dmc.known_names,
+        DMC_PREFIX,
+        "dmc",
+        _DMC,
+        dmc.known_names,
         'the tasks are listed by `python -c "from dm_control import suite; print(suite.ALL_TASKS)"`',
     ),
     _PrefixedSuite(
-        METAWORLD_PREFIX, "metaworld", _METAWORLD, meta_world.known_names,
+        METAWORLD_PREFIX,
+        "metaworld",
+        _METAWORLD,
+        meta_world.known_names,
         'the tasks are listed by `python -c "import metaworld; print(metaworld.MT1.ENV_NAMES)"`',
     ),
 )
@@ -218,7 +224,8 @@ def _resolve(env_id: str) -> tuple[str, str]:
             _require(_ROBOTICS, env_id)
         if env_id not in gym.registry:
             raise _unknown(
-                env_id, sorted(gym.registry.keys()),
+                env_id,
+                sorted(gym.registry.keys()),
                 'run `python -c "import gymnasium; gymnasium.pprint_registry()"` for the list',
             )
     if _needs_mujoco(name):
@@ -245,8 +252,12 @@ def _success_key(suite: str, name: str) -> str | None:
 
 
 def make_env(
-    env_id: str, reward: str = "dense", render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None,
-    factory: EnvFactory | None = None, distractor_actions: int = 0,
+    env_id: str,
+    reward: str = "dense",
+    render_mode: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    factory: EnvFactory | None = None,
+    distractor_actions: int = 0,
 ) -> gym.Env:
     """Build the environment of ``env_id``, with flat observations and Box actions.
 
@@ -263,9 +274,7 @@ def make_env(
     env_kwargs = dict(env_kwargs or {})
     suite, name = ("factory", env_id) if factory is not None else _resolve(env_id)
     if env_kwargs and suite not in ("gymnasium", "factory"):
-        raise EnvError(
-            f"--env-kwargs go to a Gymnasium environment's constructor; {env_id!r} ({suite}) takes none"
-        )
+        raise EnvError(f"--env-kwargs go to a Gymnasium environment's constructor; {env_id!r} ({suite}) takes none")
     key = _success_key(suite, name)
     if reward == "sparse" and key is None:
         raise EnvError(
@@ -474,19 +483,31 @@ _SUITES = (
     ("gymnasium-mujoco", "Gymnasium id", "mujoco", None, ("Hopper-v5", "HalfCheetah-v5", "Humanoid-v5")),
     ("dm_control", "dmc:DOMAIN-TASK", "dm_control", "dmc", ("dmc:walker-run", "dmc:humanoid-run", "dmc:dog-run")),
     (
-        "metaworld", "metaworld:TASK", "metaworld", "metaworld",
+        "metaworld",
+        "metaworld:TASK",
+        "metaworld",
+        "metaworld",
         ("metaworld:button-press-v3", "metaworld:pick-place-wall-v3", "metaworld:assembly-v3"),
     ),
     (
-        "adroit", "AdroitHand*-v1", "gymnasium_robotics", "robotics",
+        "adroit",
+        "AdroitHand*-v1",
+        "gymnasium_robotics",
+        "robotics",
         ("AdroitHandDoor-v1", "AdroitHandHammer-v1", "AdroitHandPen-v1", "AdroitHandRelocate-v1"),
     ),
     (
-        "shadow hand", "HandManipulate*-v1", "gymnasium_robotics", "robotics",
+        "shadow hand",
+        "HandManipulate*-v1",
+        "gymnasium_robotics",
+        "robotics",
         ("HandManipulateBlockDense-v1", "HandManipulateEggDense-v1", "HandManipulatePenDense-v1"),
     ),
     (
-        "panda", "Panda*-v3", "panda_gym", "panda",
+        "panda",
+        "Panda*-v3",
+        "panda_gym",
+        "panda",
         ("PandaReachJoints-v3", "PandaReachJointsDense-v3", "PandaPush-v3", "PandaPickAndPlace-v3"),
     ),
 )
@@ -534,23 +555,27 @@ def format_suites(suites: list[SuiteInfo]) -> str:
     for suite in suites:
         for index, example in enumerate(suite.examples):
             first = index == 0
-            rows.append((
-                suite.name if first else "",
-                suite.id_form if first else "",
-                flag(suite.installed) if first else "",
-                (f"[{suite.extra}]" if suite.extra else "(base)") if first else "",
-                example.env_id,
-                number(example.observation_size),
-                number(example.action_size),
-                number(example.episode_steps),
-                flag(example.success),
-            ))
+            rows.append(
+                (
+                    suite.name if first else "",
+                    suite.id_form if first else "",
+                    flag(suite.installed) if first else "",
+                    (f"[{suite.extra}]" if suite.extra else "(base)") if first else "",
+                    example.env_id,
+                    number(example.observation_size),
+                    number(example.action_size),
+                    number(example.episode_steps),
+                    flag(example.success),
+                )
+            )
     widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
     right_aligned = {5, 6, 7}
 
     def line(row: tuple[str, ...]) -> str:
-        cells = (cell.rjust(width) if column in right_aligned else cell.ljust(width)
-                 for column, (cell, width) in enumerate(zip(row, widths)))
+        cells = (
+            cell.rjust(width) if column in right_aligned else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths))
+        )
         return "  ".join(cells).rstrip()
 
     lines = [line(header), *(line(row) for row in rows)]

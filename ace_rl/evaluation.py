@@ -69,7 +69,10 @@ class EvalResult:
 
 
 def evaluate_run(
-    run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0,
+    run_dir: Path,
+    checkpoint: str = "best",
+    episodes: int = 10,
+    seed: int = 0,
     make: Callable[..., gym.Env] = make_env,
 ) -> EvalResult:
     """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment.
@@ -85,7 +88,9 @@ def evaluate_run(
     path = RunDir(run_dir).policy(checkpoint)
     actor, payload = load_policy(path)
     env = make(
-        payload["env"], reward=payload.get("reward", "dense"), env_kwargs=payload.get("env_kwargs") or None,
+        payload["env"],
+        reward=payload.get("reward", "dense"),
+        env_kwargs=payload.get("env_kwargs") or None,
         distractor_actions=int(payload.get("distractor_actions", 0)),
     )
     seed_env(env, seed)

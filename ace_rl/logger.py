@@ -25,7 +25,11 @@ RESETS_COLUMNS = ["env_step", "update", "dormancy_ratio", "reset_factor", "kind"
 def _quiet_tensorboard_write_errors(args: threading.ExceptHookArgs) -> None:
     """TensorBoard's writer thread hands a failed write (a full disk) to the next add_scalar, which reports
     it in one line; the thread's own traceback would only repeat it."""
-    if args.thread is not None and type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+    if (
+        args.thread is not None
+        and type(args.thread).__name__ == "_AsyncWriterThread"
+        and issubclass(args.exc_type, OSError)
+    ):
         return
     _previous_excepthook(args)
 
@@ -78,7 +82,8 @@ class CsvTable:
         step_column = self.columns.index("env_step")
         # A row cut short by a kill (fewer fields) is dropped too.
         kept = [
-            row for row in rows[1:]
+            row
+            for row in rows[1:]
             if len(row) == len(self.columns) and row[step_column].isdigit() and int(row[step_column]) <= env_step
         ]
         text = b"".join(_csv_line(row) for row in [self.columns, *kept])
@@ -92,7 +97,7 @@ class CsvTable:
         try:
             remaining = memoryview(line)
             while remaining:  # a short write is followed by one that names the cause
-                remaining = remaining[self._file.write(remaining):]
+                remaining = remaining[self._file.write(remaining) :]
         except OSError as error:
             try:
                 self._file.truncate(length)

@@ -71,8 +71,12 @@ class Evaluation:
         success_rate = episodes.success_rate
         self.last_return = mean_return
         self.logger.metrics.write(
-            env_step=env_step, updates=agent.updates, eval_return_mean=mean_return, eval_return_std=std_return,
-            eval_success_rate="" if success_rate is None else success_rate, wall_time=wall_time,
+            env_step=env_step,
+            updates=agent.updates,
+            eval_return_mean=mean_return,
+            eval_return_std=std_return,
+            eval_success_rate="" if success_rate is None else success_rate,
+            wall_time=wall_time,
         )
         scalars = {"eval/return_mean": mean_return, "eval/return_std": std_return}
         if success_rate is not None:
@@ -116,7 +120,8 @@ class Evaluation:
             if stored is None or stored.get("eval_return_mean") is None:
                 return None
             self.best_policy = {
-                "actor": stored["actor"], "env_step": int(stored.get("env_step", 0)),
+                "actor": stored["actor"],
+                "env_step": int(stored.get("env_step", 0)),
                 "eval_return_mean": float(stored["eval_return_mean"]),
             }
             if self.best_policy["eval_return_mean"] <= self.best_return:
@@ -145,7 +150,9 @@ class CausalFits:
     """Every ``--causal-interval`` env steps once the replay holds ``--causal-samples`` transitions: fit the causal
     model on the latest ones, hand the weights to the agent, and log them (causal_weights.csv, TensorBoard)."""
 
-    def __init__(self, config: TrainConfig, agent: CausallyWeighted, logger: RunLogger, action_names: list[str]) -> None:
+    def __init__(
+        self, config: TrainConfig, agent: CausallyWeighted, logger: RunLogger, action_names: list[str]
+    ) -> None:
         self.interval = config.causal_interval
         self.samples = config.causal_samples
         self.method = config.causal_method
@@ -154,8 +161,7 @@ class CausalFits:
         self.logger = logger
         # TensorBoard's causal/w0_thigh_joint; tasks without names keep causal/w0.
         self.tags = [
-            f"causal/w{i}" + ("" if name == f"a{i}" else "_" + safe_name(name))
-            for i, name in enumerate(action_names)
+            f"causal/w{i}" + ("" if name == f"a{i}" else "_" + safe_name(name)) for i, name in enumerate(action_names)
         ]
 
     def due(self, env_step: int, replay_size: int) -> bool:
@@ -169,12 +175,19 @@ class CausalFits:
         self.agent.set_causal_weights(fit.weights)
         weights = {f"w{i}": float(w) for i, w in enumerate(fit.weights)}
         self.logger.causal.write(
-            env_step=env_step, **weights, method=fit.method, seconds=fit.seconds, dropped_columns=len(fit.dropped),
+            env_step=env_step,
+            **weights,
+            method=fit.method,
+            seconds=fit.seconds,
+            dropped_columns=len(fit.dropped),
             note=fit.note,
         )
         self.logger.scalars(
-            {**dict(zip(self.tags, weights.values())), "causal/seconds": fit.seconds,
-             "causal/dropped_columns": len(fit.dropped)},
+            {
+                **dict(zip(self.tags, weights.values())),
+                "causal/seconds": fit.seconds,
+                "causal/dropped_columns": len(fit.dropped),
+            },
             env_step,
         )
 
@@ -183,7 +196,9 @@ class LossLog:
     """The latest losses of the agent's updates: checked to be finite (after every update on a CPU; on a GPU only
     when written, since reading a loss there synchronises it) and written every ``--log-every`` env steps."""
 
-    def __init__(self, config: TrainConfig, logger: RunLogger, device: torch.device, last_good: Callable[[], str]) -> None:
+    def __init__(
+        self, config: TrainConfig, logger: RunLogger, device: torch.device, last_good: Callable[[], str]
+    ) -> None:
         self.every = config.log_every
         self.logger = logger
         self.check_every_update = device.type == "cpu"
@@ -241,6 +256,11 @@ def finite_parameters_or_raise(agent: Agent, env_step: int, last_good: str) -> N
 
 
 __all__ = [
-    "CausalFits", "CheckpointSchedule", "Evaluation", "LossLog", "NonFiniteError", "PolicyWriter",
+    "CausalFits",
+    "CheckpointSchedule",
+    "Evaluation",
+    "LossLog",
+    "NonFiniteError",
+    "PolicyWriter",
     "finite_parameters_or_raise",
 ]

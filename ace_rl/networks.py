@@ -69,8 +69,7 @@ class Actor(nn.Module):
         super().__init__()
         self.log_prob_correction = log_prob_correction
         self.hidden = nn.ModuleList(
-            [nn.Linear(obs_dim, hidden_size)]
-            + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+            [nn.Linear(obs_dim, hidden_size)] + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
         )
         self.mean = nn.Linear(hidden_size, action_dim)
         self.log_std = nn.Linear(hidden_size, action_dim)
@@ -125,8 +124,7 @@ class DeterministicActor(nn.Module):
     ) -> None:
         super().__init__()
         self.hidden = nn.ModuleList(
-            [nn.Linear(obs_dim, hidden_size)]
-            + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+            [nn.Linear(obs_dim, hidden_size)] + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
         )
         self.output = nn.Linear(hidden_size, action_dim)
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)

@@ -66,8 +66,12 @@ class Policy:
         """The environment the policy was trained on, as training built it (flat observations); ``env_id`` or
         ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments."""
         return make_env(
-            env_id or self.env_id, reward=self.metadata.get("reward", "dense"), render_mode=render_mode,
-            env_kwargs=self.env_kwargs, factory=factory, distractor_actions=self.distractor_actions,
+            env_id or self.env_id,
+            reward=self.metadata.get("reward", "dense"),
+            render_mode=render_mode,
+            env_kwargs=self.env_kwargs,
+            factory=factory,
+            distractor_actions=self.distractor_actions,
         )
 
     def flatten(self, observation: Any) -> np.ndarray:
@@ -104,7 +108,9 @@ class Policy:
             flat = self.flatten(observation)
             if flat.size != self.observation_size:  # a batch: a dict of arrays with a leading batch axis
                 count = len(next(iter(observation.values())))
-                flat = np.stack([self.flatten({key: value[i] for key, value in observation.items()}) for i in range(count)])
+                flat = np.stack(
+                    [self.flatten({key: value[i] for key, value in observation.items()}) for i in range(count)]
+                )
         else:
             flat = np.asarray(observation, dtype=np.float32)
         if flat.ndim not in (1, 2) or flat.shape[-1] != self.observation_size:

@@ -132,7 +132,9 @@ class RunDir:
         if not self.path.is_dir():
             return []
         return sorted(
-            path for folder in (self.path, self.checkpoints, self.videos) for path in folder.glob("*" + TEMPORARY_SUFFIX)
+            path
+            for folder in (self.path, self.checkpoints, self.videos)
+            for path in folder.glob("*" + TEMPORARY_SUFFIX)
         )
 
 

@@ -100,7 +100,10 @@ def reached_total_steps(run_dir: Path, total_steps: int | None = None, steps: li
 
 
 def run_state(
-    run_dir: Path, total_steps: int | None = None, failure: str | None = None, check_lock: bool = True,
+    run_dir: Path,
+    total_steps: int | None = None,
+    failure: str | None = None,
+    check_lock: bool = True,
 ) -> RunState:
     """What ``run_dir`` is now (see the module's docstring), judged against ``total_steps`` (default: the total in
     its config.json). ``failure``: the error recorded for its last attempt, where one was (a sweep's record).

@@ -98,7 +98,10 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
 def make_run_env(config: TrainConfig, env_factory: EnvFactory | None = None) -> gym.Env:
     """The run's environment as its agent sees it (with --distractor-actions), unseeded."""
     return make_env(
-        config.env, reward=config.reward, env_kwargs=config.env_kwargs, factory=env_factory,
+        config.env,
+        reward=config.reward,
+        env_kwargs=config.env_kwargs,
+        factory=env_factory,
         distractor_actions=config.distractor_actions,
     )
 
@@ -145,7 +148,11 @@ class Trainer:
     """
 
     def __init__(
-        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None = None, restart: bool = False,
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume_state: dict[str, Any] | None = None,
+        restart: bool = False,
         env_factory: EnvFactory | None = None,
     ) -> None:
         """``resume_state``: continue from a full-state checkpoint. ``restart``: the run directory holds a
@@ -159,8 +166,13 @@ class Trainer:
             opened.pop_all()
 
     def _set_up(
-        self, config: TrainConfig, run_dir: Path, resume_state: dict[str, Any] | None, restart: bool,
-        env_factory: EnvFactory | None, opened: ExitStack,
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume_state: dict[str, Any] | None,
+        restart: bool,
+        env_factory: EnvFactory | None,
+        opened: ExitStack,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -168,10 +180,16 @@ class Trainer:
         # Before the other environments: it chooses MuJoCo's OpenGL back-end.
         self.video = (
             TrainingVideo(
-                run_dir, config.env, config.reward, config.seed + VIDEO_SEED_OFFSET, config.env_kwargs, env_factory,
+                run_dir,
+                config.env,
+                config.reward,
+                config.seed + VIDEO_SEED_OFFSET,
+                config.env_kwargs,
+                env_factory,
                 config.distractor_actions,
             )
-            if config.video_every > 0 else None
+            if config.video_every > 0
+            else None
         )
         if self.video is not None:
             opened.callback(self.video.close)
@@ -219,7 +237,11 @@ class Trainer:
         wandb = None
         if config.wandb_project is not None:
             wandb = WandbLogger(
-                run_dir, to_json_dict(config), config.wandb_project, config.wandb_entity, config.wandb_group,
+                run_dir,
+                to_json_dict(config),
+                config.wandb_project,
+                config.wandb_entity,
+                config.wandb_group,
                 config.wandb_tags,
             )
             opened.callback(wandb.finish, failed=True)
@@ -237,8 +259,15 @@ class Trainer:
         if resume_state is not None:
             self.evaluation.load_state_dict(resume_state)
         self.checkpoint_metadata = {
-            "env": config.env, "env_kwargs": config.env_kwargs, "reward": config.reward, "algo": config.algo,
-            "seed": config.seed, "distractor_actions": config.distractor_actions, "obs_dim": obs_dim, "action_dim": action_dim, "hidden_size": config.hidden_size,
+            "env": config.env,
+            "env_kwargs": config.env_kwargs,
+            "reward": config.reward,
+            "algo": config.algo,
+            "seed": config.seed,
+            "distractor_actions": config.distractor_actions,
+            "obs_dim": obs_dim,
+            "action_dim": action_dim,
+            "hidden_size": config.hidden_size,
             "action_low": torch.as_tensor(self.env.action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(self.env.action_space.high, dtype=torch.float32),
         }
@@ -292,7 +321,8 @@ class Trainer:
     def write_policy(self, name: str, actor: nn.Module, env_step: int, eval_return: float | None) -> None:
         finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
         save_policy(
-            RunDir(self.run_dir).policy(name), actor,
+            RunDir(self.run_dir).policy(name),
+            actor,
             {**self.checkpoint_metadata, "env_step": env_step, "eval_return_mean": eval_return},
         )
 
@@ -309,7 +339,8 @@ class Trainer:
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handlers = (
             {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-            if in_main_thread else {}
+            if in_main_thread
+            else {}
         )
         try:
             while self.env_step < config.total_steps:
@@ -377,8 +408,11 @@ class Trainer:
             reset = self.resetting_agent.last_reset if self.resetting_agent is not None else None
             if reset is not None:
                 self.logger.resets.write(
-                    env_step=self.env_step, update=reset.update, dormancy_ratio=reset.dormancy_ratio,
-                    reset_factor=reset.factor, kind=reset.kind,
+                    env_step=self.env_step,
+                    update=reset.update,
+                    dormancy_ratio=reset.dormancy_ratio,
+                    reset_factor=reset.factor,
+                    kind=reset.kind,
                 )
                 self.logger.scalars(
                     {"reset/dormancy_ratio": reset.dormancy_ratio, "reset/factor": reset.factor}, self.env_step
@@ -396,8 +430,12 @@ class Trainer:
         """Log the finished episode; write a full-state checkpoint when one is due (just before the reset)."""
         self.episode += 1
         self.logger.episodes.write(
-            env_step=self.env_step, episode=self.episode, **{"return": self.episode_return},
-            length=self.episode_length, terminated=int(terminated), wall_time=self.elapsed(),
+            env_step=self.env_step,
+            episode=self.episode,
+            **{"return": self.episode_return},
+            length=self.episode_length,
+            terminated=int(terminated),
+            wall_time=self.elapsed(),
         )
         self.logger.scalars({"train/episode_return": self.episode_return}, self.env_step)
         self.episode_return, self.episode_length = 0.0, 0
@@ -498,7 +536,9 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory
 def _run(trainer: Trainer) -> None:
     same_as_sac = equals_sac_reason(trainer.config)
     if same_as_sac is not None:  # said once the run is set up, so that a refused start prints only its error
-        print(f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr)
+        print(
+            f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr
+        )
     try:
         trainer.run()
     except TrainingStopped:  # a stop asked for by a signal: the run can be resumed, it did not fail

@@ -46,8 +46,7 @@ from ace_rl.suites import panda
 GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa")
 """Tried in this order when the user names none."""
 INSTALL_HINT = (
-    "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6) or, on a GPU machine, EGL (libegl1 and the GPU "
-    "driver)"
+    "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6) or, on a GPU machine, EGL (libegl1 and the GPU driver)"
 )
 VIDEO_EXTRA_HINT = f"install it with: {install_hint('video')}"
 TENSORBOARD_MAX_SIDE = 160
@@ -187,13 +186,20 @@ def check_video_support(env_id: str) -> None:
 
 
 def make_render_env(
-    env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, factory: EnvFactory | None = None,
+    env_id: str,
+    reward: str = "dense",
+    env_kwargs: Mapping[str, Any] | None = None,
+    factory: EnvFactory | None = None,
     distractor_actions: int = 0,
 ) -> gym.Env:
     """`make_env` with ``render_mode="rgb_array"``, after choosing the OpenGL back-end where one is needed."""
     check_video_support(env_id)
     return make_env(
-        env_id, reward=reward, render_mode="rgb_array", env_kwargs=env_kwargs, factory=factory,
+        env_id,
+        reward=reward,
+        render_mode="rgb_array",
+        env_kwargs=env_kwargs,
+        factory=factory,
         distractor_actions=distractor_actions,
     )
 
@@ -278,7 +284,9 @@ class Mp4Writer:
         if padded != (width, height):  # H.264 players want sizes in whole macro blocks
             command += ["-vf", f"scale={padded[0]}:{padded[1]}"]
         command += ["-f", "mp4", str(self.temporary)]
-        self._ffmpeg = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._ffmpeg = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         # Read ffmpeg's log as it comes, so that a chatty ffmpeg never blocks on a full pipe.
         self._log_reader = threading.Thread(target=self._read_log, args=(self._ffmpeg.stderr,), daemon=True)
         self._log_reader.start()
@@ -469,8 +477,14 @@ class TrainingVideo:
     """
 
     def __init__(
-        self, run_dir: Path, env_id: str, reward: str, seed: int, env_kwargs: Mapping[str, Any] | None = None,
-        factory: EnvFactory | None = None, distractor_actions: int = 0,
+        self,
+        run_dir: Path,
+        env_id: str,
+        reward: str,
+        seed: int,
+        env_kwargs: Mapping[str, Any] | None = None,
+        factory: EnvFactory | None = None,
+        distractor_actions: int = 0,
     ) -> None:
         self.run_dir = RunDir(run_dir)
         self.seed = seed

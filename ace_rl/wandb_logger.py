@@ -105,8 +105,13 @@ class WandbLogger:
         self.run_id = wandb_run_id(self.run_dir)
         try:
             self.run = wandb.init(
-                project=project, entity=entity, group=group, tags=list(tags) or None,
-                name=name or self.run_dir.name, id=self.run_id, resume="allow",
+                project=project,
+                entity=entity,
+                group=group,
+                tags=list(tags) or None,
+                name=name or self.run_dir.name,
+                id=self.run_id,
+                resume="allow",
                 dir=os.environ.get("WANDB_DIR"),  # read now: wandb reads it once per process otherwise
                 settings=wandb.Settings(console="off"),  # leave stdout/stderr (and the progress bar) alone
             )

@@ -41,7 +41,12 @@ from causal_speed import collect_transitions  # benchmarks/ is on sys.path when 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_TASKS = (
-    "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "dmc:cheetah-run", "metaworld:reach-v3",
+    "Hopper-v5",
+    "Walker2d-v5",
+    "HalfCheetah-v5",
+    "Ant-v5",
+    "dmc:cheetah-run",
+    "metaworld:reach-v3",
 )
 # Seed offset of the distractor columns, so that they are independent of the environment's action draws.
 DISTRACTOR_SEED_OFFSET = 1_000_003
@@ -80,7 +85,12 @@ def quadratic_probe(states: np.ndarray, actions: np.ndarray, rewards: np.ndarray
 
 
 def fit_row(
-    states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, n_real: int, method: str, reward_scale: float,
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    n_real: int,
+    method: str,
+    reward_scale: float,
     time_limit: float,
 ) -> dict:
     """One causal fit; the coefficients and weights split into the real and the distractor action dimensions."""
@@ -164,8 +174,8 @@ def synthetic(args: argparse.Namespace) -> dict:
     true_b = np.array([*SYNTHETIC_COEFFICIENTS, *[0.0] * SYNTHETIC_NULL_ACTIONS])
     actions = rng.uniform(-1.0, 1.0, size=(n, true_b.size))
     states = rng.normal(size=(n, SYNTHETIC_STATES))
-    rewards = actions @ true_b + SYNTHETIC_STATE_COEFFICIENT * states[:, 0] + rng.laplace(
-        scale=SYNTHETIC_NOISE_SCALE, size=n
+    rewards = (
+        actions @ true_b + SYNTHETIC_STATE_COEFFICIENT * states[:, 0] + rng.laplace(scale=SYNTHETIC_NOISE_SCALE, size=n)
     )
     n_real = len(SYNTHETIC_COEFFICIENTS)
     fits = [
@@ -225,13 +235,19 @@ def _table(rows: list[dict]) -> str:
             if row["task"] == "synthetic":
                 w_true = f["true_weights"]
                 n_real = row["action_size"]
-                table.append([
-                    "", "formula, true b", f"{f['reward_scale']:g}",
-                    _numbers([f["reward_scale"] * b for b in row["true_coefficients"][:n_real]], 3),
-                    _numbers([0.0] * (len(w_true) - n_real), 3),
-                    f"{min(w_true[:n_real]):.3f}-{max(w_true[:n_real]):.3f}",
-                    " ".join(f"{v:.3f}" for v in w_true[n_real:]), str(len(w_true)), "",
-                ])
+                table.append(
+                    [
+                        "",
+                        "formula, true b",
+                        f"{f['reward_scale']:g}",
+                        _numbers([f["reward_scale"] * b for b in row["true_coefficients"][:n_real]], 3),
+                        _numbers([0.0] * (len(w_true) - n_real), 3),
+                        f"{min(w_true[:n_real]):.3f}-{max(w_true[:n_real]):.3f}",
+                        " ".join(f"{v:.3f}" for v in w_true[n_real:]),
+                        str(len(w_true)),
+                        "",
+                    ]
+                )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "-" * max(len(line) for line in lines))
@@ -255,13 +271,23 @@ def _probe_table(rows: list[dict]) -> str:
         if probe["r2_linear"] is None:
             r2, r2q, sq = "-", "-", "constant reward"
         else:
-            r2, r2q, sq = f"{probe['r2_linear']:.3f}", f"{probe['r2_with_squares']:.3f}", _numbers(
-                probe["square_coefficients"], 3
+            r2, r2q, sq = (
+                f"{probe['r2_linear']:.3f}",
+                f"{probe['r2_with_squares']:.3f}",
+                _numbers(probe["square_coefficients"], 3),
             )
-        table.append([
-            row["task"], str(row["observation_size"]), str(row["action_size"]), f"{row['reward_mean']:.3f}",
-            f"{row['reward_std']:.3f}", r2, r2q, sq,
-        ])
+        table.append(
+            [
+                row["task"],
+                str(row["observation_size"]),
+                str(row["action_size"]),
+                f"{row['reward_mean']:.3f}",
+                f"{row['reward_std']:.3f}",
+                r2,
+                r2q,
+                sq,
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "-" * max(len(line) for line in lines))
@@ -280,11 +306,16 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=3, help="appended action dimensions with no effect")
     parser.add_argument("--methods", nargs="+", default=["sink"], choices=["sink", "directlingam"])
     parser.add_argument(
-        "--reward-scale", type=float, nargs="+", default=[0.1],
+        "--reward-scale",
+        type=float,
+        nargs="+",
+        default=[0.1],
         help="also fit on the rewards multiplied by each of these (the fit at scale 1 always runs)",
     )
     parser.add_argument(
-        "--directlingam-time-limit", type=float, default=120.0,
+        "--directlingam-time-limit",
+        type=float,
+        default=120.0,
         help="seconds; a DirectLiNGAM fit estimated to take longer is skipped with a note",
     )
     parser.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic check")
@@ -318,10 +349,15 @@ def main() -> None:
     meta = {
         "command": "python benchmarks/causal_diagnostic.py "
         + " ".join(
-            [f"--tasks {' '.join(args.tasks)}", f"--samples {args.samples}", f"--seed {args.seed}",
-             f"--distractors {args.distractors}", f"--methods {' '.join(args.methods)}",
-             f"--reward-scale {' '.join(f'{s:g}' for s in args.reward_scale)}",
-             f"--directlingam-time-limit {args.directlingam_time_limit:g}"]
+            [
+                f"--tasks {' '.join(args.tasks)}",
+                f"--samples {args.samples}",
+                f"--seed {args.seed}",
+                f"--distractors {args.distractors}",
+                f"--methods {' '.join(args.methods)}",
+                f"--reward-scale {' '.join(f'{s:g}' for s in args.reward_scale)}",
+                f"--directlingam-time-limit {args.directlingam_time_limit:g}",
+            ]
             + (["--no-synthetic"] if args.no_synthetic else [])
         ),
         "samples": args.samples,

@@ -30,7 +30,12 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_TASKS = (
-    "Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "metaworld:assembly-v3", "dmc:humanoid-run",
+    "Hopper-v5",
+    "HalfCheetah-v5",
+    "Ant-v5",
+    "Humanoid-v5",
+    "metaworld:assembly-v3",
+    "dmc:humanoid-run",
 )
 # Paper preset: about 8 updates (= env steps) per second on 2 CPU cores; one causal fit every 10,000 steps.
 UPDATES_PER_SECOND = 8.0
@@ -169,28 +174,41 @@ def bench_task(task: str, samples: int, seed: int, directlingam_cap: float, repe
 
 def _table(rows: list[dict]) -> str:
     header = [
-        "task", "variables", "directlingam s", "pred_ad_lasso s", "sink s", "x vs DL", "x vs PAL",
-        "|dw| PAL", "|dw| DL", "|drow| PAL", "DL reward pos", "DL overhead", "sink overhead",
+        "task",
+        "variables",
+        "directlingam s",
+        "pred_ad_lasso s",
+        "sink s",
+        "x vs DL",
+        "x vs PAL",
+        "|dw| PAL",
+        "|dw| DL",
+        "|drow| PAL",
+        "DL reward pos",
+        "DL overhead",
+        "sink overhead",
     ]
     table = [header]
     for row in rows:
         dl = row["directlingam"]
         mark = "" if dl["measured"] else "~"
-        table.append([
-            row["task"],
-            f"{row['raw_variables']}->{row['variables']}",
-            f"{mark}{dl['seconds']:.3g}",
-            f"{row['predict_adaptive_lasso_seconds']:.3f}",
-            f"{row['sink_seconds']:.3f}",
-            f"{mark}{row['speedup_vs_directlingam']:.0f}",
-            f"{row['speedup_vs_predict_adaptive_lasso']:.1f}",
-            f"{row['max_abs_weight_diff_vs_predict_adaptive_lasso']:.1e}",
-            f"{dl['max_abs_weight_diff_sink']:.1e}" if dl["measured"] else "-",
-            f"{row['max_abs_reward_row_diff_vs_predict_adaptive_lasso']:.1e}",
-            f"{dl['reward_position']}/{row['variables']}" if dl["measured"] else "-",
-            f"{mark}{100 * row['training_overhead_directlingam']:.2f}%",
-            f"{100 * row['training_overhead_sink']:.3f}%",
-        ])
+        table.append(
+            [
+                row["task"],
+                f"{row['raw_variables']}->{row['variables']}",
+                f"{mark}{dl['seconds']:.3g}",
+                f"{row['predict_adaptive_lasso_seconds']:.3f}",
+                f"{row['sink_seconds']:.3f}",
+                f"{mark}{row['speedup_vs_directlingam']:.0f}",
+                f"{row['speedup_vs_predict_adaptive_lasso']:.1f}",
+                f"{row['max_abs_weight_diff_vs_predict_adaptive_lasso']:.1e}",
+                f"{dl['max_abs_weight_diff_sink']:.1e}" if dl["measured"] else "-",
+                f"{row['max_abs_reward_row_diff_vs_predict_adaptive_lasso']:.1e}",
+                f"{dl['reward_position']}/{row['variables']}" if dl["measured"] else "-",
+                f"{mark}{100 * row['training_overhead_directlingam']:.2f}%",
+                f"{100 * row['training_overhead_sink']:.3f}%",
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
     lines.insert(1, "-" * len(lines[0]))

@@ -69,9 +69,14 @@ def main() -> None:
     per_transition = bytes_per_transition(args.obs_dim, args.action_dim, args.episode_length)
     doubled = (2 * args.obs_dim + args.action_dim + 2) * 4
     result = dict(
-        obs_dim=args.obs_dim, action_dim=args.action_dim, transitions=args.transitions,
-        bytes_per_transition=per_transition, bytes_per_transition_if_obs_stored_twice=doubled,
-        checkpoint_bytes=size, write_seconds=write_seconds, verify_and_load_seconds=read_seconds,
+        obs_dim=args.obs_dim,
+        action_dim=args.action_dim,
+        transitions=args.transitions,
+        bytes_per_transition=per_transition,
+        bytes_per_transition_if_obs_stored_twice=doubled,
+        checkpoint_bytes=size,
+        write_seconds=write_seconds,
+        verify_and_load_seconds=read_seconds,
         machine=dict(platform=platform.platform(), cpus=__import__("os").cpu_count()),
     )
     print(f"{'bytes/transition':>17}{'(obs twice)':>12}{'checkpoint GB':>15}{'write s':>9}{'verify+load s':>15}")

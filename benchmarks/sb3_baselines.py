@@ -195,9 +195,23 @@ def ace_rl_command(job: Job, state: str) -> list[str]:
     if state == "partial":
         return base + ["--resume", str(job.run_dir), "--no-progress"]
     command = base + [
-        "--env", job.env, "--algo", job.impl, "--preset", "small", "--seed", str(job.seed),
-        "--total-steps", str(job.total_steps), "--threads", "1", "--device", "cpu", "--no-progress",
-        "--run-dir", str(job.run_dir),
+        "--env",
+        job.env,
+        "--algo",
+        job.impl,
+        "--preset",
+        "small",
+        "--seed",
+        str(job.seed),
+        "--total-steps",
+        str(job.total_steps),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--run-dir",
+        str(job.run_dir),
     ]
     for name, value in job.overrides:
         command += [f"--{name.replace('_', '-')}", str(value)]
@@ -221,13 +235,27 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     from ace_rl.envs import make_env
 
     print(f"ACE_RL_FROM={Path(ace_rl.__file__).resolve().parents[1]}", flush=True)
-    env_id, algo, seed, total_steps, warmup = spec["env"], spec["algo"], spec["seed"], spec["total_steps"], spec["warmup"]
+    env_id, algo, seed, total_steps, warmup = (
+        spec["env"],
+        spec["algo"],
+        spec["seed"],
+        spec["total_steps"],
+        spec["warmup"],
+    )
     run_dir = Path(spec["run_dir"])
     overrides = dict(spec["overrides"])
     base_algo = algo.removeprefix("sb3-")
     config = preset_config(
-        "small", base_algo, env=env_id, seed=seed, total_steps=total_steps, threads=1, device="cpu",
-        progress=False, run_dir=run_dir, **overrides,
+        "small",
+        base_algo,
+        env=env_id,
+        seed=seed,
+        total_steps=total_steps,
+        threads=1,
+        device="cpu",
+        progress=False,
+        run_dir=run_dir,
+        **overrides,
     )
     if base_algo == "sac":  # what SB3's SAC does (see UNMATCHED)
         config = dataclasses.replace(config, policy_frequency=1, log_prob_correction="official")
@@ -244,18 +272,29 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     step_limit = (eval_env.spec.max_episode_steps if eval_env.spec is not None else None) or EVAL_MAX_EPISODE_STEPS
 
     common = dict(
-        policy="MlpPolicy", env=env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
-        batch_size=config.batch_size, tau=config.tau, gamma=config.gamma, train_freq=1,
-        gradient_steps=config.updates_per_step, policy_kwargs=dict(net_arch=[config.hidden_size] * 3),
+        policy="MlpPolicy",
+        env=env,
+        learning_rate=config.learning_rate,
+        buffer_size=config.buffer_size,
+        batch_size=config.batch_size,
+        tau=config.tau,
+        gamma=config.gamma,
+        train_freq=1,
+        gradient_steps=config.updates_per_step,
+        policy_kwargs=dict(net_arch=[config.hidden_size] * 3),
         learning_starts=config.batch_size - 1 if warmup == "ace" else config.start_steps,
-        seed=seed, device="cpu", verbose=0,
+        seed=seed,
+        device="cpu",
+        verbose=0,
     )
     if base_algo == "sac":
         kwargs = dict(common, ent_coef="auto", target_entropy=-float(action_dim), target_update_interval=1)
         base = SAC
     else:
         kwargs = dict(
-            common, policy_delay=config.policy_frequency, target_policy_noise=config.policy_noise,
+            common,
+            policy_delay=config.policy_frequency,
+            target_policy_noise=config.policy_noise,
             target_noise_clip=config.noise_clip,
             action_noise=NormalActionNoise(np.zeros(action_dim), config.exploration_noise * np.ones(action_dim)),
         )
@@ -264,11 +303,19 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_json)
     printable = {k: (repr(v) if k in ("env", "action_noise") else v) for k, v in kwargs.items()}
-    write_json(run_dir / "sb3.json", {
-        "class": f"stable_baselines3.{base.__name__}", "stable_baselines3": stable_baselines3.__version__,
-        "torch": torch.__version__, "kwargs": printable, "warmup": warmup, "warmup_note": WARMUP_NOTES[warmup],
-        "random_action_steps": config.start_steps, "unmatched": UNMATCHED,
-    })
+    write_json(
+        run_dir / "sb3.json",
+        {
+            "class": f"stable_baselines3.{base.__name__}",
+            "stable_baselines3": stable_baselines3.__version__,
+            "torch": torch.__version__,
+            "kwargs": printable,
+            "warmup": warmup,
+            "warmup_note": WARMUP_NOTES[warmup],
+            "random_action_steps": config.start_steps,
+            "unmatched": UNMATCHED,
+        },
+    )
     metrics = CsvWriter(run_dir / "metrics.csv", METRICS_COLUMNS)
     episodes = CsvWriter(run_dir / "episodes.csv", EPISODES_COLUMNS)
     clock = {"start": time.perf_counter()}
@@ -293,8 +340,16 @@ def sb3_worker(spec: dict[str, Any]) -> None:
                 returns[episode] += float(reward)
                 if terminated or truncated:
                     break
-        metrics.write([step, model._n_updates, float(returns.mean()), float(returns.std()), "",
-                       time.perf_counter() - clock["start"]])
+        metrics.write(
+            [
+                step,
+                model._n_updates,
+                float(returns.mean()),
+                float(returns.std()),
+                "",
+                time.perf_counter() - clock["start"],
+            ]
+        )
         print(f"env step {step}: eval return {returns.mean():.1f} +- {returns.std():.1f}", flush=True)
 
     class Bench(base):  # type: ignore[misc, valid-type]
@@ -316,8 +371,16 @@ def sb3_worker(spec: dict[str, Any]) -> None:
             if done:
                 state["episode"] += 1
                 monitor = info.get("episode", {})
-                episodes.write([step, state["episode"], monitor.get("r", math.nan), monitor.get("l", 0),
-                                int(not info.get("TimeLimit.truncated", False)), time.perf_counter() - clock["start"]])
+                episodes.write(
+                    [
+                        step,
+                        state["episode"],
+                        monitor.get("r", math.nan),
+                        monitor.get("l", 0),
+                        int(not info.get("TimeLimit.truncated", False)),
+                        time.perf_counter() - clock["start"],
+                    ]
+                )
             # No update follows a step at or before learning_starts: evaluate here (the policy is the same).
             if due(step) and step <= self.model.learning_starts:
                 evaluate(self.model)
@@ -379,8 +442,15 @@ class Runner:
         if state == "stale":
             shutil.rmtree(job.run_dir)
         if job.is_sb3:
-            spec = {"env": job.env, "algo": job.impl, "seed": job.seed, "total_steps": job.total_steps,
-                    "warmup": job.sb3_warmup, "run_dir": str(job.run_dir), "overrides": list(job.overrides)}
+            spec = {
+                "env": job.env,
+                "algo": job.impl,
+                "seed": job.seed,
+                "total_steps": job.total_steps,
+                "warmup": job.sb3_warmup,
+                "run_dir": str(job.run_dir),
+                "overrides": list(job.overrides),
+            }
             command = [sys.executable, str(Path(__file__).resolve()), "--sb3-worker", json.dumps(spec)]
         else:
             command = ace_rl_command(job, state)
@@ -388,13 +458,16 @@ class Runner:
         started = time.time()
         log(f"start {job.name}{' (resuming)' if state == 'partial' else ''}")
         with open(job.log, "a") as output:
-            output.write(f"# {datetime.now().isoformat(timespec='seconds')} {state}: {' '.join(command[:2])} ... {' '.join(command[3:])}\n")
+            output.write(
+                f"# {datetime.now().isoformat(timespec='seconds')} {state}: {' '.join(command[:2])} ... {' '.join(command[3:])}\n"
+            )
             output.flush()
             with self.lock:
                 if self.stopping:
                     return
-                child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=self.environment(),
-                                         cwd=job.out)
+                child = subprocess.Popen(
+                    command, stdout=output, stderr=subprocess.STDOUT, env=self.environment(), cwd=job.out
+                )
                 self.children.add(child)
             code = child.wait()
             with self.lock:
@@ -418,10 +491,13 @@ class Runner:
         if not self.durations:
             return f"{len(self.remaining)} runs left"
         mean_all = sum(sum(v) for v in self.durations.values()) / sum(len(v) for v in self.durations.values())
-        left = sum(
-            (sum(self.durations[j.impl]) / len(self.durations[j.impl])) if j.impl in self.durations else mean_all
-            for j in self.remaining
-        ) / self.args.workers
+        left = (
+            sum(
+                (sum(self.durations[j.impl]) / len(self.durations[j.impl])) if j.impl in self.durations else mean_all
+                for j in self.remaining
+            )
+            / self.args.workers
+        )
         finish = datetime.now() + timedelta(minutes=left)
         return f"{len(self.remaining)} runs left, about {left:.0f} min more (finish ~{finish:%H:%M})"
 
@@ -429,7 +505,9 @@ class Runner:
         with self.lock:
             self.stopping = True
             children = list(self.children)
-        log(f"stopping on {signal.Signals(signum).name}: ace-rl runs write a checkpoint; start the command again to continue")
+        log(
+            f"stopping on {signal.Signals(signum).name}: ace-rl runs write a checkpoint; start the command again to continue"
+        )
         for child in children:
             child.send_signal(signal.SIGTERM)
 
@@ -464,8 +542,11 @@ def summarise(jobs: list[Job]) -> dict[str, Any]:
         steps = [r["env_step"] for r in rows]
         values = [r["eval_return_mean"] for r in rows]
         entry["runs"][job.seed] = {
-            "final": values[-1], "auc": run_auc(steps, values), "wall_minutes": rows[-1]["wall_time"] / 60,
-            "eval_steps": steps, "eval_returns": values,
+            "final": values[-1],
+            "auc": run_auc(steps, values),
+            "wall_minutes": rows[-1]["wall_time"] / 60,
+            "eval_steps": steps,
+            "eval_returns": values,
         }
     for tasks in table.values():
         for entry in tasks.values():
@@ -478,8 +559,10 @@ def summarise(jobs: list[Job]) -> dict[str, Any]:
 
 
 def print_table(table: dict[str, Any], total_steps: int) -> None:
-    print(f"\nFinal evaluation return at env step {total_steps:,} and AUC (mean height of the evaluation curve), "
-          "mean +- std over seeds:\n")
+    print(
+        f"\nFinal evaluation return at env step {total_steps:,} and AUC (mean height of the evaluation curve), "
+        "mean +- std over seeds:\n"
+    )
     print("| task | implementation | seeds | final return | AUC | minutes per run |")
     print("|---|---|---|---|---|---|")
     names = {"sac": "ace-rl SAC", "td3": "ace-rl TD3", "sb3-sac": "SB3 SAC", "sb3-td3": "SB3 TD3"}
@@ -488,8 +571,10 @@ def print_table(table: dict[str, Any], total_steps: int) -> None:
             if impl not in entries:
                 continue
             e = entries[impl]
-            print(f"| {task} | {names[impl]} | {len(e['seeds'])} | {e['final_mean']:.1f} +- {e['final_std']:.1f} | "
-                  f"{e['auc_mean']:.1f} +- {e['auc_std']:.1f} | {e['wall_minutes_mean']:.1f} |")
+            print(
+                f"| {task} | {names[impl]} | {len(e['seeds'])} | {e['final_mean']:.1f} +- {e['final_std']:.1f} | "
+                f"{e['auc_mean']:.1f} +- {e['auc_std']:.1f} | {e['wall_minutes_mean']:.1f} |"
+            )
 
 
 def config_differences(jobs: list[Job]) -> list[str]:
@@ -500,8 +585,19 @@ def config_differences(jobs: list[Job]) -> list[str]:
         if not job.is_sb3:
             continue
         ours = job.run_dir / "config.json"
-        theirs = job.out / Job(job.env, job.impl.removeprefix("sb3-"), job.seed, job.total_steps, job.overrides,
-                               job.sb3_warmup, job.out).name / "config.json"
+        theirs = (
+            job.out
+            / Job(
+                job.env,
+                job.impl.removeprefix("sb3-"),
+                job.seed,
+                job.total_steps,
+                job.overrides,
+                job.sb3_warmup,
+                job.out,
+            ).name
+            / "config.json"
+        )
         if not (ours.is_file() and theirs.is_file()):
             continue
         a, b = json.loads(ours.read_text()), json.loads(theirs.read_text())
@@ -526,11 +622,16 @@ def main() -> None:
     parser.add_argument("--ace-rl-source", help="import ace_rl from this checkout (e.g. a git worktree)")
     parser.add_argument("--out", type=Path, help="run directories (default: benchmarks/results/sb3_baselines)")
     parser.add_argument("--json", type=Path, help="result (default: benchmarks/results/sb3_baselines.json)")
-    parser.add_argument("--report-out", type=Path, help="ace-rl report (default: benchmarks/results/sb3_baselines_report)")
+    parser.add_argument(
+        "--report-out", type=Path, help="ace-rl report (default: benchmarks/results/sb3_baselines_report)"
+    )
     parser.add_argument("--no-report", action="store_true", help="skip ace-rl report")
-    parser.add_argument("--quick", action="store_true",
-                        help="a check: Hopper-v5, seed 0, 2,000 steps, 1,000 random steps, evaluation every 1,000 "
-                        "steps with 3 episodes, into *_quick outputs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a check: Hopper-v5, seed 0, 2,000 steps, 1,000 random steps, evaluation every 1,000 "
+        "steps with 3 episodes, into *_quick outputs",
+    )
     parser.add_argument("--sb3-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     use_ace_rl_source(args.ace_rl_source or os.environ.get("ACE_RL_SOURCE"))
@@ -546,13 +647,19 @@ def main() -> None:
     json_path = args.json or RESULTS / f"sb3_baselines{suffix}.json"
     report_out = args.report_out or RESULTS / f"sb3_baselines{suffix}_report"
     overrides = tuple(
-        (name, value) for name, value in
-        (("start_steps", args.start_steps), ("eval_every", args.eval_every), ("eval_episodes", args.eval_episodes))
+        (name, value)
+        for name, value in (
+            ("start_steps", args.start_steps),
+            ("eval_every", args.eval_every),
+            ("eval_episodes", args.eval_episodes),
+        )
         if value is not None
     )
     jobs = [
         Job(env, impl, seed, args.steps, overrides, args.sb3_warmup, out)
-        for env in args.envs for seed in args.seeds for impl in args.impls
+        for env in args.envs
+        for seed in args.seeds
+        for impl in args.impls
     ]
     out.mkdir(parents=True, exist_ok=True)
     runner = Runner(args)
@@ -560,15 +667,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
     probe = subprocess.run(
-        [sys.executable, "-c", "import ace_rl, stable_baselines3, torch; print(ace_rl.__file__, "
-         "stable_baselines3.__version__, torch.__version__)"],
-        env=runner.environment(), cwd=out, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import ace_rl, stable_baselines3, torch; print(ace_rl.__file__, "
+            "stable_baselines3.__version__, torch.__version__)",
+        ],
+        env=runner.environment(),
+        cwd=out,
+        capture_output=True,
+        text=True,
     )
     # ace_rl as the runs import it (ACE_RL_RUNNER and the SB3 worker remove the editable hook first)
     source = args.ace_rl_source or os.environ.get("ACE_RL_SOURCE") or "the installed ace-rl"
-    log(f"{len(jobs)} runs planned, {len(jobs) - len(runner.remaining)} already done; ace_rl from {source}; "
+    log(
+        f"{len(jobs)} runs planned, {len(jobs) - len(runner.remaining)} already done; ace_rl from {source}; "
         f"sb3/torch: {probe.stdout.split()[1:] if probe.returncode == 0 else probe.stderr.strip()[-300:]}; "
-        f"{args.workers} workers; out {out}")
+        f"{args.workers} workers; out {out}"
+    )
     log(WARMUP_NOTES[args.sb3_warmup])
     started = time.time()
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
@@ -595,12 +711,20 @@ def main() -> None:
     result = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "envs": args.envs, "seeds": args.seeds, "total_steps": args.steps, "workers": args.workers,
-        "overrides": dict(overrides), "sb3_warmup": args.sb3_warmup, "ace_rl_source": source,
+        "envs": args.envs,
+        "seeds": args.seeds,
+        "total_steps": args.steps,
+        "workers": args.workers,
+        "overrides": dict(overrides),
+        "sb3_warmup": args.sb3_warmup,
+        "ace_rl_source": source,
         "versions": probe.stdout.split()[1:] if probe.returncode == 0 else None,
         "wall_minutes_this_invocation": (time.time() - started) / 60,
-        "unmatched": UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]], "config_differences": differences,
-        "failures": runner.failures, "report": None if args.no_report else str(report_out), "report_error": report_error,
+        "unmatched": UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]],
+        "config_differences": differences,
+        "failures": runner.failures,
+        "report": None if args.no_report else str(report_out),
+        "report_error": report_error,
         "results": table,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)

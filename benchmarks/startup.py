@@ -43,9 +43,30 @@ def make_sweep(directory: Path, source: Path) -> Path:
     """A finished one-run sweep to point `sweep --status` at (made once, with the checkout under test)."""
     out = directory / "sweep"
     command = [
-        sys.executable, "-c", RUNNER, "sweep", "--out", str(out), "--env", "Pendulum-v1", "--seed", "0",
-        "--preset", "small", "--total-steps", "200", "--start-steps", "100", "--batch-size", "32",
-        "--hidden-size", "32", "--eval-every", "200", "--eval-episodes", "1",
+        sys.executable,
+        "-c",
+        RUNNER,
+        "sweep",
+        "--out",
+        str(out),
+        "--env",
+        "Pendulum-v1",
+        "--seed",
+        "0",
+        "--preset",
+        "small",
+        "--total-steps",
+        "200",
+        "--start-steps",
+        "100",
+        "--batch-size",
+        "32",
+        "--hidden-size",
+        "32",
+        "--eval-every",
+        "200",
+        "--eval-episodes",
+        "1",
     ]
     subprocess.run(command, check=True, capture_output=True, env=_environment(source), timeout=900)
     return out
@@ -94,7 +115,9 @@ def main() -> None:
         for name, source in checkouts.items():
             for command, argv in commands.items():
                 seconds, torch_imported = time_command(argv, source, args.repeats)
-                rows.append({"checkout": name, "command": command, "median_seconds": seconds, "imports_torch": torch_imported})
+                rows.append(
+                    {"checkout": name, "command": command, "median_seconds": seconds, "imports_torch": torch_imported}
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"{'checkout':<28} {'command':<28} {'median s':>9}  imports torch")

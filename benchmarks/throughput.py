@@ -55,12 +55,24 @@ def ace_rl_run(algo: str, env: str, hidden: int, batch: int, warmup: int, measur
     """
     with tempfile.TemporaryDirectory() as folder:
         config = preset_config(
-            "small", algo, env=env, hidden_size=hidden, batch_size=batch, start_steps=warmup,
+            "small",
+            algo,
+            env=env,
+            hidden_size=hidden,
+            batch_size=batch,
+            start_steps=warmup,
             # One step past the window, so that the final evaluation and checkpoint fall outside it.
-            total_steps=warmup + measured + 1, eval_every=10**9, eval_episodes=1,
+            total_steps=warmup + measured + 1,
+            eval_every=10**9,
+            eval_episodes=1,
             # One causal fit and one soft reset inside the window.
-            causal_interval=warmup + measured // 2, causal_samples=warmup, reset_interval=warmup + measured // 2,
-            reset_start=0, checkpoint_every=10**9, progress=False, run_dir=Path(folder) / "run",
+            causal_interval=warmup + measured // 2,
+            causal_samples=warmup,
+            reset_interval=warmup + measured // 2,
+            reset_start=0,
+            checkpoint_every=10**9,
+            progress=False,
+            run_dir=Path(folder) / "run",
         )
         run_dir = train(config)
         with open(run_dir / "episodes.csv") as file:
@@ -102,8 +114,10 @@ def ace_extra_seconds(env_id: str, preset: str, repeats: int = 5) -> dict:
         agent.soft_reset()
         resets.append(time.perf_counter() - started)
     return dict(
-        fit_seconds=statistics.median(fits), reset_seconds=statistics.median(resets),
-        causal_interval=config.causal_interval, causal_samples=config.causal_samples,
+        fit_seconds=statistics.median(fits),
+        reset_seconds=statistics.median(resets),
+        causal_interval=config.causal_interval,
+        causal_samples=config.causal_samples,
         reset_interval=config.reset_interval,
     )
 
@@ -112,8 +126,13 @@ def sb3_steps_per_second(env: str, hidden: int, batch: int, warmup: int, measure
     from stable_baselines3 import SAC
 
     model = SAC(
-        "MlpPolicy", make_env(env), policy_kwargs=dict(net_arch=[hidden] * 3), batch_size=batch,
-        learning_starts=batch, seed=0, device="cpu",
+        "MlpPolicy",
+        make_env(env),
+        policy_kwargs=dict(net_arch=[hidden] * 3),
+        batch_size=batch,
+        learning_starts=batch,
+        seed=0,
+        device="cpu",
     )
     model.learn(warmup)
     started = time.perf_counter()
@@ -195,14 +214,21 @@ def bare_update_rates(env_id: str, preset: str, window: int, repeats: int) -> di
     plain = rates[next(iter(UPDATE_PATHS))]
     all_peaks = [value for values in peaks.values() for value in values]
     return dict(
-        hidden=hidden, batch=batch, gflop_per_update=flops / 1e9, matmul_peak_gflops=statistics.median(all_peaks),
+        hidden=hidden,
+        batch=batch,
+        gflop_per_update=flops / 1e9,
+        matmul_peak_gflops=statistics.median(all_peaks),
         compile_seconds=compile_seconds,
         paths={
             name: dict(
-                updates_per_second=statistics.median(values), windows=values, matmul_windows=peaks[name],
+                updates_per_second=statistics.median(values),
+                windows=values,
+                matmul_windows=peaks[name],
                 gflops=statistics.median(values) * flops / 1e9,
                 # Medians of per-window ratios: a slow spell of the machine slows both sides of each ratio.
-                fraction_of_peak=statistics.median(rate * flops / 1e9 / peak for rate, peak in zip(values, peaks[name])),
+                fraction_of_peak=statistics.median(
+                    rate * flops / 1e9 / peak for rate, peak in zip(values, peaks[name])
+                ),
                 speedup_over_plain=statistics.median(rate / base for rate, base in zip(values, plain)),
             )
             for name, values in rates.items()
@@ -235,7 +261,7 @@ def main() -> None:
     if not args.skip_loop:
         trainers["ace-rl SAC"]()  # discarded: the first run in a process is slower than the ones after it
     for repeat in range(0 if args.skip_loop else args.repeats):
-        for name in order[repeat % 3:] + order[: repeat % 3]:
+        for name in order[repeat % 3 :] + order[: repeat % 3]:
             run = trainers[name]()
             runs[name].append(run["steps_per_second"])
             if "fit_seconds" in run:
@@ -255,8 +281,10 @@ def main() -> None:
         print(f"\nWhole training loop, 3 x {args.hidden}, batch {args.batch} (median of {args.repeats} runs each)")
         print(f"{'trainer':<24}{'env steps/s':>12}{'vs SB3':>8}   runs")
         for name, rate in loop.items():
-            print(f"{name:<24}{rate:>12.1f}{rate / loop['Stable-Baselines3 SAC']:>8.2f}   "
-                  + " ".join(f"{value:.1f}" for value in runs[name]))
+            print(
+                f"{name:<24}{rate:>12.1f}{rate / loop['Stable-Baselines3 SAC']:>8.2f}   "
+                + " ".join(f"{value:.1f}" for value in runs[name])
+            )
         ratios = {
             f"ACE / {other}": statistics.median(ace / rate for ace, rate in zip(runs["ace-rl ACE"], runs[other]))
             for other in ("ace-rl SAC", "Stable-Baselines3 SAC")
@@ -295,16 +323,24 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = dict(
-        env=args.env, hidden=args.hidden, batch=args.batch, warmup=args.warmup, measured=args.measured,
-        repeats=args.repeats, torch_threads=torch.get_num_threads(),
-        env_steps_per_second=loop, runs=runs,
+        env=args.env,
+        hidden=args.hidden,
+        batch=args.batch,
+        warmup=args.warmup,
+        measured=args.measured,
+        repeats=args.repeats,
+        torch_threads=torch.get_num_threads(),
+        env_steps_per_second=loop,
+        runs=runs,
         ace_over_sac=loop["ace-rl ACE"] / loop["ace-rl SAC"] if loop else None,
         ace_over_sb3=loop["ace-rl ACE"] / loop["Stable-Baselines3 SAC"] if loop else None,
         per_repeat_ratio_medians=ratios if loop else None,
-        ace_fit_share_of_window=ace_fit_share, ace_extra_work=extra,
+        ace_fit_share_of_window=ace_fit_share,
+        ace_extra_work=extra,
         bare_update=updates,
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load_average=os.getloadavg()[0]),
-        torch=torch.__version__, numpy=np.__version__,
+        torch=torch.__version__,
+        numpy=np.__version__,
     )
     path = RESULTS / ("throughput.json" if loop else "throughput_update.json")
     path.write_text(json.dumps(result, indent=2) + "\n")

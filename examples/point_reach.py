@@ -85,7 +85,7 @@ class PointReach(gym.Env):
 
         for point, colour in ((self.goal, (0, 160, 0)), (self.position, (200, 0, 0))):
             row, column = pixel(point)
-            frame[max(row - 2, 0):row + 3, max(column - 2, 0):column + 3] = colour
+            frame[max(row - 2, 0) : row + 3, max(column - 2, 0) : column + 3] = colour
         return frame
 
 

@@ -25,8 +25,12 @@ class DDPGPolicy(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, hidden_size: int, low: torch.Tensor, high: torch.Tensor) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Linear(obs_dim, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size), nn.ReLU(),
-            nn.Linear(hidden_size, action_dim), nn.Tanh(),
+            nn.Linear(obs_dim, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, action_dim),
+            nn.Tanh(),
         )
         low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
         self.register_buffer("action_scale", (high - low) / 2)
@@ -40,7 +44,13 @@ class DDPGPolicy(nn.Module):
 
 class DDPG:
     def __init__(
-        self, config: TrainConfig, obs_dim: int, action_dim: int, low: np.ndarray, high: np.ndarray, device: torch.device
+        self,
+        config: TrainConfig,
+        obs_dim: int,
+        action_dim: int,
+        low: np.ndarray,
+        high: np.ndarray,
+        device: torch.device,
     ) -> None:
         self.config = config
         self.device = device
@@ -54,7 +64,10 @@ class DDPG:
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.learning_rate)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.learning_rate)
         self.noise = config.exploration_noise * self.actor.action_scale
-        self.low, self.high = self.actor.action_bias - self.actor.action_scale, self.actor.action_bias + self.actor.action_scale
+        self.low, self.high = (
+            self.actor.action_bias - self.actor.action_scale,
+            self.actor.action_bias + self.actor.action_scale,
+        )
         self.updates = 0
 
     @torch.inference_mode()
@@ -92,9 +105,12 @@ class DDPG:
 
     def state_dict(self) -> dict:
         return {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
             "updates": self.updates,
         }
 

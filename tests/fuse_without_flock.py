@@ -24,8 +24,10 @@ class PassThroughWithoutFlock(fuse.Operations):
 
     def getattr(self, path, fh=None):
         status = os.lstat(self._real(path))
-        return {key: getattr(status, key) for key in (
-            "st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")}
+        return {
+            key: getattr(status, key)
+            for key in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_atime", "st_mtime", "st_ctime")
+        }
 
     def readdir(self, path, fh):
         return [".", "..", *os.listdir(self._real(path))]
@@ -78,8 +80,10 @@ class PassThroughWithoutFlock(fuse.Operations):
 
     def statfs(self, path):
         status = os.statvfs(self._real(path))
-        return {key: getattr(status, key) for key in (
-            "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_namemax")}
+        return {
+            key: getattr(status, key)
+            for key in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_namemax")
+        }
 
     def flock(self, path, fh, op):
         raise fuse.FuseOSError(errno.ENOLCK)

@@ -186,7 +186,8 @@ def assert_agent_matches_reference(agent: ACE, reference: ReferenceSAC, actor_up
         if actor_updated:
             torch.testing.assert_close(layer.weight.grad, weight.grad, **TOLERANCE, msg=f"actor layer {index} gradient")
     for name, network, reference_networks in (
-        ("critic", agent.critic, reference.critics), ("target", agent.critic_target, reference.targets)
+        ("critic", agent.critic, reference.critics),
+        ("target", agent.critic_target, reference.targets),
     ):
         for index, layer in enumerate(network.linear_layers()):
             for member in range(2):
@@ -213,8 +214,9 @@ def run_against_reference(causal_weights, updates: int, policy_frequency: int = 
     for update in range(updates):
         batch = Batch(
             obs=torch.randn(16, 5, generator=generator),
-            actions=torch.as_tensor(LOW + (HIGH - LOW) * np.random.default_rng(update).uniform(size=(16, 3)),
-                                    dtype=torch.float32),
+            actions=torch.as_tensor(
+                LOW + (HIGH - LOW) * np.random.default_rng(update).uniform(size=(16, 3)), dtype=torch.float32
+            ),
             rewards=torch.randn(16, generator=generator),
             next_obs=torch.randn(16, 5, generator=generator),
             terminated=(torch.rand(16, generator=generator) < 0.3).float(),

@@ -269,8 +269,11 @@ def test_reward_exact_linear_function():
 
 @pytest.mark.parametrize(
     ("column", "message"),
-    [("state", r"state\[4\] holds 3 non-finite values"), ("action", r"action\[1\] holds 1 non-finite value"),
-     ("reward", r"reward holds 2 non-finite values")],
+    [
+        ("state", r"state\[4\] holds 3 non-finite values"),
+        ("action", r"action\[1\] holds 1 non-finite value"),
+        ("reward", r"reward holds 2 non-finite values"),
+    ],
 )
 def test_non_finite_input_names_the_column(column, message):
     rng = np.random.default_rng(0)

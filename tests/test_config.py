@@ -6,7 +6,12 @@ from ace_rl.config import ConfigError, preset_config, validate
 
 def test_paper_preset_matches_the_design_defaults():
     config = preset_config("paper")
-    assert (config.hidden_size, config.batch_size, config.start_steps, config.buffer_size) == (1024, 512, 10_000, 1_000_000)
+    assert (config.hidden_size, config.batch_size, config.start_steps, config.buffer_size) == (
+        1024,
+        512,
+        10_000,
+        1_000_000,
+    )
     assert (config.causal_interval, config.causal_samples) == (10_000, 10_000)
     assert (config.reset, config.reset_interval, config.reset_start) == ("reset", 100_000, 5_000)
     assert (config.learning_rate, config.gamma, config.tau, config.policy_frequency) == (3e-4, 0.99, 0.005, 2)

@@ -20,9 +20,33 @@ from ace_rl.envs import make_env, seed_env
 from ace_rl.report import figures as report_figures
 
 TINY = [
-    "--env", "Hopper-v5", "--preset", "small", "--start-steps", "200", "--batch-size", "64", "--hidden-size", "32",
-    "--causal-interval", "300", "--causal-samples", "300", "--reset-interval", "200", "--reset-start", "100",
-    "--eval-every", "300", "--eval-episodes", "1", "--log-every", "100", "--threads", "1", "--no-progress",
+    "--env",
+    "Hopper-v5",
+    "--preset",
+    "small",
+    "--start-steps",
+    "200",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "32",
+    "--causal-interval",
+    "300",
+    "--causal-samples",
+    "300",
+    "--reset-interval",
+    "200",
+    "--reset-start",
+    "100",
+    "--eval-every",
+    "300",
+    "--eval-episodes",
+    "1",
+    "--log-every",
+    "100",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 ZERO = 1e-9  # a distractor's coefficient: both fits drop it from the support, so it is exactly 0 in practice
 
@@ -52,13 +76,16 @@ def test_the_environment_receives_only_the_real_dimensions():
     np.testing.assert_array_equal(inner.received, np.float32([0.1, -0.2, 0.3]))
 
 
-@pytest.mark.parametrize("env_id, names", [
-    ("HalfCheetah-v5", ["bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"]),  # named actuators
-    ("Hopper-v5", ["thigh_joint", "leg_joint", "foot_joint"]),  # unnamed motors: the joints they drive
-    ("dmc:cheetah-run", ["bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"]),
-    ("metaworld:reach-v3", ["x", "y", "z", "gripper"]),
-    ("Pendulum-v1", ["a0"]),
-])
+@pytest.mark.parametrize(
+    "env_id, names",
+    [
+        ("HalfCheetah-v5", ["bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"]),  # named actuators
+        ("Hopper-v5", ["thigh_joint", "leg_joint", "foot_joint"]),  # unnamed motors: the joints they drive
+        ("dmc:cheetah-run", ["bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot"]),
+        ("metaworld:reach-v3", ["x", "y", "z", "gripper"]),
+        ("Pendulum-v1", ["a0"]),
+    ],
+)
 def test_action_names(env_id: str, names: list[str]):
     if env_id.startswith("dmc:"):
         pytest.importorskip("dm_control")
@@ -101,9 +128,12 @@ def test_equals_sac_reason_with_the_uniform_weights_ablation():
         "no causal fit (--causal-method none) and --reset none"
     )
     # Fits are due (at step 100) but none is made; the resets still make it ACE.
-    assert equals_sac_reason(
-        preset_config("small", "ace", causal_method="none", reset_interval=100, reset_start=0, **settings)
-    ) is None
+    assert (
+        equals_sac_reason(
+            preset_config("small", "ace", causal_method="none", reset_interval=100, reset_start=0, **settings)
+        )
+        is None
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +147,8 @@ def distractor_run(tmp_path_factory) -> Path:
 def test_a_distractor_run_records_its_dimensions(distractor_run: Path):
     assert json.loads((distractor_run / "config.json").read_text())["distractor_actions"] == 2
     assert json.loads((distractor_run / "actions.json").read_text()) == {
-        "names": ["thigh_joint", "leg_joint", "foot_joint", "distractor0", "distractor1"], "distractors": 2,
+        "names": ["thigh_joint", "leg_joint", "foot_joint", "distractor0", "distractor1"],
+        "distractors": 2,
     }
     fits = rows(distractor_run / "causal_weights.csv")
     assert [row["env_step"] for row in fits] == ["300", "600"]
@@ -152,8 +183,23 @@ def test_a_sweep_labels_the_ablation_and_the_report_marks_the_distractors(tmp_pa
     pytest.importorskip("rliable")
     sweep = tmp_path / "sweep"
     result = ace_rl(
-        "sweep", "--out", str(sweep), "--env", "Hopper-v5", "--algo", "ace", "--causal-method", "sink", "none",
-        "--seed", "0", "--distractor-actions", "1", *TINY[2:-3], "--total-steps", "600",
+        "sweep",
+        "--out",
+        str(sweep),
+        "--env",
+        "Hopper-v5",
+        "--algo",
+        "ace",
+        "--causal-method",
+        "sink",
+        "none",
+        "--seed",
+        "0",
+        "--distractor-actions",
+        "1",
+        *TINY[2:-3],
+        "--total-steps",
+        "600",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -22,21 +22,53 @@ from ace_rl.replay import ReplayBuffer
 from ace_rl.trainer import train
 
 TINY = [
-    "--preset", "small", "--total-steps", "1200", "--start-steps", "200", "--batch-size", "64",
-    "--hidden-size", "64", "--causal-interval", "400", "--causal-samples", "300", "--reset-interval", "300",
-    "--reset-start", "400", "--eval-every", "600", "--eval-episodes", "2", "--log-every", "200",
-    "--threads", "1", "--no-progress",
+    "--preset",
+    "small",
+    "--total-steps",
+    "1200",
+    "--start-steps",
+    "200",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "64",
+    "--causal-interval",
+    "400",
+    "--causal-samples",
+    "300",
+    "--reset-interval",
+    "300",
+    "--reset-start",
+    "400",
+    "--eval-every",
+    "600",
+    "--eval-episodes",
+    "2",
+    "--log-every",
+    "200",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 TINY_SETTINGS = dict(
-    total_steps=600, start_steps=100, batch_size=32, hidden_size=32, causal_interval=200, causal_samples=150,
-    reset_interval=200, reset_start=100, eval_every=300, eval_episodes=1, log_every=100, threads=1, progress=False,
+    total_steps=600,
+    start_steps=100,
+    batch_size=32,
+    hidden_size=32,
+    causal_interval=200,
+    causal_samples=150,
+    reset_interval=200,
+    reset_start=100,
+    eval_every=300,
+    eval_episodes=1,
+    log_every=100,
+    threads=1,
+    progress=False,
 )
 
 
 def ace_rl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ace_rl.cli", *args], capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([sys.executable, "-m", "ace_rl.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -56,7 +88,11 @@ def trained_run(tmp_path_factory) -> Path:
 def test_train_writes_every_file(trained_run: Path):
     config = json.loads((trained_run / "config.json").read_text())
     assert (config["env"], config["seed"], config["algo"], config["batch_size"], config["reset"]) == (
-        "Hopper-v5", 3, "ace", 64, "reset"
+        "Hopper-v5",
+        3,
+        "ace",
+        64,
+        "reset",
     )
     assert (trained_run / "checkpoints" / "best.pt").is_file()
     assert (trained_run / "checkpoints" / "final.pt").is_file()
@@ -77,7 +113,9 @@ def test_train_writes_every_file(trained_run: Path):
     assert [int(row["update"]) for row in resets] == [600, 900]  # every 300 updates, only after 400
     for row in resets:
         assert 0.2 <= float(row["reset_factor"]) <= 0.9
-        assert float(row["reset_factor"]) == pytest.approx(min(max(1 - float(row["dormancy_ratio"]), 0.2), 0.9), abs=1e-5)
+        assert float(row["reset_factor"]) == pytest.approx(
+            min(max(1 - float(row["dormancy_ratio"]), 0.2), 0.9), abs=1e-5
+        )
 
     episodes = read_csv(trained_run / "episodes.csv")
     assert episodes and sum(int(row["length"]) for row in episodes) <= 1200
@@ -87,7 +125,16 @@ def test_train_writes_every_file(trained_run: Path):
     events = EventAccumulator(str(trained_run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "causal/w0_thigh_joint", "eval/return_mean", "reset/factor"}
+    expected = {
+        "loss/critic",
+        "loss/actor",
+        "loss/alpha",
+        "alpha",
+        "entropy",
+        "causal/w0_thigh_joint",
+        "eval/return_mean",
+        "reset/factor",
+    }
     assert expected <= tags
     assert [event.step for event in events.Scalars("eval/return_mean")] == [600, 1200]
 
@@ -168,7 +215,8 @@ def test_every_reset_variant_trains(tmp_path: Path, reset):
     resets = read_csv(run_dir / "resets.csv")
     # Updates start with 32 transitions stored (env step 32 makes update 1); every 200 updates after update 100.
     assert [(int(row["update"]), int(row["env_step"]), row["kind"]) for row in resets] == [
-        (200, 231, reset), (400, 431, reset)
+        (200, 231, reset),
+        (400, 431, reset),
     ]
     fits = read_csv(run_dir / "causal_weights.csv")
     assert [int(row["env_step"]) for row in fits] == [200, 400, 600]
@@ -214,10 +262,38 @@ def test_directlingam_method_trains(tmp_path: Path):
 def test_updates_per_step_and_policy_frequency(tmp_path: Path):
     run_dir = tmp_path / "k"
     result = ace_rl(
-        "train", "--env", "Hopper-v5", "--preset", "small", "--total-steps", "300", "--start-steps", "100",
-        "--batch-size", "32", "--hidden-size", "32", "--causal-interval", "150", "--causal-samples", "100",
-        "--reset", "none", "--updates-per-step", "3", "--policy-frequency", "4", "--eval-every", "150",
-        "--eval-episodes", "1", "--threads", "1", "--no-progress", "--run-dir", str(run_dir),
+        "train",
+        "--env",
+        "Hopper-v5",
+        "--preset",
+        "small",
+        "--total-steps",
+        "300",
+        "--start-steps",
+        "100",
+        "--batch-size",
+        "32",
+        "--hidden-size",
+        "32",
+        "--causal-interval",
+        "150",
+        "--causal-samples",
+        "100",
+        "--reset",
+        "none",
+        "--updates-per-step",
+        "3",
+        "--policy-frequency",
+        "4",
+        "--eval-every",
+        "150",
+        "--eval-episodes",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
     )
     assert result.returncode == 0, result.stderr
     # Three updates on every env step from step 32 (the first with a batch stored).
@@ -318,8 +394,15 @@ def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypa
 def test_directlingam_time_limit_refuses_before_anything_is_written(tmp_path: Path):
     run_dir = tmp_path / "humanoid"
     result = ace_rl(
-        "train", "--env", "Humanoid-v5", "--causal-method", "directlingam", "--causal-time-limit", "60",
-        "--run-dir", str(run_dir),
+        "train",
+        "--env",
+        "Humanoid-v5",
+        "--causal-method",
+        "directlingam",
+        "--causal-time-limit",
+        "60",
+        "--run-dir",
+        str(run_dir),
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -120,9 +120,22 @@ def read_csv(path: Path) -> list[dict]:
 def train_briefly(env_id: str, run_dir: Path, reward: str = "dense") -> list[dict]:
     """A real 300-step training run; returns the rows of its metrics.csv."""
     config = preset_config(
-        "small", env=env_id, total_steps=300, start_steps=100, batch_size=32, hidden_size=32, causal_interval=150,
-        causal_samples=100, reset_interval=100, reset_start=50, eval_every=300, eval_episodes=1, threads=1,
-        progress=False, run_dir=run_dir, reward=reward,
+        "small",
+        env=env_id,
+        total_steps=300,
+        start_steps=100,
+        batch_size=32,
+        hidden_size=32,
+        causal_interval=150,
+        causal_samples=100,
+        reset_interval=100,
+        reset_start=50,
+        eval_every=300,
+        eval_episodes=1,
+        threads=1,
+        progress=False,
+        run_dir=run_dir,
+        reward=reward,
     )
     metrics = read_csv(train(config) / "metrics.csv")
     assert [int(row["env_step"]) for row in metrics] == [300]
@@ -245,8 +258,13 @@ def test_dmc_is_reproducible_across_environments():
 @needs_dmc
 @pytest.mark.parametrize(
     "env_id, action_size",
-    [("dmc:ball_in_cup-catch", 2), ("dmc:point_mass-easy", 2), ("dmc:hopper-hop", 4), ("dmc:humanoid-run", 21),
-     ("dmc:dog-run", 38)],
+    [
+        ("dmc:ball_in_cup-catch", 2),
+        ("dmc:point_mass-easy", 2),
+        ("dmc:hopper-hop", 4),
+        ("dmc:humanoid-run", 21),
+        ("dmc:dog-run", 38),
+    ],
 )
 def test_dmc_observation_is_the_sum_of_the_spec_parts(env_id: str, action_size: int):
     env = make_env(env_id)
@@ -396,7 +414,9 @@ def test_metaworld_trains_on_the_sparse_reward_and_reports_success(tmp_path: Pat
     assert float(metrics[0]["eval_success_rate"]) == float(return_mean > 0)
     result = subprocess.run(
         [sys.executable, "-m", "ace_rl.cli", "eval", str(tmp_path / "metaworld"), "--episodes", "2", "--seed", "5"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     # The same checkpoint played here, the success read from the task's info.
@@ -512,8 +532,12 @@ def suites_missing(monkeypatch):
 
 @pytest.mark.parametrize(
     "env_id, extra",
-    [("dmc:walker-run", "dmc"), ("metaworld:assembly-v3", "metaworld"), ("AdroitHandDoor-v1", "robotics"),
-     ("HandManipulatePenDense-v1", "robotics")],
+    [
+        ("dmc:walker-run", "dmc"),
+        ("metaworld:assembly-v3", "metaworld"),
+        ("AdroitHandDoor-v1", "robotics"),
+        ("HandManipulatePenDense-v1", "robotics"),
+    ],
 )
 def test_missing_suite_names_the_extra_to_install(suites_missing, env_id: str, extra: str):
     with pytest.raises(EnvError) as caught:

@@ -15,7 +15,9 @@ OBS_DIM, ACTION_DIM, BATCH = 7, 3, 32
 def make_agent(**fast_path: bool) -> ACE:
     torch.manual_seed(0)
     config = preset_config("small", hidden_size=64, batch_size=BATCH, reset="none")
-    agent = ACE(OBS_DIM, ACTION_DIM, -np.ones(ACTION_DIM), np.ones(ACTION_DIM), config, torch.device("cpu"), **fast_path)
+    agent = ACE(
+        OBS_DIM, ACTION_DIM, -np.ones(ACTION_DIM), np.ones(ACTION_DIM), config, torch.device("cpu"), **fast_path
+    )
     agent.set_causal_weights(np.array([1.8, 0.9, 0.3]))
     return agent
 
@@ -49,7 +51,9 @@ def assert_same_training(fast: ACE, plain: ACE, fast_metrics: list[dict], plain_
     for name, module in (("actor", "actor"), ("critic", "critic"), ("target", "critic_target")):
         fast_params = dict(getattr(fast, module).named_parameters())
         for param_name, plain_param in getattr(plain, module).named_parameters():
-            torch.testing.assert_close(fast_params[param_name], plain_param, rtol=1e-4, atol=1e-5, msg=f"{name}.{param_name}")
+            torch.testing.assert_close(
+                fast_params[param_name], plain_param, rtol=1e-4, atol=1e-5, msg=f"{name}.{param_name}"
+            )
     torch.testing.assert_close(fast.log_alpha, plain.log_alpha, rtol=1e-4, atol=1e-6)
 
 

@@ -34,10 +34,30 @@ from examples.point_reach import FORCE_HIGH, FORCE_LOW, PointReach  # noqa: E402
 POINT = "examples.point_reach:PointReach-v0"
 GOAL = [0.5, -0.3]
 TINY = [
-    "--preset", "small", "--total-steps", "300", "--start-steps", "100", "--batch-size", "64", "--hidden-size", "32",
-    "--eval-every", "150", "--eval-episodes", "1", "--log-every", "100", "--threads", "1", "--no-progress",
+    "--preset",
+    "small",
+    "--total-steps",
+    "300",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "32",
+    "--eval-every",
+    "150",
+    "--eval-episodes",
+    "1",
+    "--log-every",
+    "100",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
-SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+SUBPROCESS_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 def ace_rl_command(*args: str) -> subprocess.CompletedProcess:
@@ -59,8 +79,16 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for algo in ("ace", "sac", "td3"):
         run_dir = root / algo
         result = ace_rl_command(
-            "train", "--env", POINT, "--env-kwargs", json.dumps({"goal": GOAL}), "--algo", algo, *TINY,
-            "--run-dir", str(run_dir),
+            "train",
+            "--env",
+            POINT,
+            "--env-kwargs",
+            json.dumps({"goal": GOAL}),
+            "--algo",
+            algo,
+            *TINY,
+            "--run-dir",
+            str(run_dir),
         )
         assert result.returncode == 0, result.stderr
         made[algo] = run_dir
@@ -87,8 +115,14 @@ def test_module_id_and_constructor_arguments_reach_the_environment(runs: dict[st
 
 def test_gymnasium_import_on_make_form_trains(tmp_path: Path):
     result = ace_rl_command(
-        "train", "--env", "gymnasium.envs.classic_control:MountainCarContinuous-v0", *TINY,
-        "--total-steps", "150", "--run-dir", str(tmp_path / "car"),
+        "train",
+        "--env",
+        "gymnasium.envs.classic_control:MountainCarContinuous-v0",
+        *TINY,
+        "--total-steps",
+        "150",
+        "--run-dir",
+        str(tmp_path / "car"),
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "car" / "checkpoints" / "final.pt").is_file()
@@ -101,10 +135,14 @@ def test_gymnasium_import_on_make_form_trains(tmp_path: Path):
         ("misbehaving_envs:UnboundedActions-v0", None, "has unbounded actions"),
         ("misbehaving_envs:DiscreteObservations-v0", None, "has Discrete observations"),
         ("misbehaving_envs:NanFirstObservation-v0", None, "the observation after reset is not finite"),
-        ("misbehaving_envs:OldGymStep-v0", None, "step(action) failed (ValueError: not enough values to unpack (expected 5, got 4))"),
+        (
+            "misbehaving_envs:OldGymStep-v0",
+            None,
+            "step(action) failed (ValueError: not enough values to unpack (expected 5, got 4))",
+        ),
         ("no_such_module_of_envs:Robot-v0", None, "module 'no_such_module_of_envs' does not import"),
         ("misbehaving_envs:NotRegistered-v0", None, "neither registers an environment 'NotRegistered-v0'"),
-        ("misbehaving_envs:StrictConstructor-v0", {"size": 4}, "rejects the constructor arguments {\"size\": 4}"),
+        ("misbehaving_envs:StrictConstructor-v0", {"size": 4}, 'rejects the constructor arguments {"size": 4}'),
         ("Pendulum-v1", {"gravity_typo": 9.8}, "rejects the constructor arguments"),
         ("dmc:walker-run", {"size": 4}, "takes none"),
     ],
@@ -143,8 +181,15 @@ def test_importing_ace_rl_only_defines_names():
 
 def test_python_api_from_a_thread_with_a_factory(tmp_path: Path, monkeypatch):
     settings = dict(
-        preset="small", total_steps=300, start_steps=100, batch_size=64, hidden_size=32, eval_every=150,
-        eval_episodes=1, threads=1, progress=False,
+        preset="small",
+        total_steps=300,
+        start_steps=100,
+        batch_size=64,
+        hidden_size=32,
+        eval_every=150,
+        eval_episodes=1,
+        threads=1,
+        progress=False,
     )
     outcome: dict = {}
 
@@ -193,8 +238,17 @@ def test_python_api_from_a_thread_with_a_factory(tmp_path: Path, monkeypatch):
 
 def test_predict_takes_dict_observations_as_the_environment_returns_them(tmp_path: Path):
     run = ace_rl.train(
-        env=POINT, env_kwargs={"dict_observations": True}, preset="small", total_steps=200, start_steps=100,
-        batch_size=64, hidden_size=32, eval_every=200, eval_episodes=1, threads=1, progress=False,
+        env=POINT,
+        env_kwargs={"dict_observations": True},
+        preset="small",
+        total_steps=200,
+        start_steps=100,
+        batch_size=64,
+        hidden_size=32,
+        eval_every=200,
+        eval_episodes=1,
+        threads=1,
+        progress=False,
         run_dir=tmp_path / "dict",
     )
     policy = run.policy()
@@ -269,7 +323,8 @@ def test_export_refuses_an_unwritable_destination_and_a_missing_run(runs: dict[s
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["report", "--help"], ["export", "--help"], ["train", "--help"], ["sweep", "--status", "nowhere"]]
+    "args",
+    [["--help"], ["report", "--help"], ["export", "--help"], ["train", "--help"], ["sweep", "--status", "nowhere"]],
 )
 def test_commands_that_do_not_train_do_not_import_torch(args: list[str]):
     code = (
@@ -288,9 +343,31 @@ def test_a_sweep_over_constructor_arguments_and_its_report(tmp_path: Path):
     sweep = tmp_path / "sweep"
     goals = [json.dumps({"goal": GOAL}), json.dumps({"goal": [-0.5, 0.3]})]
     result = ace_rl_command(
-        "sweep", "--out", str(sweep), "--env", POINT, "--algo", "sac", "--seed", "0-1", "--env-kwargs", *goals,
-        "--preset", "small", "--total-steps", "200", "--start-steps", "100", "--batch-size", "64", "--hidden-size", "32",
-        "--eval-every", "100", "--eval-episodes", "1",
+        "sweep",
+        "--out",
+        str(sweep),
+        "--env",
+        POINT,
+        "--algo",
+        "sac",
+        "--seed",
+        "0-1",
+        "--env-kwargs",
+        *goals,
+        "--preset",
+        "small",
+        "--total-steps",
+        "200",
+        "--start-steps",
+        "100",
+        "--batch-size",
+        "64",
+        "--hidden-size",
+        "32",
+        "--eval-every",
+        "100",
+        "--eval-episodes",
+        "1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     configs = [json.loads(path.read_text()) for path in sorted(sweep.glob("*/config.json"))]

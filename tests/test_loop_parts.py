@@ -56,9 +56,7 @@ def test_evaluation_logs_the_mean_return_and_keeps_the_best_policy(tmp_path: Pat
     seed_env(env, 5)
     written: list[tuple[str, int, float | None]] = []
     logger = RunLogger(tmp_path, 1)
-    evaluation = Evaluation(
-        config, env, logger, lambda name, actor, step, value: written.append((name, step, value))
-    )
+    evaluation = Evaluation(config, env, logger, lambda name, actor, step, value: written.append((name, step, value)))
     assert [step for step in range(1, 26) if evaluation.due(step)] == [10, 20, 25]
     expected = pendulum_returns(0.0, 4, seed=5)  # the same environment stream: two evaluations of two episodes
     evaluation.run(ConstantAgent(0.0), 10, wall_time=1.0)

@@ -35,11 +35,22 @@ def test_disk_full_during_the_first_full_state_checkpoint_is_one_line_and_leaves
     # the disk fills in the middle of one of torch.save's records, which torch reports as a RuntimeError.
     with tmpfs(tmp_path / "disk", "160k") as disk:
         run_dir = disk / "run"
-        code, stdout, stderr = run("train", *TINY, "--total-steps", "160", "--checkpoint-every", "150",
-                                   "--causal-interval", "150", "--run-dir", str(run_dir))
+        code, stdout, stderr = run(
+            "train",
+            *TINY,
+            "--total-steps",
+            "160",
+            "--checkpoint-every",
+            "150",
+            "--causal-interval",
+            "150",
+            "--run-dir",
+            str(run_dir),
+        )
         assert code == 1, stderr
-        assert_one_line_error(stderr, "cannot write", str(RunDir(run_dir).checkpoints / "state-"),
-                              "No space left on device")
+        assert_one_line_error(
+            stderr, "cannot write", str(RunDir(run_dir).checkpoints / "state-"), "No space left on device"
+        )
         assert "run written" not in stdout
         assert_nothing_temporary(run_dir)
         assert RunDir(run_dir).states() == []
@@ -52,8 +63,9 @@ def test_disk_full_during_a_later_checkpoint_keeps_the_earlier_one_resumable(tmp
     # The first state-*.pt fits; the second (written at step 300) finds the disk full.
     with tmpfs(tmp_path / "disk", "320k") as disk:
         run_dir = disk / "run"
-        code, _, stderr = run("train", *TINY, "--total-steps", "400", "--checkpoint-every", "150",
-                              "--run-dir", str(run_dir))
+        code, _, stderr = run(
+            "train", *TINY, "--total-steps", "400", "--checkpoint-every", "150", "--run-dir", str(run_dir)
+        )
         assert code == 1, stderr
         assert_one_line_error(stderr, f"cannot write {RunDir(run_dir).state(300)}: No space left on device")
         assert_nothing_temporary(run_dir)
@@ -83,7 +95,8 @@ def test_an_error_of_the_writer_itself_is_not_taken_for_a_full_disk(tmp_path: Pa
 # Videos that cannot be written
 # --------------------------------------------------------------------------------------------------
 needs_ffmpeg = pytest.mark.skipif(
-    importlib.util.find_spec("imageio_ffmpeg") is None, reason='imageio-ffmpeg is not installed: pip install "ace-rl[video]"'
+    importlib.util.find_spec("imageio_ffmpeg") is None,
+    reason='imageio-ffmpeg is not installed: pip install "ace-rl[video]"',
 )
 
 
@@ -142,8 +155,9 @@ def test_training_video_on_a_full_disk_stops_the_run_in_one_line_and_leaves_no_f
     # Only the videos folder is full (one page, taken by a filler): the run's other files have room.
     with tmpfs(videos, "4k"):
         (videos / "filler").write_bytes(b"\0" * 4096)
-        code, stdout, stderr = run("train", "--resume", str(run_dir), "--total-steps", "300", "--video-every", "100",
-                                   "--no-progress")
+        code, stdout, stderr = run(
+            "train", "--resume", str(run_dir), "--total-steps", "300", "--video-every", "100", "--no-progress"
+        )
         assert code == 1 and "run written" not in stdout
         assert_one_line_error(stderr, f"cannot write {RunDir(run_dir).training_video(300)}: No space left on device")
         assert [path.name for path in videos.iterdir()] == ["filler"]  # no truncated MP4, no temporary
@@ -168,7 +182,9 @@ def file_system_without_flock(path: Path) -> Iterator[Path]:
     mountpoint.mkdir()
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("fuse_without_flock.py")), str(root), str(mountpoint)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.time() + 60
@@ -190,8 +206,11 @@ def test_a_file_system_without_locks_is_named_in_one_line_and_never_reported_as_
         run_dir = mount / "run"
         code, stdout, stderr = run("train", *TINY, "--total-steps", "200", "--run-dir", str(run_dir))
         assert code == 1 and "run written" not in stdout
-        assert_one_line_error(stderr, f"the file system of {run_dir} does not support file locks (flock: ",
-                              "put runs and sweeps on a local file system")
+        assert_one_line_error(
+            stderr,
+            f"the file system of {run_dir} does not support file locks (flock: ",
+            "put runs and sweeps on a local file system",
+        )
 
         assert (run_dir / ".lock").is_file()  # left by the refused train: a sweep must not take it for a live run
         with pytest.raises(RunDirError, match="does not support file locks") as refused:
@@ -204,17 +223,30 @@ def test_a_file_system_without_locks_is_named_in_one_line_and_never_reported_as_
 # A PyOpenGL platform that no MuJoCo back-end accepts
 # --------------------------------------------------------------------------------------------------
 @needs_ffmpeg
-@pytest.mark.parametrize(("setting", "fragments"), [
-    ({"PYOPENGL_PLATFORM": "nonsense"}, ("PYOPENGL_PLATFORM=nonsense is not an OpenGL platform for headless "
-                                         "rendering (accepted: egl, osmesa)", "unset it")),
-    ({"PYOPENGL_PLATFORM": "glx", "MUJOCO_GL": "osmesa"}, ("MUJOCO_GL=osmesa and PYOPENGL_PLATFORM=glx name "
-                                                           "different OpenGL back-ends", "unset PYOPENGL_PLATFORM")),
-])
+@pytest.mark.parametrize(
+    ("setting", "fragments"),
+    [
+        (
+            {"PYOPENGL_PLATFORM": "nonsense"},
+            (
+                "PYOPENGL_PLATFORM=nonsense is not an OpenGL platform for headless rendering (accepted: egl, osmesa)",
+                "unset it",
+            ),
+        ),
+        (
+            {"PYOPENGL_PLATFORM": "glx", "MUJOCO_GL": "osmesa"},
+            ("MUJOCO_GL=osmesa and PYOPENGL_PLATFORM=glx name different OpenGL back-ends", "unset PYOPENGL_PLATFORM"),
+        ),
+    ],
+)
 def test_a_pyopengl_platform_that_no_back_end_accepts_is_named(setting: dict, fragments: tuple, pendulum_run: Path):
     environment = {key: value for key, value in os.environ.items() if key not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     result = subprocess.run(
         [sys.executable, "-m", "ace_rl.cli", "eval", str(pendulum_run), "--episodes", "1", "--video"],
-        capture_output=True, text=True, timeout=300, env={**environment, **setting},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**environment, **setting},
     )
     assert result.returncode == 2 and result.stdout == ""
     assert_one_line_error(result.stderr, *fragments)

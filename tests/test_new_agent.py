@@ -22,9 +22,33 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS), os.en
 DDPG = "ddpg_agent:ddpg"
 POINT = "examples.point_reach:PointReach-v0"
 TINY = [
-    "--env", POINT, "--algo", DDPG, "--preset", "small", "--total-steps", "900", "--start-steps", "200",
-    "--batch-size", "64", "--hidden-size", "32", "--eval-every", "300", "--eval-episodes", "2",
-    "--checkpoint-every", "100", "--log-every", "100", "--threads", "1", "--no-progress", "--seed", "3",
+    "--env",
+    POINT,
+    "--algo",
+    DDPG,
+    "--preset",
+    "small",
+    "--total-steps",
+    "900",
+    "--start-steps",
+    "200",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "32",
+    "--eval-every",
+    "300",
+    "--eval-episodes",
+    "2",
+    "--checkpoint-every",
+    "100",
+    "--log-every",
+    "100",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--seed",
+    "3",
 ]
 
 
@@ -74,7 +98,9 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted: Path, 
     resumed = command("train", "--resume", str(run_dir), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     for name in ("metrics.csv", "episodes.csv"):
-        kept = ("env_step", "updates", "eval_return_mean") if name == "metrics.csv" else ("env_step", "return", "length")
+        kept = (
+            ("env_step", "updates", "eval_return_mean") if name == "metrics.csv" else ("env_step", "return", "length")
+        )
         assert [[row[c] for c in kept] for row in rows(run_dir / name)] == [
             [row[c] for c in kept] for row in rows(uninterrupted / name)
         ], name
@@ -111,17 +137,46 @@ def test_a_sweep_and_a_report_with_the_new_agent(tmp_path: Path):
     pytest.importorskip("rliable")
     sweep = tmp_path / "sweep"
     result = command(
-        "sweep", "--out", str(sweep), "--env", POINT, "--algo", DDPG, "sac", "--seed", "0-1", "--preset", "small",
-        "--total-steps", "300", "--start-steps", "100", "--batch-size", "64", "--hidden-size", "32",
-        "--eval-every", "150", "--eval-episodes", "1",
+        "sweep",
+        "--out",
+        str(sweep),
+        "--env",
+        POINT,
+        "--algo",
+        DDPG,
+        "sac",
+        "--seed",
+        "0-1",
+        "--preset",
+        "small",
+        "--total-steps",
+        "300",
+        "--start-steps",
+        "100",
+        "--batch-size",
+        "64",
+        "--hidden-size",
+        "32",
+        "--eval-every",
+        "150",
+        "--eval-episodes",
+        "1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(json.loads(path.read_text())["algo"] for path in sweep.glob("*/config.json")) == [DDPG, DDPG, "sac", "sac"]
+    assert sorted(json.loads(path.read_text())["algo"] for path in sweep.glob("*/config.json")) == [
+        DDPG,
+        DDPG,
+        "sac",
+        "sac",
+    ]
 
     report = command("report", str(sweep), "--out", str(tmp_path / "report"), "--reps", "20")
     assert report.returncode == 0, report.stderr
     summary = rows(tmp_path / "report" / "summary.csv")
-    assert {(row["task"], row["group"]) for row in summary if row["section"] == "task"} == {(POINT, DDPG), (POINT, "sac")}
+    assert {(row["task"], row["group"]) for row in summary if row["section"] == "task"} == {
+        (POINT, DDPG),
+        (POINT, "sac"),
+    }
     assert not list((tmp_path / "report").glob("causal_weights__*"))  # neither agent fits causal weights
 
 
@@ -141,9 +196,29 @@ def test_a_worker_that_cannot_import_the_task_module_fails_that_run_in_one_line(
     pytest.importorskip("ray")
     sweep = tmp_path / "sweep"
     result = command(
-        "sweep", "--out", str(sweep), "--env", "driver_only_env:DriverOnlyReach-v0", "--algo", "sac", "--seed", "0",
-        "--preset", "small", "--total-steps", "200", "--start-steps", "100", "--batch-size", "64",
-        "--hidden-size", "32", "--eval-every", "100", "--eval-episodes", "1",
+        "sweep",
+        "--out",
+        str(sweep),
+        "--env",
+        "driver_only_env:DriverOnlyReach-v0",
+        "--algo",
+        "sac",
+        "--seed",
+        "0",
+        "--preset",
+        "small",
+        "--total-steps",
+        "200",
+        "--start-steps",
+        "100",
+        "--batch-size",
+        "64",
+        "--hidden-size",
+        "32",
+        "--eval-every",
+        "100",
+        "--eval-episodes",
+        "1",
     )
     assert result.returncode != 0
     status = json.loads((sweep / "sweep_status.json").read_text())

@@ -20,8 +20,14 @@ class Recorder:
             last = step == length - 1
             next_obs = obs + 1.0
             action = -obs
-            self.buffer.add(np.full(2, obs), np.full(1, action), obs * 10, np.full(2, next_obs),
-                            terminated and last, truncated and last)
+            self.buffer.add(
+                np.full(2, obs),
+                np.full(1, action),
+                obs * 10,
+                np.full(2, next_obs),
+                terminated and last,
+                truncated and last,
+            )
             self.transitions.append((obs, action, obs * 10, next_obs, terminated and last))
             obs = next_obs
         self.counter = obs

@@ -78,7 +78,7 @@ def iqm_by_hand(values) -> float:
     ordered = np.sort(np.asarray(values, dtype=float))
     quarter = len(ordered) // 4
     assert quarter * 4 == len(ordered)
-    return float(np.mean(ordered[quarter: len(ordered) - quarter]))
+    return float(np.mean(ordered[quarter : len(ordered) - quarter]))
 
 
 def test_per_task_iqm_and_interval_match_rliable_and_hand(tmp_path):
@@ -94,8 +94,12 @@ def test_per_task_iqm_and_interval_match_rliable_and_hand(tmp_path):
     assert result.final.value == pytest.approx(iqm_by_hand(finals))  # (250 + 300 + 400 + 700) / 4
     assert result.final.value == pytest.approx(412.5)
     assert result.final.value == pytest.approx(scipy.stats.trim_mean(finals, 0.25))
-    point, interval = seeded_rliable(7, lambda: rly.get_interval_estimates(
-        {"sac": finals[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=REPS))
+    point, interval = seeded_rliable(
+        7,
+        lambda: rly.get_interval_estimates(
+            {"sac": finals[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=REPS
+        ),
+    )
     assert (result.final.low, result.final.high) == pytest.approx(tuple(interval["sac"][:, 0]))
     assert result.final.low < result.final.value < result.final.high and result.final.runs == 8
 
@@ -105,9 +109,14 @@ def test_per_task_iqm_and_interval_match_rliable_and_hand(tmp_path):
     # The curve: IQM over seeds at each step, its band from rliable's per-frame IQM (its tutorial's idiom).
     values = np.stack([finals / 4, finals / 2, finals], axis=1)
     assert result.curve.iqm == pytest.approx([iqm_by_hand(values[:, j]) for j in range(3)])
-    _, curve_interval = seeded_rliable(7, lambda: rly.get_interval_estimates(
-        {"c": values[:, None, :]},
-        lambda s: np.array([metrics.aggregate_iqm(s[..., j]) for j in range(s.shape[-1])]), reps=REPS))
+    _, curve_interval = seeded_rliable(
+        7,
+        lambda: rly.get_interval_estimates(
+            {"c": values[:, None, :]},
+            lambda s: np.array([metrics.aggregate_iqm(s[..., j]) for j in range(s.shape[-1])]),
+            reps=REPS,
+        ),
+    )
     assert result.curve.low == pytest.approx(curve_interval["c"][0])
     assert result.curve.high == pytest.approx(curve_interval["c"][1])
     assert list(result.curve.runs) == [8, 8, 8]
@@ -146,7 +155,9 @@ def test_aggregate_metrics_match_rliable(tmp_path):
         finals[algo] = (hopper, walker)
         for seed in range(5):
             write_run(tmp_path / f"hop_{algo}_{seed}", "Hopper-v5", algo, seed, steps, [hopper[seed] / 2, hopper[seed]])
-            write_run(tmp_path / f"walk_{algo}_{seed}", "dmc:walker-run", algo, seed, steps, [walker[seed] / 2, walker[seed]])
+            write_run(
+                tmp_path / f"walk_{algo}_{seed}", "dmc:walker-run", algo, seed, steps, [walker[seed] / 2, walker[seed]]
+            )
     report = build_report([tmp_path], reps=REPS, seed=3)
     aggregate = report.aggregate
     assert aggregate.tasks == ["Hopper-v5", "dmc:walker-run"] and aggregate.labels == ["ace", "sac"]
@@ -159,8 +170,14 @@ def test_aggregate_metrics_match_rliable(tmp_path):
         assert aggregate.scores[algo] == pytest.approx(scores[algo])
 
     def four(x):
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x),
-                         metrics.aggregate_optimality_gap(x)])
+        return np.array(
+            [
+                metrics.aggregate_iqm(x),
+                metrics.aggregate_median(x),
+                metrics.aggregate_mean(x),
+                metrics.aggregate_optimality_gap(x),
+            ]
+        )
 
     point, interval = seeded_rliable(3, lambda: rly.get_interval_estimates(scores, four, reps=REPS))
     for algo in scores:
@@ -174,10 +191,16 @@ def test_aggregate_metrics_match_rliable(tmp_path):
 
     (improvement,) = aggregate.improvements
     assert (improvement.x, improvement.y) == ("ace", "sac")
-    p_point, p_interval = seeded_rliable(3, lambda: rly.get_interval_estimates(
-        {"ace,sac": (scores["ace"], scores["sac"])}, metrics.probability_of_improvement, reps=REPS))
+    p_point, p_interval = seeded_rliable(
+        3,
+        lambda: rly.get_interval_estimates(
+            {"ace,sac": (scores["ace"], scores["sac"])}, metrics.probability_of_improvement, reps=REPS
+        ),
+    )
     assert improvement.estimate.value == pytest.approx(float(p_point["ace,sac"]))
-    assert (improvement.estimate.low, improvement.estimate.high) == pytest.approx(tuple(np.ravel(p_interval["ace,sac"])))
+    assert (improvement.estimate.low, improvement.estimate.high) == pytest.approx(
+        tuple(np.ravel(p_interval["ace,sac"]))
+    )
     # By hand: P(X > Y) per task is the share of (x, y) pairs with x > y (no ties here), averaged over tasks.
     by_hand = np.mean([np.mean(scores["ace"][:, t, None] > scores["sac"][None, :, t]) for t in range(2)])
     assert improvement.estimate.value == pytest.approx(by_hand)
@@ -188,7 +211,9 @@ def test_aggregate_metrics_match_rliable(tmp_path):
         assert aggregate.profiles[algo][0] == pytest.approx(np.mean(scores[algo] > aggregate.taus[0]))
 
     # The sample-efficiency curve: IQM of the normalised scores of all runs and tasks at each step.
-    at_1000 = {algo: s / 2 - np.array([HOPPER_RANDOM / 2 / (HOPPER_EXPERT - HOPPER_RANDOM), 0]) for algo, s in scores.items()}
+    at_1000 = {
+        algo: s / 2 - np.array([HOPPER_RANDOM / 2 / (HOPPER_EXPERT - HOPPER_RANDOM), 0]) for algo, s in scores.items()
+    }
     curve = aggregate.curve["ace"]
     assert list(curve.steps) == [1000, 2000]
     assert curve.iqm[1] == pytest.approx(metrics.aggregate_iqm(scores["ace"]))
@@ -196,7 +221,9 @@ def test_aggregate_metrics_match_rliable(tmp_path):
 
 
 def test_align_unequal_runs_by_hand():
-    aligned = align([np.array([100, 200, 300, 400.0]), np.array([150, 300.0])], [np.array([1, 2, 3, 4.0]), np.array([10, 40.0])])
+    aligned = align(
+        [np.array([100, 200, 300, 400.0]), np.array([150, 300.0])], [np.array([1, 2, 3, 4.0]), np.array([10, 40.0])]
+    )
     assert list(aligned.steps) == [100, 150, 200, 300, 400]
     first, second = aligned.values
     assert first == pytest.approx([1, 1.5, 2, 3, 4])
@@ -274,7 +301,11 @@ def test_swept_options_make_groups(tmp_path):
     config = json.loads(RunDir(older).config.read_text())
     del config["gamma"]
     RunDir(older).config.write_text(json.dumps(config))
-    groups = {(task.name, r.group.label): r.group.seeds for task in build_report([tmp_path], reps=20).tasks for r in task.groups}
+    groups = {
+        (task.name, r.group.label): r.group.seeds
+        for task in build_report([tmp_path], reps=20).tasks
+        for r in task.groups
+    }
     assert groups == {
         ("Hopper-v5", "ace reset=none"): [0, 1],
         ("Hopper-v5", "ace reset=reset"): [0, 1],  # threads differ: not an experiment setting
@@ -381,24 +412,51 @@ def test_report_command_end_to_end(tmp_path):
             values = np.round(np.array([200, 600, 900, 1200]) * rng.uniform(0.8, 1.2), 1)
             causal = [(2000, [0.5, 1.5, 1.0]), (4000, [0.8, 1.1, 1.1])] if algo == "ace" else None
             resets = [(3000, 0.1 + 0.02 * seed)] if algo == "ace" else None
-            write_run(sweep / "Hopper-v5" / f"{algo}__s{seed}", "Hopper-v5", algo, seed, steps, values, causal=causal,
-                      resets=resets)
+            write_run(
+                sweep / "Hopper-v5" / f"{algo}__s{seed}",
+                "Hopper-v5",
+                algo,
+                seed,
+                steps,
+                values,
+                causal=causal,
+                resets=resets,
+            )
     for seed in range(3):  # a success task with 3 seeds: flagged
-        write_run(sweep / f"door__s{seed}", "metaworld:door-open-v3", "ace", seed, steps, [5.0] * 4,
-                  success=[0.0, 0.2, 0.5, 0.4 + 0.1 * seed])
+        write_run(
+            sweep / f"door__s{seed}",
+            "metaworld:door-open-v3",
+            "ace",
+            seed,
+            steps,
+            [5.0] * 4,
+            success=[0.0, 0.2, 0.5, 0.4 + 0.1 * seed],
+        )
     single = write_run(tmp_path / "single", "dmc:cheetah-run", "ace", 0, steps, [50.0, 80.0, 90.0, 95.0])
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "ace_rl.cli", "report", str(sweep), str(single), "--out", str(out), "--reps", "50"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert f"report of 14 runs on 3 task(s) written to {out}" in result.stdout
 
     summary = (out / "summary.md").read_text()
-    figures = [line.split("`")[1][: -len(".png")] for line in summary.split("## Figures")[1].splitlines() if line.startswith("- `")]
-    assert set(figures) == {"learning_curves", "causal_weights__Hopper-v5__ace", "aggregate_metrics",
-                            "sample_efficiency", "performance_profile", "probability_of_improvement"}
+    figures = [
+        line.split("`")[1][: -len(".png")]
+        for line in summary.split("## Figures")[1].splitlines()
+        if line.startswith("- `")
+    ]
+    assert set(figures) == {
+        "learning_curves",
+        "causal_weights__Hopper-v5__ace",
+        "aggregate_metrics",
+        "sample_efficiency",
+        "performance_profile",
+        "probability_of_improvement",
+    }
     for stem in figures:
         image = read_png(out / f"{stem}.png")
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
@@ -409,7 +467,9 @@ def test_report_command_end_to_end(tmp_path):
     assert width == 3 * PANEL_SIZE[0] and height == pytest.approx(PANEL_SIZE[1] + LEGEND_LINE + 0.15)
     assert read_png(out / "learning_curves.png").shape[:2] == (round(height * DPI), round(width * DPI))
     assert read_png(out / "causal_weights__Hopper-v5__ace.png").shape[:2] == (
-        round(CAUSAL_SIZE[1] * DPI), round(CAUSAL_SIZE[0] * DPI))
+        round(CAUSAL_SIZE[1] * DPI),
+        round(CAUSAL_SIZE[0] * DPI),
+    )
 
     assert "| metaworld:door-open-v3 | success rate | ace | 3 (<5) |" in summary
     assert "| dmc:cheetah-run | return | ace | 1 (<5) |" in summary
@@ -419,7 +479,9 @@ def test_report_command_end_to_end(tmp_path):
         table = list(csv.DictReader(file))
     door = [row for row in table if row["task"] == "metaworld:door-open-v3"]
     assert door and all(row["few_seeds"] == "True" and row["seeds"] == "3" for row in door)
-    final = next(row for row in table if row["task"] == "Hopper-v5" and row["group"] == "sac" and row["metric"] == "final_iqm")
+    final = next(
+        row for row in table if row["task"] == "Hopper-v5" and row["group"] == "sac" and row["metric"] == "final_iqm"
+    )
     assert final["few_seeds"] == "False" and final["seeds"] == "5" and final["env_step"] == "4000"
     finals = [last_return(sweep / "Hopper-v5" / f"sac__s{seed}") for seed in range(5)]
     assert float(final["value"]) == pytest.approx(scipy.stats.trim_mean(finals, 0.25), rel=1e-5)
@@ -437,11 +499,27 @@ def test_report_of_a_real_tiny_run(tmp_path, capsys):
     from ace_rl.trainer import train
 
     run_dir = tmp_path / "hopper"
-    train(preset_config(
-        "small", "ace", env="Hopper-v5", seed=0, run_dir=run_dir, total_steps=300, start_steps=100, eval_every=100,
-        eval_episodes=1, hidden_size=32, batch_size=32, causal_interval=100, causal_samples=100, reset_interval=100,
-        reset_start=50, threads=1, progress=False,
-    ))
+    train(
+        preset_config(
+            "small",
+            "ace",
+            env="Hopper-v5",
+            seed=0,
+            run_dir=run_dir,
+            total_steps=300,
+            start_steps=100,
+            eval_every=100,
+            eval_episodes=1,
+            hidden_size=32,
+            batch_size=32,
+            causal_interval=100,
+            causal_samples=100,
+            reset_interval=100,
+            reset_start=50,
+            threads=1,
+            progress=False,
+        )
+    )
     out = tmp_path / "out"
     assert run_main(str(tmp_path), "--out", str(out), "--reps", "20") == 0
     assert "report of 1 runs on 1 task(s)" in capsys.readouterr().out
@@ -452,7 +530,8 @@ def test_report_of_a_real_tiny_run(tmp_path, capsys):
     assert (final["task"], final["group"], final["seeds"], final["env_step"]) == ("Hopper-v5", "ace", "1", "300")
     assert float(final["value"]) == pytest.approx(last_return(run_dir), rel=1e-5)
     assert float(normalised["value"]) == pytest.approx(
-        (last_return(run_dir) - HOPPER_RANDOM) / (HOPPER_EXPERT - HOPPER_RANDOM), rel=1e-4)
+        (last_return(run_dir) - HOPPER_RANDOM) / (HOPPER_EXPERT - HOPPER_RANDOM), rel=1e-4
+    )
     with open(RunDir(run_dir).resets) as file:
         assert list(csv.DictReader(file))  # the figure has resets to mark
     image = read_png(out / "causal_weights__Hopper-v5__ace.png")

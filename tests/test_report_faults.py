@@ -41,8 +41,11 @@ def summary_table(out: Path) -> list[dict]:
 
 def listed_figures(out: Path) -> list[str]:
     summary = (out / "summary.md").read_text()
-    return [line.split("`")[1][: -len(".png")] for line in summary.split("## Figures")[1].splitlines()
-            if line.startswith("- `")]
+    return [
+        line.split("`")[1][: -len(".png")]
+        for line in summary.split("## Figures")[1].splitlines()
+        if line.startswith("- `")
+    ]
 
 
 # ------------------------------------------------------------------------------------------- duplicate seeds
@@ -54,8 +57,15 @@ def test_duplicate_seeds_in_a_group_are_flagged_and_counted_once(tmp_path, capsy
     sweep = tmp_path / "sweep"
     for seed in range(2):
         for tag, bonus in (("a", 0.0), ("b", 50.0)):
-            write_run(sweep / f"Hopper-v5__ace__s{seed}__wandb-tags-{tag}", "Hopper-v5", "ace", seed, STEPS,
-                      [100.0, 200.0, 300.0, 400.0 + 100 * seed + bonus], wandb_tags=(tag,))
+            write_run(
+                sweep / f"Hopper-v5__ace__s{seed}__wandb-tags-{tag}",
+                "Hopper-v5",
+                "ace",
+                seed,
+                STEPS,
+                [100.0, 200.0, 300.0, 400.0 + 100 * seed + bonus],
+                wandb_tags=(tag,),
+            )
     write_run(sweep / "Hopper-v5__sac__s0", "Hopper-v5", "sac", 0, STEPS, [1.0, 2.0, 3.0, 4.0])
     out = tmp_path / "out"
     assert run_main(str(sweep), "--out", str(out), "--reps", REPS) == 0
@@ -130,11 +140,25 @@ def report_of_26_groups(tmp_path_factory) -> Path:
     rates = [round(0.0001 * (index + 1), 4) for index in range(24)]
     for env, chosen in (("Hopper-v5", rates[:7]), ("Walker2d-v5", rates[7:13]), ("InvertedPendulum-v5", rates[13:])):
         for rate in chosen:
-            write_run(sweep / f"{env}__sac__lr{rate}", env, "sac", 0, STEPS, [10.0, 20.0, 30.0, 40.0 + rate * 1e4],
-                      learning_rate=rate)
+            write_run(
+                sweep / f"{env}__sac__lr{rate}",
+                env,
+                "sac",
+                0,
+                STEPS,
+                [10.0, 20.0, 30.0, 40.0 + rate * 1e4],
+                learning_rate=rate,
+            )
         for rate in (0.1, 0.2) if env != "InvertedPendulum-v5" else ():
-            write_run(sweep / f"{env}__ace__lr{rate}", env, "ace", 0, STEPS, [5.0, 10.0, 15.0, 20.0 + rate],
-                      learning_rate=rate)
+            write_run(
+                sweep / f"{env}__ace__lr{rate}",
+                env,
+                "ace",
+                0,
+                STEPS,
+                [5.0, 10.0, 15.0, 20.0 + rate],
+                learning_rate=rate,
+            )
     out = root / "out"
     assert run_main(str(sweep), "--out", str(out), "--reps", "20") == 0
     return out
@@ -146,7 +170,8 @@ def test_more_than_twelve_groups_without_a_common_task_aggregate_what_compares(r
     # The largest comparable set: Hopper's 9 groups on Hopper (9 group-task pairs; ACE's two on both tasks: 4).
     rates = [round(0.0001 * (index + 1), 4) for index in range(7)]
     assert {row["group"] for row in aggregate} == {"ace learning_rate=0.1", "ace learning_rate=0.2"} | {
-        f"sac learning_rate={rate}" for rate in rates}
+        f"sac learning_rate={rate}" for rate in rates
+    }
     assert {row["task"] for row in aggregate} == {"Hopper-v5"}
     summary = (out / "summary.md").read_text()
     assert "Walker2d-v5 is left out of the aggregate metrics" in summary
@@ -249,4 +274,5 @@ def test_a_new_report_replaces_the_earlier_one_whole(tmp_path, capsys):
     assert "probability_of_improvement" not in figures
     report_files = {f"{stem}{suffix}" for stem in figures for suffix in (".png", ".pdf")}
     assert sorted(path.name for path in out.iterdir()) == sorted(
-        report_files | {"summary.md", "summary.csv", "curves.csv", "notes.txt"})
+        report_files | {"summary.md", "summary.csv", "curves.csv", "notes.txt"}
+    )

@@ -162,7 +162,9 @@ def filled_buffer(obs_dim: int, action_dim: int, count: int = 300) -> ReplayBuff
     rng = np.random.default_rng(0)
     buffer = ReplayBuffer(count, obs_dim, action_dim, seed=0)
     for _ in range(count):
-        buffer.add(rng.normal(size=obs_dim), rng.uniform(-1, 1, action_dim), rng.normal(), rng.normal(size=obs_dim), False)
+        buffer.add(
+            rng.normal(size=obs_dim), rng.uniform(-1, 1, action_dim), rng.normal(), rng.normal(size=obs_dim), False
+        )
     return buffer
 
 
@@ -187,7 +189,12 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     torch.manual_seed(0)
     threshold = 0.4  # high enough that a tiny network has dormant neurons, and not all of them
     config = preset_config(
-        "small", hidden_size=16, batch_size=32, reset=kind, reset_interval=4, reset_start=0,
+        "small",
+        hidden_size=16,
+        batch_size=32,
+        reset=kind,
+        reset_interval=4,
+        reset_start=0,
         dormancy_threshold=threshold,
     )
     agent = ACE(3, 2, -np.ones(2), np.ones(2), config, torch.device("cpu"))
@@ -212,7 +219,9 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
 
     # Dormancy of the actor's latest gradients, and the factor, by hand.
     actor_old, critic_old, target_old = (
-        unreset.actor.linear_layers(), unreset.critic.linear_layers(), unreset.critic_target.linear_layers()
+        unreset.actor.linear_layers(),
+        unreset.critic.linear_layers(),
+        unreset.critic_target.linear_layers(),
     )
     actor_masks = hand_dormant_masks([layer.weight.grad.numpy() for layer in actor_old], threshold, neuron_axis=1)
     critic_masks = hand_dormant_masks([layer.weight.grad.numpy() for layer in critic_old], threshold, neuron_axis=1)
@@ -241,7 +250,8 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
         torch.testing.assert_close(layer.weight, expected_weight, msg=f"actor layer {index}")
         torch.testing.assert_close(layer.bias, expected_bias, msg=f"actor layer {index} bias")
     for name, network, old_layers, fresh_layers in (
-        ("critic", agent.critic, critic_old, fresh_critic), ("target", agent.critic_target, target_old, fresh_target)
+        ("critic", agent.critic, critic_old, fresh_critic),
+        ("target", agent.critic_target, target_old, fresh_target),
     ):
         for index, (layer, old) in enumerate(zip(network.linear_layers(), old_layers)):
             fresh = torch.stack(fresh_layers[index])

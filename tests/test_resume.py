@@ -22,10 +22,37 @@ from ace_rl.rundir import RunDir
 from ace_rl.trainer import NonFiniteError, Trainer, train
 
 TINY = [
-    "--env", "Hopper-v5", "--seed", "4", "--preset", "small", "--total-steps", "1600", "--start-steps", "200",
-    "--batch-size", "64", "--hidden-size", "64", "--causal-interval", "400", "--causal-samples", "300",
-    "--reset-interval", "300", "--reset-start", "400", "--eval-every", "400", "--eval-episodes", "2",
-    "--checkpoint-every", "250", "--threads", "1", "--no-progress",
+    "--env",
+    "Hopper-v5",
+    "--seed",
+    "4",
+    "--preset",
+    "small",
+    "--total-steps",
+    "1600",
+    "--start-steps",
+    "200",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "64",
+    "--causal-interval",
+    "400",
+    "--causal-samples",
+    "300",
+    "--reset-interval",
+    "300",
+    "--reset-start",
+    "400",
+    "--eval-every",
+    "400",
+    "--eval-episodes",
+    "2",
+    "--checkpoint-every",
+    "250",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 # Every column but the wall time (and the fit's duration), which differ between processes.
 COMPARED = {
@@ -155,22 +182,34 @@ gym.register("RewardBreaksAt300-v0", entry_point=RewardBreaksAt, max_episode_ste
 
 def state_steps(run_dir: Path) -> list[int]:
     """The env steps of a run's full-state checkpoints (state-0000000300.pt: 300)."""
-    return [int(path.name[len("state-"):].split(".")[0]) for path in RunDir(run_dir).states()]
+    return [int(path.name[len("state-") :].split(".")[0]) for path in RunDir(run_dir).states()]
 
 
 def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path):
     run_dir = tmp_path / "nan"
     config = preset_config(
-        "small", env="RewardBreaksAt300-v0", total_steps=600, start_steps=100, batch_size=32, hidden_size=16,
-        causal_interval=1000, causal_samples=100, eval_every=1000, eval_episodes=1, checkpoint_every=20,
-        threads=1, progress=False, run_dir=run_dir,
+        "small",
+        env="RewardBreaksAt300-v0",
+        total_steps=600,
+        start_steps=100,
+        batch_size=32,
+        hidden_size=16,
+        causal_interval=1000,
+        causal_samples=100,
+        eval_every=1000,
+        eval_episodes=1,
+        checkpoint_every=20,
+        threads=1,
+        progress=False,
+        run_dir=run_dir,
     )
     with pytest.raises(NonFiniteError) as error:
         train(config)
     message = str(error.value)
     found = re.fullmatch(
         r"loss/critic became nan at env step (\d+) \(update (\d+)\); training stopped\. "
-        r"Last good checkpoint: (\S+)", message,
+        r"Last good checkpoint: (\S+)",
+        message,
     )
     assert found, message
     step, update, last_good = int(found[1]), int(found[2]), Path(found[3])
@@ -188,8 +227,18 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
 
 def small_trainer(run_dir: Path) -> Trainer:
     config = preset_config(
-        "small", env="Hopper-v5", total_steps=100, start_steps=50, batch_size=32, hidden_size=16,
-        causal_interval=1000, causal_samples=50, eval_every=1000, eval_episodes=1, threads=1, progress=False,
+        "small",
+        env="Hopper-v5",
+        total_steps=100,
+        start_steps=50,
+        batch_size=32,
+        hidden_size=16,
+        causal_interval=1000,
+        causal_samples=50,
+        eval_every=1000,
+        eval_episodes=1,
+        threads=1,
+        progress=False,
         run_dir=run_dir,
     )
     RunDir(run_dir).checkpoints.mkdir(parents=True)

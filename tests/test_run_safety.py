@@ -35,15 +35,38 @@ from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
 from ace_rl.trainer import NonFiniteError, Trainer, create_run_dir, train
 
 TINY = [
-    "--env", "InvertedPendulum-v5", "--preset", "small", "--start-steps", "100", "--batch-size", "32",
-    "--hidden-size", "32", "--causal-interval", "200", "--causal-samples", "150", "--eval-every", "200",
-    "--eval-episodes", "1", "--buffer-size", "5000", "--threads", "1", "--no-progress",
+    "--env",
+    "InvertedPendulum-v5",
+    "--preset",
+    "small",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-size",
+    "32",
+    "--causal-interval",
+    "200",
+    "--causal-samples",
+    "150",
+    "--eval-every",
+    "200",
+    "--eval-episodes",
+    "1",
+    "--buffer-size",
+    "5000",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 
 
 def ace_rl(*args: str, cwd: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ace_rl.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "ace_rl.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=cwd,
     )
 
@@ -90,7 +113,8 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
     """Every file's mtime and size, but the lock's (whose holder may note its pid in it)."""
     return {
         str(path.relative_to(directory)): (path.stat().st_mtime_ns, path.stat().st_size)
-        for path in directory.rglob("*") if path.is_file() and path.name != ".lock"
+        for path in directory.rglob("*")
+        if path.is_file() and path.name != ".lock"
     }
 
 
@@ -257,7 +281,9 @@ def test_refused_resume_does_not_rewrite_config(tmp_path: Path):
     code, _, stderr = run("train", *TINY, "--total-steps", "150", "--run-dir", str(run_dir))
     assert code == 0, stderr
     before = snapshot(run_dir)
-    code, _, stderr = run("train", "--resume", str(run_dir), "--total-steps", "300", "--device", "cuda", "--no-progress")
+    code, _, stderr = run(
+        "train", "--resume", str(run_dir), "--total-steps", "300", "--device", "cuda", "--no-progress"
+    )
     assert code == 2
     assert_one_line_error(stderr, "CUDA is not available")
     assert snapshot(run_dir) == before
@@ -295,7 +321,9 @@ def test_run_killed_before_its_first_checkpoint_resumes_from_zero_as_a_fresh_run
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("small") / "run"
-    code, _, stderr = run("train", *TINY, "--total-steps", "300", "--checkpoint-every", "100", "--run-dir", str(run_dir))
+    code, _, stderr = run(
+        "train", *TINY, "--total-steps", "300", "--checkpoint-every", "100", "--run-dir", str(run_dir)
+    )
     assert code == 0, stderr
     return run_dir
 
@@ -317,7 +345,11 @@ def test_garbage_policy_checkpoint_is_one_line_without_unsafe_advice(small_run: 
 
 @pytest.mark.parametrize(
     "content, fragment",
-    [("[1, 2, 3]", "not a JSON object"), ('{"env": "Hopper-v5"}', "lacks the settings"), ("{not json", "not readable JSON")],
+    [
+        ("[1, 2, 3]", "not a JSON object"),
+        ('{"env": "Hopper-v5"}', "lacks the settings"),
+        ("{not json", "not readable JSON"),
+    ],
 )
 def test_malformed_config_is_one_line(small_run: Path, tmp_path: Path, content: str, fragment: str):
     run_dir = tmp_path / "bad"
@@ -396,8 +428,17 @@ def test_evaluation_episodes_are_capped():
 
 def test_non_finite_parameter_writes_no_final_policy(tmp_path: Path):
     config = preset_config(
-        "small", env="InvertedPendulum-v5", total_steps=100, start_steps=50, batch_size=32, hidden_size=32,
-        eval_every=100, eval_episodes=1, threads=1, progress=False, run_dir=tmp_path,
+        "small",
+        env="InvertedPendulum-v5",
+        total_steps=100,
+        start_steps=50,
+        batch_size=32,
+        hidden_size=32,
+        eval_every=100,
+        eval_episodes=1,
+        threads=1,
+        progress=False,
+        run_dir=tmp_path,
     )
     trainer = Trainer(config, tmp_path)
     try:
@@ -419,8 +460,11 @@ def test_actor_gradients_survive_a_checkpoint_so_a_reset_on_a_critic_only_update
 
     def batch() -> Batch:
         return Batch(
-            torch.randn(8, 3, generator=generator), torch.rand(8, 2, generator=generator) * 2 - 1,
-            torch.randn(8, generator=generator), torch.randn(8, 3, generator=generator), torch.zeros(8),
+            torch.randn(8, 3, generator=generator),
+            torch.rand(8, 2, generator=generator) * 2 - 1,
+            torch.randn(8, generator=generator),
+            torch.randn(8, 3, generator=generator),
+            torch.zeros(8),
         )
 
     low, high = -np.ones(2, np.float32), np.ones(2, np.float32)
@@ -455,9 +499,21 @@ def test_resume_at_an_episode_end_is_exact_for_any_reset_interval_and_policy_fre
 ):
     batch_size, total = 32, 900
     settings = dict(
-        env="InvertedPendulum-v5", start_steps=100, batch_size=batch_size, hidden_size=32, causal_interval=200,
-        causal_samples=150, eval_every=300, eval_episodes=1, buffer_size=5000, threads=1, progress=False,
-        reset_interval=reset_interval, reset_start=0, policy_frequency=policy_frequency, checkpoint_every=100_000,
+        env="InvertedPendulum-v5",
+        start_steps=100,
+        batch_size=batch_size,
+        hidden_size=32,
+        causal_interval=200,
+        causal_samples=150,
+        eval_every=300,
+        eval_episodes=1,
+        buffer_size=5000,
+        threads=1,
+        progress=False,
+        reset_interval=reset_interval,
+        reset_start=0,
+        policy_frequency=policy_frequency,
+        checkpoint_every=100_000,
     )
     reference = train(preset_config("small", total_steps=total, run_dir=tmp_path / "reference", **settings))
     # An episode end after which the very next update is a reset that is not an actor update.

@@ -15,8 +15,25 @@ from test_end_to_end import ace_rl
 
 # Pendulum needs no MuJoCo; a 32-wide network and 64-transition batches keep the runs to seconds.
 TINY = [
-    "--env", "Pendulum-v1", "--preset", "small", "--start-steps", "100", "--batch-size", "64", "--hidden-size", "32",
-    "--eval-episodes", "1", "--log-every", "100", "--threads", "1", "--no-progress", "--seed", "5",
+    "--env",
+    "Pendulum-v1",
+    "--preset",
+    "small",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "64",
+    "--hidden-size",
+    "32",
+    "--eval-episodes",
+    "1",
+    "--log-every",
+    "100",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--seed",
+    "5",
 ]
 NOTE = "computes exactly what --algo sac does"
 
@@ -43,10 +60,28 @@ def test_the_issue_example_is_named_with_its_numbers():
         (dict(total_steps=362, batch_size=64, causal_samples=10_000, reset_interval=100, reset_start=250), True),
         (dict(total_steps=363, batch_size=64, causal_samples=10_000, reset_interval=100, reset_start=250), False),
         # two updates a step: 2 * (212 - 63) = 298 updates, 2 * (213 - 63) = 300
-        (dict(total_steps=212, batch_size=64, causal_samples=10_000, reset_interval=100, reset_start=250,
-              updates_per_step=2), True),
-        (dict(total_steps=213, batch_size=64, causal_samples=10_000, reset_interval=100, reset_start=250,
-              updates_per_step=2), False),
+        (
+            dict(
+                total_steps=212,
+                batch_size=64,
+                causal_samples=10_000,
+                reset_interval=100,
+                reset_start=250,
+                updates_per_step=2,
+            ),
+            True,
+        ),
+        (
+            dict(
+                total_steps=213,
+                batch_size=64,
+                causal_samples=10_000,
+                reset_interval=100,
+                reset_start=250,
+                updates_per_step=2,
+            ),
+            False,
+        ),
         # a reset exactly at --reset-start does not count ("more than" --reset-start updates): next one at 400
         (dict(total_steps=462, batch_size=64, causal_samples=10_000, reset_interval=100, reset_start=300), True),
     ],
@@ -71,8 +106,22 @@ def test_the_loop_resets_exactly_at_the_computed_boundary(tmp_path: Path):
     # 363 steps with a 64-transition batch make 300 updates: the reset due at update 300 is the last update.
     run_dir = tmp_path / "boundary"
     result = ace_rl(
-        "train", *TINY, "--total-steps", "363", "--eval-every", "363", "--causal-samples", "1000",
-        "--buffer-size", "1000", "--reset-interval", "100", "--reset-start", "250", "--run-dir", str(run_dir),
+        "train",
+        *TINY,
+        "--total-steps",
+        "363",
+        "--eval-every",
+        "363",
+        "--causal-samples",
+        "1000",
+        "--buffer-size",
+        "1000",
+        "--reset-interval",
+        "100",
+        "--reset-start",
+        "250",
+        "--run-dir",
+        str(run_dir),
     )
     assert result.returncode == 0, result.stderr
     assert NOTE not in result.stderr
@@ -81,7 +130,12 @@ def test_the_loop_resets_exactly_at_the_computed_boundary(tmp_path: Path):
 
 
 def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
-    budget = ["--total-steps", "400", "--eval-every", "200"]  # small preset: fits from 5,000 steps, resets from 20,000 updates
+    budget = [
+        "--total-steps",
+        "400",
+        "--eval-every",
+        "200",
+    ]  # small preset: fits from 5,000 steps, resets from 20,000 updates
     ace = ace_rl("train", *TINY, *budget, "--run-dir", str(tmp_path / "ace"))
     sac = ace_rl("train", *TINY, *budget, "--algo", "sac", "--run-dir", str(tmp_path / "sac"))
     assert ace.returncode == 0 and sac.returncode == 0, ace.stderr + sac.stderr
@@ -89,14 +143,19 @@ def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
     assert len(note) == 1 and note[0].startswith("ace-rl: note: this ACE run makes no causal fit")
     assert NOTE not in sac.stderr
 
-    returns = {name: [row["eval_return_mean"] for row in _read(tmp_path / name / "metrics.csv")] for name in ("ace", "sac")}
+    returns = {
+        name: [row["eval_return_mean"] for row in _read(tmp_path / name / "metrics.csv")] for name in ("ace", "sac")
+    }
     assert len(returns["ace"]) == 2 and returns["ace"] == returns["sac"]
     actors = {
-        name: torch.load(tmp_path / name / "checkpoints" / "final.pt", weights_only=True)["actor"] for name in ("ace", "sac")
+        name: torch.load(tmp_path / name / "checkpoints" / "final.pt", weights_only=True)["actor"]
+        for name in ("ace", "sac")
     }
     assert all(torch.equal(actors["ace"][key], actors["sac"][key]) for key in actors["sac"])
 
-    report = ace_rl("report", str(tmp_path / "ace"), str(tmp_path / "sac"), "--out", str(tmp_path / "report"), "--reps", "20")
+    report = ace_rl(
+        "report", str(tmp_path / "ace"), str(tmp_path / "sac"), "--out", str(tmp_path / "report"), "--reps", "20"
+    )
     assert report.returncode == 0, report.stderr
     summary = (tmp_path / "report" / "summary.md").read_text()
     noted = [line for line in summary.splitlines() if "compute exactly what SAC computes" in line]
@@ -105,8 +164,18 @@ def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
 
 def test_no_note_when_a_fit_happens(tmp_path: Path):
     result = ace_rl(
-        "train", *TINY, "--total-steps", "300", "--eval-every", "300", "--causal-interval", "200",
-        "--causal-samples", "150", "--run-dir", str(tmp_path / "fits"),
+        "train",
+        *TINY,
+        "--total-steps",
+        "300",
+        "--eval-every",
+        "300",
+        "--causal-interval",
+        "200",
+        "--causal-samples",
+        "150",
+        "--run-dir",
+        str(tmp_path / "fits"),
     )
     assert result.returncode == 0, result.stderr
     assert NOTE not in result.stderr

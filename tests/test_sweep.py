@@ -39,13 +39,40 @@ needs_sweep_extra = pytest.mark.skipif(
 
 ENV = "InvertedPendulum-v5"
 TINY = [
-    "--preset", "small", "--total-steps", "300", "--start-steps", "100", "--eval-every", "150", "--eval-episodes", "1",
-    "--hidden-size", "32", "--batch-size", "32", "--causal-interval", "150", "--causal-samples", "100",
-    "--checkpoint-every", "50", "--buffer-size", "1000",
+    "--preset",
+    "small",
+    "--total-steps",
+    "300",
+    "--start-steps",
+    "100",
+    "--eval-every",
+    "150",
+    "--eval-episodes",
+    "1",
+    "--hidden-size",
+    "32",
+    "--batch-size",
+    "32",
+    "--causal-interval",
+    "150",
+    "--causal-samples",
+    "100",
+    "--checkpoint-every",
+    "50",
+    "--buffer-size",
+    "1000",
 ]
 TINY_SETTINGS = dict(
-    total_steps=300, start_steps=100, eval_every=150, eval_episodes=1, hidden_size=32, batch_size=32,
-    causal_interval=150, causal_samples=100, checkpoint_every=50, buffer_size=1000,
+    total_steps=300,
+    start_steps=100,
+    eval_every=150,
+    eval_episodes=1,
+    hidden_size=32,
+    batch_size=32,
+    causal_interval=150,
+    causal_samples=100,
+    checkpoint_every=50,
+    buffer_size=1000,
 )
 METRICS_HEADER = "env_step,updates,eval_return_mean,eval_return_std,eval_success_rate,wall_time\n"
 EPISODES_HEADER = "env_step,episode,return,length,terminated,wall_time\n"
@@ -59,14 +86,30 @@ def test_seeds_take_values_and_inclusive_ranges():
     assert parse_seeds(["0", "1", "5-7"]) == [0, 1, 5, 6, 7]
     assert parse_seeds(["3"]) == [3]
     assert format_seeds([0, 1, 2, 3, 4, 7, 9, 10]) == "0-4 7 9-10"
-    for bad, message in ((["4-2"], "upwards"), (["x"], "neither"), (["0-2", "2"], "seed 2 more than once"), (["-1"], "neither")):
+    for bad, message in (
+        (["4-2"], "upwards"),
+        (["x"], "neither"),
+        (["0-2", "2"], "seed 2 more than once"),
+        (["-1"], "neither"),
+    ):
         with pytest.raises(SweepError, match=message):
             parse_seeds(bad)
 
 
 def test_options_given_once_are_common_and_several_values_make_an_axis():
     common, swept = split_train_options(
-        ["--preset", "small", "--reset", "none", "reset", "--compile", "--gamma=0.98", "--learning-rate", "1e-3", "3e-4"]
+        [
+            "--preset",
+            "small",
+            "--reset",
+            "none",
+            "reset",
+            "--compile",
+            "--gamma=0.98",
+            "--learning-rate",
+            "1e-3",
+            "3e-4",
+        ]
     )
     assert common == ["--preset", "small", "--compile", "--gamma", "0.98"]
     assert swept == {"reset": ["none", "reset"], "learning-rate": ["1e-3", "3e-4"]}
@@ -98,8 +141,15 @@ def test_the_grid_is_the_product_and_each_run_is_what_ace_rl_train_would_build(t
                 for rate in rates:
                     name = f"{env.replace(':', '_')}__{algo}__s{seed}__learning-rate-{rate}"
                     expected[name] = preset_config(
-                        "small", algo, env=env, seed=seed, total_steps=1000, learning_rate=float(rate),
-                        run_dir=(tmp_path / "sweep" / name).resolve(), threads=1, progress=False,
+                        "small",
+                        algo,
+                        env=env,
+                        seed=seed,
+                        total_steps=1000,
+                        learning_rate=float(rate),
+                        run_dir=(tmp_path / "sweep" / name).resolve(),
+                        threads=1,
+                        progress=False,
                     )
     assert len(planned) == 2 * 2 * 3 * 2
     assert {run.name for run, _ in planned} == set(expected)
@@ -109,7 +159,9 @@ def test_the_grid_is_the_product_and_each_run_is_what_ace_rl_train_would_build(t
         assert run.total_steps == 1000
     # Seeds vary fastest after the algorithm: the order is env, algo, seed, then the swept options.
     assert [run.name for run, _ in planned][:3] == [
-        f"{ENV}__ace__s0__learning-rate-1e-3", f"{ENV}__ace__s0__learning-rate-3e-4", f"{ENV}__ace__s1__learning-rate-1e-3",
+        f"{ENV}__ace__s0__learning-rate-1e-3",
+        f"{ENV}__ace__s0__learning-rate-3e-4",
+        f"{ENV}__ace__s1__learning-rate-1e-3",
     ]
 
 
@@ -156,12 +208,17 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path: P
 
 def test_without_ray_one_line_names_the_extra(tmp_path: Path, capsys, monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ray" else real_find_spec(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "ray" else real_find_spec(name, *args)
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["sweep", "--out", str(tmp_path / "sweep"), "--env", ENV])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error == 'ace-rl: error: ace-rl sweep needs Ray, which is not installed; install it with: pip install "ace-rl[sweep]"'
+    assert (
+        error
+        == 'ace-rl: error: ace-rl sweep needs Ray, which is not installed; install it with: pip install "ace-rl[sweep]"'
+    )
     assert not (tmp_path / "sweep").exists()
 
 
@@ -205,7 +262,9 @@ def test_status_shows_each_run_from_its_directory_without_running_anything(tmp_p
     document = write_sweep(out, ["--env", ENV, "--algo", "ace", "sac", "--seed", "0", "1"], TINY)
     assert document["ace_rl_version"] == ace_rl.__version__
     assert document["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", document["git_commit"])
-    done, stopped, failed, queued = (out / f"{ENV}__{algo}__s{seed}" for algo, seed in (("ace", 0), ("ace", 1), ("sac", 0), ("sac", 1)))
+    done, stopped, failed, queued = (
+        out / f"{ENV}__{algo}__s{seed}" for algo, seed in (("ace", 0), ("ace", 1), ("sac", 0), ("sac", 1))
+    )
     for run_dir in (done, stopped, failed):
         (run_dir / "checkpoints").mkdir(parents=True)
         (run_dir / "config.json").write_text("{}")
@@ -215,7 +274,9 @@ def test_status_shows_each_run_from_its_directory_without_running_anything(tmp_p
     (stopped / "episodes.csv").write_text(EPISODES_HEADER + "50,1,9,50,1,0.5\n120,2,11,70,1,1.2\n")
     (stopped / "checkpoints" / "state-0000000100.pt").write_bytes(b"")
     (failed / "episodes.csv").write_text(EPISODES_HEADER + "33,1,33,33,1,0.3\n")
-    (out / "sweep_status.json").write_text(json.dumps({"runs": {failed.name: {"state": "failed", "error": "NonFiniteError: boom"}}}))
+    (out / "sweep_status.json").write_text(
+        json.dumps({"runs": {failed.name: {"state": "failed", "error": "NonFiniteError: boom"}}})
+    )
     files_before = sorted(path for path in out.rglob("*"))
 
     def table() -> dict[str, str]:
@@ -223,7 +284,10 @@ def test_status_shows_each_run_from_its_directory_without_running_anything(tmp_p
             main(["sweep", "--status", str(out)])
         assert exit_info.value.code == 1  # a run failed
         lines = capsys.readouterr().out.splitlines()
-        return {name: next(line for line in lines if name in line) for name in (done.name, stopped.name, failed.name, queued.name)}
+        return {
+            name: next(line for line in lines if name in line)
+            for name in (done.name, stopped.name, failed.name, queued.name)
+        }
 
     rows = table()
     assert re.search(r"\bdone\b.*300 / 300.*20\.5", rows[done.name])
@@ -258,6 +322,7 @@ def ace_rl_command(*args: str) -> list[str]:
 
 def worker_pids(run_dir: Path) -> set[int]:
     """The Ray worker training in ``run_dir``: the holder of its lock, else any Ray worker with a file of it open."""
+
     def is_ray_worker(pid: str) -> bool:
         try:
             return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")
@@ -271,7 +336,10 @@ def worker_pids(run_dir: Path) -> set[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and is_ray_worker(entry):
             try:
-                if any(os.readlink(f"/proc/{entry}/fd/{fd}").startswith(f"{run_dir}/") for fd in os.listdir(f"/proc/{entry}/fd")):
+                if any(
+                    os.readlink(f"/proc/{entry}/fd/{fd}").startswith(f"{run_dir}/")
+                    for fd in os.listdir(f"/proc/{entry}/fd")
+                ):
                     pids.add(int(entry))
             except OSError:
                 continue
@@ -279,7 +347,11 @@ def worker_pids(run_dir: Path) -> set[int]:
 
 
 def complete_states(run_dir: Path) -> list[int]:
-    return sorted(int(path.name[6:16]) for path in (run_dir / "checkpoints").glob("state-*.pt") if Path(f"{path}.sha256").is_file())
+    return sorted(
+        int(path.name[6:16])
+        for path in (run_dir / "checkpoints").glob("state-*.pt")
+        if Path(f"{path}.sha256").is_file()
+    )
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -295,7 +367,9 @@ def sweep(tmp_path_factory) -> SweepResult:
     killed = out / KILLED
     logs = tmp_path_factory.mktemp("sweep-output")
     with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
-        process = subprocess.Popen(ace_rl_command("sweep", "--out", str(out), *GRID, *TINY), stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            ace_rl_command("sweep", "--out", str(out), *GRID, *TINY), stdout=stdout, stderr=stderr
+        )
         try:
             deadline = time.time() + 400
             while not complete_states(killed):
@@ -307,13 +381,20 @@ def sweep(tmp_path_factory) -> SweepResult:
                 os.kill(pid, signal.SIGKILL)
             checkpoint_step = complete_states(killed)[-1]
             assert checkpoint_step < 300
-            rows_before_kill = [row for row in read_rows(killed / "episodes.csv") if int(row["env_step"]) <= checkpoint_step]
+            rows_before_kill = [
+                row for row in read_rows(killed / "episodes.csv") if int(row["env_step"]) <= checkpoint_step
+            ]
             process.wait(timeout=600)
         finally:
             if process.poll() is None:
                 process.kill()
     return SweepResult(
-        out, process.returncode, (logs / "stdout").read_text(), (logs / "stderr").read_text(), checkpoint_step, rows_before_kill
+        out,
+        process.returncode,
+        (logs / "stdout").read_text(),
+        (logs / "stderr").read_text(),
+        checkpoint_step,
+        rows_before_kill,
     )
 
 
@@ -332,7 +413,14 @@ def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(swee
     for name in FINISHED:
         algo, seed = name.split("__")[1], int(name.split("__")[2][1:])
         expected = preset_config(
-            "small", algo, env=ENV, seed=seed, learning_rate=3e-4, run_dir=sweep.out / name, threads=1, progress=False,
+            "small",
+            algo,
+            env=ENV,
+            seed=seed,
+            learning_rate=3e-4,
+            run_dir=sweep.out / name,
+            threads=1,
+            progress=False,
             **TINY_SETTINGS,
         )
         written = json.loads((sweep.out / name / "config.json").read_text())
@@ -365,7 +453,9 @@ def test_runs_that_fail_are_reported_while_the_others_finish(sweep: SweepResult)
         assert name in sweep.stderr
     status = json.loads((sweep.out / "sweep_status.json").read_text())["runs"]
     assert sorted(status) == sorted(DIVERGED)
-    assert all(record["state"] == "failed" and record["error"].startswith("NonFiniteError: ") for record in status.values())
+    assert all(
+        record["state"] == "failed" and record["error"].startswith("NonFiniteError: ") for record in status.values()
+    )
     for name in FINISHED:
         assert (sweep.out / name / "checkpoints" / "final.pt").is_file(), name
 
@@ -379,7 +469,9 @@ def test_running_the_sweep_again_touches_no_finished_run(sweep: SweepResult, cap
     assert before
     # Again with the options (in another spelling), then without them: nothing to run, the failures are still named.
     spelled = [token for token in TINY if token not in ("--total-steps", "300")] + ["--total-steps=300"]
-    again = subprocess.run(ace_rl_command("sweep", "--out", str(sweep.out), *GRID, *spelled), capture_output=True, text=True)
+    again = subprocess.run(
+        ace_rl_command("sweep", "--out", str(sweep.out), *GRID, *spelled), capture_output=True, text=True
+    )
     assert again.returncode == 1, again.stderr
     assert "4 of 8 runs failed" in again.stderr and "--retry-failed" in again.stderr
     with pytest.raises(SystemExit) as exit_info:

@@ -72,8 +72,11 @@ def sweep(out: Path, *options: str, env: dict[str, str], alone: bool = False) ->
     (`--address auto` connects to any it sees)."""
     isolation = ["unshare", "--pid", "--fork", "--mount-proc"] if alone else []
     return subprocess.Popen(
-        [*isolation, *ace_rl_command("sweep", "--out", str(out), *GRID, *options)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env,
+        [*isolation, *ace_rl_command("sweep", "--out", str(out), *GRID, *options)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -98,7 +101,9 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
         # A driver killed with SIGKILL leaves its Ray's session behind ...
         first = sweep(out, *options, env=env)
         try:
-            wait_for(lambda: all(complete_states(out / run) for run in RUNS), timeout=240, what="both runs to checkpoint")
+            wait_for(
+                lambda: all(complete_states(out / run) for run in RUNS), timeout=240, what="both runs to checkpoint"
+            )
         finally:
             first.kill()
             first.communicate()
@@ -112,7 +117,8 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
             wait_for(lambda: not sessions[0].exists(), timeout=120, what="the killed driver's Ray session to go")
             assert not holders(sessions[0])  # and no process of it is left
             wait_for(
-                lambda: all(complete_states(out / run)[-1] > checkpointed[run] for run in RUNS), timeout=240,
+                lambda: all(complete_states(out / run)[-1] > checkpointed[run] for run in RUNS),
+                timeout=240,
                 what="both runs to checkpoint again",
             )
             kept = {run: complete_states(out / run) for run in RUNS}
@@ -140,7 +146,9 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
         third = sweep(out, *options, "--retry-failed", env=env)
         stdout, stderr = third.communicate(timeout=400)
         assert third.returncode == 0, stderr
-        assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), stderr  # quiet Ray
+        assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), (
+            stderr
+        )  # quiet Ray
         for run in RUNS:
             assert (out / run / "checkpoints" / "final.pt").is_file()
             assert "resuming from" in (out / "logs" / f"{run}.log").read_text()
@@ -164,11 +172,26 @@ def ray_head(port: int, client_port: int) -> Iterator[Path]:
     with short_temp_dir() as temp:
         started = subprocess.run(
             [
-                os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
-                "--port", str(port), "--ray-client-server-port", str(client_port), "--temp-dir", str(temp),
-                "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+                os.path.join(os.path.dirname(sys.executable), "ray"),
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ray-client-server-port",
+                str(client_port),
+                "--temp-dir",
+                str(temp),
+                "--num-cpus",
+                "2",
+                "--include-dashboard",
+                "false",
+                "--disable-usage-stats",
             ],
-            capture_output=True, text=True, timeout=180,
+            capture_output=True,
+            text=True,
+            timeout=180,
             env={key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")},
         )
         assert started.returncode == 0, started.stdout + started.stderr
@@ -184,14 +207,28 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
     (stale_cluster / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{dead_port}\n")  # left by a cluster gone
     with ray_head(port, client_port) as head:
         faults = {
-            "auto, no cluster": (["--address", "auto"], {"TMPDIR": str(no_cluster)}, "no Ray cluster runs on this machine"),
-            "auto, stale": (["--address", "auto"], {"TMPDIR": str(stale_cluster)}, f":{dead_port}, recorded by `ray start` on this machine): no Ray cluster answers"),
+            "auto, no cluster": (
+                ["--address", "auto"],
+                {"TMPDIR": str(no_cluster)},
+                "no Ray cluster runs on this machine",
+            ),
+            "auto, stale": (
+                ["--address", "auto"],
+                {"TMPDIR": str(stale_cluster)},
+                f":{dead_port}, recorded by `ray start` on this machine): no Ray cluster answers",
+            ),
             "unreachable": (["--address", "127.0.0.1:1"], {}, "no Ray cluster answers at 127.0.0.1:1"),
-            "no token": (["--address", f"127.0.0.1:{port}"], {}, "asks for its authentication token; set RAY_AUTH_MODE=token"),
+            "no token": (
+                ["--address", f"127.0.0.1:{port}"],
+                {},
+                "asks for its authentication token; set RAY_AUTH_MODE=token",
+            ),
             "client, no token": (["--address", f"ray://127.0.0.1:{client_port}"], {}, "set RAY_AUTH_MODE=token"),
         }
         processes = {
-            name: sweep(tmp_path / name.replace(" ", "-"), *address, *TINY, env={**plain, **extra}, alone="auto" in address)
+            name: sweep(
+                tmp_path / name.replace(" ", "-"), *address, *TINY, env={**plain, **extra}, alone="auto" in address
+            )
             for name, (address, extra, _) in faults.items()
         }
         # Each command creates its --out just before it joins the cluster and removes it when refused: the time in
@@ -211,8 +248,13 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
             _, stderr = process.communicate()
             assert process.returncode == 2, (name, stderr)
             lines = stderr_lines(stderr)
-            assert len(lines) == 1 and lines[0].startswith("ace-rl: error: --address ") and faults[name][2] in lines[0], (name, stderr)
-            assert ended[name] - joining.get(name, ended[name]) < CLUSTER_FAULT_SECONDS, (name, ended[name] - joining[name])
+            assert (
+                len(lines) == 1 and lines[0].startswith("ace-rl: error: --address ") and faults[name][2] in lines[0]
+            ), (name, stderr)
+            assert ended[name] - joining.get(name, ended[name]) < CLUSTER_FAULT_SECONDS, (
+                name,
+                ended[name] - joining[name],
+            )
             assert not (tmp_path / name.replace(" ", "-")).exists()
 
         # The head dies mid-sweep (every process of it killed): the runs are left to continue, none failed.
@@ -221,7 +263,9 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
         joined = {**plain, "RAY_AUTH_MODE": "token"}
         running = sweep(out, *command, env=joined)
         try:
-            wait_for(lambda: all(complete_states(out / run) for run in RUNS), timeout=240, what="both runs to checkpoint")
+            wait_for(
+                lambda: all(complete_states(out / run) for run in RUNS), timeout=240, what="both runs to checkpoint"
+            )
             killed_at = time.monotonic()
             kill_holders(head, spare=running.pid)  # the driver too keeps its log there
             _, stderr = running.communicate(timeout=120)  # before: about 70 s, then Ray aborted the driver
@@ -231,10 +275,17 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
                 running.kill()
     assert stopped_after < CLUSTER_FAULT_SECONDS, stopped_after
     assert running.returncode == 1, stderr
-    assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), stderr  # nothing of Ray's
+    assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), (
+        stderr
+    )  # nothing of Ray's
     last = stderr_lines(stderr)[-1]
-    assert last.startswith("ace-rl: error: lost the Ray cluster (") and "with 2 runs unfinished, none of them failed" in last, stderr
-    assert last.endswith(f"continue them once the cluster is back with: ace-rl sweep --out {out} --address 127.0.0.1:{port}"), last
+    assert (
+        last.startswith("ace-rl: error: lost the Ray cluster (")
+        and "with 2 runs unfinished, none of them failed" in last
+    ), stderr
+    assert last.endswith(
+        f"continue them once the cluster is back with: ace-rl sweep --out {out} --address 127.0.0.1:{port}"
+    ), last
     assert status_runs(out) == {}  # neither failed nor running
     assert not any((out / run / "checkpoints" / "final.pt").exists() for run in RUNS)
 

@@ -57,7 +57,10 @@ def test_help_names_every_algorithm_that_train_accepts(capsys):
 # ------------------------------------------------------------------------------------------------------------------
 # Each grid is given with an unknown task, so that a sweep that plans it rather than refusing it stops there too.
 GRIDS = [
-    (["--seed", "0-99999999999"], "--seed 0-99999999999 brings the number of seeds to 100,000,000,000, more than the 10,000"),
+    (
+        ["--seed", "0-99999999999"],
+        "--seed 0-99999999999 brings the number of seeds to 100,000,000,000, more than the 10,000",
+    ),
     (["--seed", "0-30000"], "--seed 0-30000 brings the number of seeds to 30,001, more than the 10,000"),
     (
         ["--seed", "0-4999", "--algo", "ace", "sac", "--gamma", "0.9", "0.99"],
@@ -93,7 +96,10 @@ def test_a_grid_over_the_limit_is_refused_in_one_line_before_it_is_expanded(tmp_
     out = tmp_path / "sweep"
     argvs = [["sweep", "--out", str(out), "--env", "Hoper-v5", *grid] for grid, _ in GRIDS]
     process = subprocess.run(
-        [sys.executable, "-c", REFUSALS, json.dumps(argvs)], capture_output=True, text=True, timeout=180,
+        [sys.executable, "-c", REFUSALS, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=180,
         preexec_fn=limit_memory,
     )
     results = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("[")]
@@ -160,9 +166,14 @@ def test_status_calls_stopped_only_a_run_it_can_continue_from_a_checkpoint(tmp_p
 
     main(["sweep", "--status", str(out)])  # exit status 0 (no run failed): returns
     lines = capsys.readouterr().out.splitlines()
-    rows = {run_dir.name: next(line for line in lines if run_dir.name in line) for run_dir in (resumable, no_checkpoint, no_config, untouched)}
+    rows = {
+        run_dir.name: next(line for line in lines if run_dir.name in line)
+        for run_dir in (resumable, no_checkpoint, no_config, untouched)
+    }
     assert re.search(r"\bstopped\b.*120 / 300.*continues from its checkpoint", rows[resumable.name])
-    assert re.search(r"\bqueued\b.*stopped before its first checkpoint: starts again from env step 0", rows[no_checkpoint.name])
+    assert re.search(
+        r"\bqueued\b.*stopped before its first checkpoint: starts again from env step 0", rows[no_checkpoint.name]
+    )
     for run_dir in (no_config, untouched):
         assert re.search(r"\bqueued\b.*0 / 300", rows[run_dir.name]) and "stopped" not in rows[run_dir.name]
 
@@ -196,7 +207,9 @@ def killed_sweep(tmp_path_factory) -> KilledSweep:
     out = tmp_path_factory.mktemp("input-sweep") / "grid"
     logs = tmp_path_factory.mktemp("input-sweep-output")
     with open(logs / "stderr", "w") as stderr:
-        process = subprocess.Popen(ace_rl_command("sweep", "--out", str(out), *COMMAND), stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(
+            ace_rl_command("sweep", "--out", str(out), *COMMAND), stdout=subprocess.DEVNULL, stderr=stderr
+        )
         try:
             deadline = time.time() + 400
             while (killed := started_run(out)) is None:
@@ -285,7 +298,9 @@ def test_a_deleted_sweep_json_is_rebuilt_by_the_command_that_created_the_sweep(k
     config["gamma"] = 0.98
     config_path.write_text(json.dumps(config))
     error = refusal(capsys, ["sweep", "--out", str(out), *COMMAND])
-    assert f"its run {RUNS[1]} differs from this command: gamma 0.98 in its config.json, 0.99 now (--gamma)" in error, error
+    assert f"its run {RUNS[1]} differs from this command: gamma 0.98 in its config.json, 0.99 now (--gamma)" in error, (
+        error
+    )
     # So is a directory that is no run of the grid.
     (out / "someone-elses-run").mkdir()
     config["gamma"] = 0.99

@@ -33,8 +33,11 @@ def make_batch(seed: int = 1) -> Batch:
     generator = torch.Generator().manual_seed(seed)
     actions = torch.rand(8, 2, generator=generator) * torch.tensor(HIGH - LOW) + torch.tensor(LOW)
     return Batch(
-        torch.randn(8, 3, generator=generator), actions, torch.randn(8, generator=generator),
-        torch.randn(8, 3, generator=generator), (torch.rand(8, generator=generator) < 0.3).float(),
+        torch.randn(8, 3, generator=generator),
+        actions,
+        torch.randn(8, generator=generator),
+        torch.randn(8, 3, generator=generator),
+        (torch.rand(8, generator=generator) < 0.3).float(),
     )
 
 
@@ -122,9 +125,31 @@ def test_td3_refuses_resets():
 # The real command
 # --------------------------------------------------------------------------------------------------
 TINY = [
-    "--env", "Hopper-v5", "--algo", "td3", "--seed", "2", "--preset", "small", "--total-steps", "900",
-    "--start-steps", "200", "--batch-size", "32", "--hidden-size", "32", "--eval-every", "300",
-    "--eval-episodes", "2", "--checkpoint-every", "150", "--threads", "1", "--no-progress",
+    "--env",
+    "Hopper-v5",
+    "--algo",
+    "td3",
+    "--seed",
+    "2",
+    "--preset",
+    "small",
+    "--total-steps",
+    "900",
+    "--start-steps",
+    "200",
+    "--batch-size",
+    "32",
+    "--hidden-size",
+    "32",
+    "--eval-every",
+    "300",
+    "--eval-episodes",
+    "2",
+    "--checkpoint-every",
+    "150",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 
 

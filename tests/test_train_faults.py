@@ -27,8 +27,23 @@ from test_run_safety import ace_rl, finish, run, snapshot, tmpfs, wait_for
 from test_wandb import finished_records, needs_wandb, of_kind, offline, offline_run_files  # noqa: F401 - a fixture
 
 TINY = [
-    "--env", "InvertedPendulum-v5", "--seed", "0", "--preset", "small", "--start-steps", "100", "--batch-size", "32",
-    "--hidden-size", "32", "--eval-episodes", "1", "--threads", "1", "--no-progress",
+    "--env",
+    "InvertedPendulum-v5",
+    "--seed",
+    "0",
+    "--preset",
+    "small",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-size",
+    "32",
+    "--eval-episodes",
+    "1",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 
 
@@ -128,7 +143,7 @@ def best_step(run_dir: Path) -> int:
 
 
 def newest_state_step(run_dir: Path) -> int:
-    return int(RunDir(run_dir).states()[-1].name[len("state-"):].split(".")[0])
+    return int(RunDir(run_dir).states()[-1].name[len("state-") :].split(".")[0])
 
 
 def test_a_resume_restores_the_best_policy_of_its_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -197,7 +212,11 @@ def test_a_broken_wandb_is_refused_in_one_line_before_anything_is_written(tmp_pa
     work.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "ace_rl.cli", "train", *TINY, "--total-steps", "300", "--wandb-project", "ace-test"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=work,
+        env=environment,
     )
     code, _, stderr = finish(process)
     assert code == 2
@@ -211,7 +230,10 @@ def test_a_broken_wandb_is_refused_in_one_line_before_anything_is_written(tmp_pa
     before = snapshot(run_dir)
     process = subprocess.Popen(
         [sys.executable, "-m", "ace_rl.cli", "train", "--resume", str(run_dir), "--wandb-project", "ace-test"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
     code, _, stderr = finish(process)
     assert code == 2
@@ -227,9 +249,28 @@ def test_a_sweep_refuses_a_broken_wandb_before_anything_is_written(tmp_path: Pat
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(broken.parent), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "sweep"
     result = subprocess.run(
-        [sys.executable, "-m", "ace_rl.cli", "sweep", "--out", str(out), "--env", "InvertedPendulum-v5", "--seed", "0-1",
-         "--preset", "small", "--total-steps", "300", "--wandb-project", "ace-test"],
-        capture_output=True, text=True, env=environment, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ace_rl.cli",
+            "sweep",
+            "--out",
+            str(out),
+            "--env",
+            "InvertedPendulum-v5",
+            "--seed",
+            "0-1",
+            "--preset",
+            "small",
+            "--total-steps",
+            "300",
+            "--wandb-project",
+            "ace-test",
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     assert result.returncode == 2
     assert_one_error_line(result.stderr, f"the wandb at {broken / '__init__.py'} fails to import")

@@ -19,14 +19,32 @@ from test_video import opengl, read_video  # noqa: F401 - opengl is a fixture
 from test_wandb import finished_records, history_rows, of_kind, offline_run_files
 
 TINY = [
-    "--env", "InvertedPendulum-v5", "--preset", "small", "--start-steps", "100", "--batch-size", "32",
-    "--hidden-size", "32", "--eval-every", "150", "--eval-episodes", "1", "--threads", "1", "--no-progress",
+    "--env",
+    "InvertedPendulum-v5",
+    "--preset",
+    "small",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-size",
+    "32",
+    "--eval-every",
+    "150",
+    "--eval-episodes",
+    "1",
+    "--threads",
+    "1",
+    "--no-progress",
 ]
 
 
 def train(*args: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ace_rl.cli", "train", *args], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "ace_rl.cli", "train", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, **environment},
     )
 
@@ -58,8 +76,19 @@ def test_wandb_receives_the_training_and_a_resume_continues_the_same_run(tmp_pat
     environment = {"WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir), "WANDB_SILENT": "true"}
     run_dir = tmp_path / "run"
     result = train(
-        *TINY, "--total-steps", "300", "--log-every", "50", "--run-dir", str(run_dir), "--wandb-project", "ace-test",
-        "--wandb-tags", "tiny", "e2e", **environment,
+        *TINY,
+        "--total-steps",
+        "300",
+        "--log-every",
+        "50",
+        "--run-dir",
+        str(run_dir),
+        "--wandb-project",
+        "ace-test",
+        "--wandb-tags",
+        "tiny",
+        "e2e",
+        **environment,
     )
     assert result.returncode == 0, result.stderr
     run_id = RunDir(run_dir).wandb_id.read_text().strip()
@@ -75,7 +104,8 @@ def test_wandb_receives_the_training_and_a_resume_continues_the_same_run(tmp_pat
         metrics = list(csv.DictReader(file))
     assert [row["env_step"] for row in evaluations] == [150, 300]
     np.testing.assert_allclose(
-        [row["eval/return_mean"] for row in evaluations], [float(row["eval_return_mean"]) for row in metrics[:2]],
+        [row["eval/return_mean"] for row in evaluations],
+        [float(row["eval_return_mean"]) for row in metrics[:2]],
         rtol=1e-5,
     )
     assert any("loss/critic" in row for row in rows)

@@ -23,7 +23,8 @@ from ace_rl.evaluation import evaluate_run
 from ace_rl.rundir import RunDir
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("imageio_ffmpeg") is None, reason='imageio-ffmpeg is not installed: pip install "ace-rl[video]"'
+    importlib.util.find_spec("imageio_ffmpeg") is None,
+    reason='imageio-ffmpeg is not installed: pip install "ace-rl[video]"',
 )
 
 SUITE_MODULES = {
@@ -46,7 +47,7 @@ def opengl() -> str:
 
 def needs_suite(env_id: str) -> None:
     if importlib.util.find_spec(SUITE_MODULES[env_id]) is None:
-        pytest.skip(f"{SUITE_MODULES[env_id]} is not installed (pip install \"ace-rl[all]\")")
+        pytest.skip(f'{SUITE_MODULES[env_id]} is not installed (pip install "ace-rl[all]")')
 
 
 def read_video(path: Path) -> tuple[np.ndarray, dict]:
@@ -124,10 +125,36 @@ def test_mp4_holds_every_frame_of_the_recorded_episodes(opengl, tmp_path: Path):
 def pendulum_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("video") / "pendulum"
     result = subprocess.run(
-        [sys.executable, "-m", "ace_rl.cli", "train", "--env", "InvertedPendulum-v5", "--preset", "small",
-         "--total-steps", "200", "--start-steps", "100", "--batch-size", "32", "--hidden-size", "32",
-         "--eval-every", "200", "--eval-episodes", "1", "--threads", "1", "--no-progress", "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ace_rl.cli",
+            "train",
+            "--env",
+            "InvertedPendulum-v5",
+            "--preset",
+            "small",
+            "--total-steps",
+            "200",
+            "--start-steps",
+            "100",
+            "--batch-size",
+            "32",
+            "--hidden-size",
+            "32",
+            "--eval-every",
+            "200",
+            "--eval-episodes",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--run-dir",
+            str(run_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return run_dir
@@ -136,7 +163,9 @@ def pendulum_run(tmp_path_factory) -> Path:
 def test_eval_video_writes_the_evaluated_episodes(opengl, pendulum_run: Path, tmp_path: Path, capsys):
     result = subprocess.run(
         [sys.executable, "-m", "ace_rl.cli", "eval", str(pendulum_run), "--episodes", "2", "--seed", "5", "--video"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     path = RunDir(pendulum_run).eval_video("best")
@@ -162,7 +191,10 @@ def eval_video_error(run_dir: Path, **environment: str) -> subprocess.CompletedP
     env = {key: value for key, value in os.environ.items() if key not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     return subprocess.run(
         [sys.executable, "-m", "ace_rl.cli", "eval", str(run_dir), "--episodes", "1", "--video"],
-        capture_output=True, text=True, timeout=300, env={**env, **environment},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, **environment},
     )
 
 

@@ -42,11 +42,11 @@ def wandb_records(path: Path) -> list:
         if left_in_block < 7:  # block trailer
             position += left_in_block
             continue
-        _checksum, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if kind == 0:  # zero padding to the end of the block
             position += left_in_block
             continue
-        chunk = data[position + 7:position + 7 + length]
+        chunk = data[position + 7 : position + 7 + length]
         position += 7 + length
         pending = chunk if kind in (_FULL, _FIRST) else pending + chunk
         if kind in (_FULL, _LAST):
@@ -107,10 +107,15 @@ def test_scalars_config_and_tables_reach_the_offline_run(offline: Path, tmp_path
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     paths = RunDir(run_dir)
-    metrics = [["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"],
-               [100, 50, 12.5, 1.5, "", 3.25], [200, 150, 20.0, 0.5, "", 7.0]]
-    causal = [["env_step", "w0", "w1", "method", "seconds", "dropped_columns", "note"],
-              [200, 0.75, 1.25, "sink", 0.01, 0, ""]]
+    metrics = [
+        ["env_step", "updates", "eval_return_mean", "eval_return_std", "eval_success_rate", "wall_time"],
+        [100, 50, 12.5, 1.5, "", 3.25],
+        [200, 150, 20.0, 0.5, "", 7.0],
+    ]
+    causal = [
+        ["env_step", "w0", "w1", "method", "seconds", "dropped_columns", "note"],
+        [200, 0.75, 1.25, "sink", 0.01, 0, ""],
+    ]
     write_csv(paths.metrics, metrics)
     write_csv(paths.causal_weights, causal)
     config = {"env": "Hopper-v5", "seed": 3, "hidden_size": 32}
@@ -185,7 +190,6 @@ def test_a_resumed_run_continues_the_same_wandb_run(offline: Path, tmp_path: Pat
     assert updates["total_steps"] == 2000
 
 
-
 def test_missing_wandb_is_a_one_line_error(monkeypatch, tmp_path: Path):
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` fail
     config = preset_config("small", env="Hopper-v5", wandb_project="ace")
@@ -213,11 +217,25 @@ def test_wandb_and_video_settings_are_checked_and_may_change_on_resume(tmp_path:
     stored = preset_config("small", env="Hopper-v5", run_dir=tmp_path)
     RunDir(tmp_path).config.write_text(json.dumps(to_json_dict(stored)))
     resumed = parse_train(
-        ["--resume", str(tmp_path), "--wandb-project", "ace", "--wandb-group", "sweep-b", "--wandb-tags", "a", "b",
-         "--video-every", "5000"]
+        [
+            "--resume",
+            str(tmp_path),
+            "--wandb-project",
+            "ace",
+            "--wandb-group",
+            "sweep-b",
+            "--wandb-tags",
+            "a",
+            "b",
+            "--video-every",
+            "5000",
+        ]
     )
     assert (resumed.wandb_project, resumed.wandb_group, tuple(resumed.wandb_tags), resumed.video_every) == (
-        "ace", "sweep-b", ("a", "b"), 5000
+        "ace",
+        "sweep-b",
+        ("a", "b"),
+        5000,
     )
     with pytest.raises(ConfigError, match="--seed 4 contradicts"):
         parse_train(["--resume", str(tmp_path), "--seed", "4"])  # an experiment setting still may not change

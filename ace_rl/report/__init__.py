@@ -43,9 +43,7 @@ from ace_rl.report.stats import Aligned, Curve, Estimate, align, iqm_curve, iqm_
 from ace_rl.report.summary import summary_markdown, summary_rows, write_curves, write_summary
 
 
-def make_report(
-    dirs: Sequence[Path], out: Path, reps: int = 2000, seed: int = 0, skip_empty: bool = False
-) -> Report:
+def make_report(dirs: Sequence[Path], out: Path, reps: int = 2000, seed: int = 0, skip_empty: bool = False) -> Report:
     """Build the report and write its figures, summary.md, summary.csv and curves.csv into ``out``, all at once
     (output.staged_output): a report that fails leaves no partial files and any earlier report in ``out``."""
     report = build_report(dirs, reps, seed, skip_empty)
@@ -57,9 +55,43 @@ def make_report(
 
 
 __all__ = [
-    "CAUSAL_SIZE", "DPI", "EXTRA", "LEGEND_LINE", "PANEL_SIZE", "AggregateResult", "Aligned", "Curve", "Estimate",
-    "Group", "GroupResult", "Improvement", "Report", "ReportError", "Run", "TaskResult", "align", "analyse_aggregate",
-    "analyse_task", "build_report", "collect_runs", "comparison_step", "group_runs", "iqm_curve", "iqm_estimate",
-    "learning_curves_layout", "libraries", "load_run", "make_report", "run_auc", "run_best", "run_final", "run_label",
-    "summary_markdown", "summary_rows", "swept_options", "write_curves", "write_figures", "write_summary",
+    "CAUSAL_SIZE",
+    "DPI",
+    "EXTRA",
+    "LEGEND_LINE",
+    "PANEL_SIZE",
+    "AggregateResult",
+    "Aligned",
+    "Curve",
+    "Estimate",
+    "Group",
+    "GroupResult",
+    "Improvement",
+    "Report",
+    "ReportError",
+    "Run",
+    "TaskResult",
+    "align",
+    "analyse_aggregate",
+    "analyse_task",
+    "build_report",
+    "collect_runs",
+    "comparison_step",
+    "group_runs",
+    "iqm_curve",
+    "iqm_estimate",
+    "learning_curves_layout",
+    "libraries",
+    "load_run",
+    "make_report",
+    "run_auc",
+    "run_best",
+    "run_final",
+    "run_label",
+    "summary_markdown",
+    "summary_rows",
+    "swept_options",
+    "write_curves",
+    "write_figures",
+    "write_summary",
 ]

@@ -142,8 +142,9 @@ def _coverage_notes(name: str, runs: Sequence[Run], compared: Sequence[Run], sta
     notes = []
     left_out = [run for run in runs if run not in compared]
     if left_out:
-        spans = [f"{run.path.name} ({steps_text(run.eval_steps[0])}-{steps_text(run.eval_steps[-1])})"
-                 for run in left_out]
+        spans = [
+            f"{run.path.name} ({steps_text(run.eval_steps[0])}-{steps_text(run.eval_steps[-1])})" for run in left_out
+        ]
         notes.append(
             f"{name}: no env step lies within every run's evaluations; final scores, AUC and best are taken at env "
             f"step {steps_text(end)}, the latest step that the most runs ({len(compared)} of {len(runs)}) cover, and "
@@ -283,8 +284,10 @@ def aggregate_selection(
             task_sets = [c for size in range(len(tasks), 0, -1) for c in itertools.combinations(tasks, size)]
         else:
             task_sets = [(task,) for task in tasks]
-        subsets = [tuple(label for label in labels if all(label in present[t.name] for t in task_set))
-                   for task_set in task_sets]
+        subsets = [
+            tuple(label for label in labels if all(label in present[t.name] for t in task_set))
+            for task_set in task_sets
+        ]
     best: tuple[list[str], list[TaskResult]] = ([], [])
     best_key = (0, 0, 0)
     for subset in subsets:
@@ -306,7 +309,9 @@ def improvements(
     lead = "ace" if "ace" in algo_of.values() else algo_of[labels[0]]
     lead_labels = [label for label in labels if algo_of[label] == lead]
     pairs = [
-        (x, y) for x in lead_labels for y in labels
+        (x, y)
+        for x in lead_labels
+        for y in labels
         if y != x and not (algo_of[y] == lead and labels.index(y) < labels.index(x))
     ]
     found, notes = [], []
@@ -325,7 +330,10 @@ def improvements(
 
 
 def _left_out_notes(
-    labels: Sequence[str], chosen: Sequence[str], tasks: Sequence[TaskResult], common: Sequence[TaskResult],
+    labels: Sequence[str],
+    chosen: Sequence[str],
+    tasks: Sequence[TaskResult],
+    common: Sequence[TaskResult],
     present: Mapping[str, set[str]],
 ) -> list[str]:
     """Which labels and tasks the aggregates leave out, and why."""
@@ -349,9 +357,7 @@ def _left_out_notes(
     return notes
 
 
-def analyse_aggregate(
-    tasks: Sequence[TaskResult], reps: int, seed: int
-) -> tuple[AggregateResult | None, list[str]]:
+def analyse_aggregate(tasks: Sequence[TaskResult], reps: int, seed: int) -> tuple[AggregateResult | None, list[str]]:
     """Across tasks with a normalisation and runs of every label: the aggregate metrics, the sample-efficiency
     curve, the performance profile; and the probability of improvement of each ACE label (or of the leading
     algorithm's, without ACE) over the others. With the notes on what is left out of them."""
@@ -382,8 +388,11 @@ def analyse_aggregate(
 
     start = max(task.start_step for task in common)
     end = min(task.comparison_step for task in common)
-    grid = np.unique(np.concatenate([run.eval_steps for task in common for r in task.groups if r.group.label in chosen
-                                     for run in r.compared]))
+    grid = np.unique(
+        np.concatenate(
+            [run.eval_steps for task in common for r in task.groups if r.group.label in chosen for run in r.compared]
+        )
+    )
     grid = grid[(grid >= start) & (grid <= end)]
     if len({task.comparison_step for task in common}) > 1:
         notes.append(
@@ -403,8 +412,12 @@ def analyse_aggregate(
         scores[label] = _normalised_finals(common, results, runs)
         curve_scores[label] = np.stack(
             [
-                _normalised(task, np.array([np.interp(grid, run.eval_steps, run.scores(task.success))
-                                            for run in result.compared[:runs]]))
+                _normalised(
+                    task,
+                    np.array(
+                        [np.interp(grid, run.eval_steps, run.scores(task.success)) for run in result.compared[:runs]]
+                    ),
+                )
                 for task, result in zip(common, results)
             ],
             axis=1,

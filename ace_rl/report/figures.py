@@ -158,11 +158,23 @@ def plot_causal_weights(task: TaskResult, result: GroupResult, out: Path, figure
             colour = palette(dimension % 10) if real <= 10 else palette(dimension / max(real - 1, 1))
             style = "-"
         weights_ax.fill_between(
-            aligned.steps, np.nanmin(aligned.values, axis=0), np.nanmax(aligned.values, axis=0),
-            color=colour, alpha=0.15, linewidth=0,
+            aligned.steps,
+            np.nanmin(aligned.values, axis=0),
+            np.nanmax(aligned.values, axis=0),
+            color=colour,
+            alpha=0.15,
+            linewidth=0,
         )
-        weights_ax.plot(aligned.steps, np.nanmean(aligned.values, axis=0), color=colour, linewidth=1.5,
-                        linestyle=style, marker="o" if len(aligned.steps) <= 30 else None, markersize=3, label=label)
+        weights_ax.plot(
+            aligned.steps,
+            np.nanmean(aligned.values, axis=0),
+            color=colour,
+            linewidth=1.5,
+            linestyle=style,
+            marker="o" if len(aligned.steps) <= 30 else None,
+            markersize=3,
+            label=label,
+        )
     weights_ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
     reset_steps = np.unique(np.concatenate([run.reset_steps for run in group.runs]))
     for step in reset_steps:
@@ -177,7 +189,8 @@ def plot_causal_weights(task: TaskResult, result: GroupResult, out: Path, figure
     weights_ax.set_title(
         textwrap.fill(
             f"{task.name} / {group.label}: causal weights, mean of {seeds} seed{'s' if seeds != 1 else ''} "
-            "(band: lowest to highest)", 95,
+            "(band: lowest to highest)",
+            95,
         ),
         fontsize="medium",
     )
@@ -190,7 +203,12 @@ def plot_causal_weights(task: TaskResult, result: GroupResult, out: Path, figure
     highest = max((run.dormancy_ratios.max() for run in group.runs if len(run.dormancy_ratios)), default=0)
     dormancy_ax.set_ylim(0, max(0.05, float(highest) * 1.15))
     dormancy_ax.grid(alpha=0.25)
-    _save(fig, out, f"causal_weights__{safe_name(task.name, compact=True)}__{safe_name(group.label, compact=True)}", figures)
+    _save(
+        fig,
+        out,
+        f"causal_weights__{safe_name(task.name, compact=True)}__{safe_name(group.label, compact=True)}",
+        figures,
+    )
 
 
 def plot_aggregates(aggregate: AggregateResult, colours: Mapping[str, Any], out: Path, figures: list[str]) -> None:
@@ -203,10 +221,15 @@ def plot_aggregates(aggregate: AggregateResult, colours: Mapping[str, Any], out:
         width, height = 14.0, 1.3 + 0.45 * len(labels)
         fig, _ = plot_utils.plot_interval_estimates(
             {label: np.array([e.value for e in aggregate.metrics[label]]) for label in labels},
-            {label: np.array([[e.low for e in aggregate.metrics[label]], [e.high for e in aggregate.metrics[label]]])
-             for label in labels},
-            metric_names=METRIC_NAMES, algorithms=labels, colors=dict(colours),
-            xlabel=f"normalised score ({len(aggregate.tasks)} tasks; 95% CI)", xlabel_y_coordinate=0.03,
+            {
+                label: np.array([[e.low for e in aggregate.metrics[label]], [e.high for e in aggregate.metrics[label]]])
+                for label in labels
+            },
+            metric_names=METRIC_NAMES,
+            algorithms=labels,
+            colors=dict(colours),
+            xlabel=f"normalised score ({len(aggregate.tasks)} tasks; 95% CI)",
+            xlabel_y_coordinate=0.03,
         )
         fig.set_size_inches(width, height)
         left = min(0.4, (0.13 * longest + 0.3) / width)
@@ -216,40 +239,61 @@ def plot_aggregates(aggregate: AggregateResult, colours: Mapping[str, Any], out:
         fig, ax = plt.subplots(figsize=CURVE_SIZE, layout="constrained")
         steps = next(iter(aggregate.curve.values())).steps
         plot_utils.plot_sample_efficiency_curve(
-            steps, {label: aggregate.curve[label].iqm for label in labels},
+            steps,
+            {label: aggregate.curve[label].iqm for label in labels},
             {label: np.stack([aggregate.curve[label].low, aggregate.curve[label].high]) for label in labels},
-            algorithms=labels, colors=dict(colours), xlabel="env step", ylabel="IQM normalised score",
-            ax=ax, marker="o" if len(steps) <= 30 else "", labelsize="large", ticklabelsize="medium", legend=True,
+            algorithms=labels,
+            colors=dict(colours),
+            xlabel="env step",
+            ylabel="IQM normalised score",
+            ax=ax,
+            marker="o" if len(steps) <= 30 else "",
+            labelsize="large",
+            ticklabelsize="medium",
+            legend=True,
             legendsize="medium",
         )
         _save(fig, out, "sample_efficiency", figures)
 
         fig, ax = plt.subplots(figsize=CURVE_SIZE, layout="constrained")
         plot_utils.plot_performance_profiles(
-            aggregate.profiles, aggregate.taus, performance_profile_cis=aggregate.profile_intervals,
-            colors=dict(colours), xlabel=r"normalised score $\tau$", ylabel=r"fraction of runs with score $> \tau$",
-            ax=ax, legend=True, legendsize="medium", labelsize="large", ticklabelsize="medium",
+            aggregate.profiles,
+            aggregate.taus,
+            performance_profile_cis=aggregate.profile_intervals,
+            colors=dict(colours),
+            xlabel=r"normalised score $\tau$",
+            ylabel=r"fraction of runs with score $> \tau$",
+            ax=ax,
+            legend=True,
+            legendsize="medium",
+            labelsize="large",
+            ticklabelsize="medium",
         )
         _save(fig, out, "performance_profile", figures)
 
     # Many pairs are split evenly over several figures of at most PAIRS_PER_FIGURE rows each.
     pairs = aggregate.improvements
     size = math.ceil(len(pairs) / math.ceil(len(pairs) / PAIRS_PER_FIGURE)) if pairs else 1
-    parts = [pairs[start:start + size] for start in range(0, len(pairs), size)]
+    parts = [pairs[start : start + size] for start in range(0, len(pairs), size)]
     for part, improvements in enumerate(parts, 1):
         height = IMPROVEMENT_HEIGHT[0] + IMPROVEMENT_HEIGHT[1] * len(improvements)
         fig, ax = plt.subplots(figsize=(IMPROVEMENT_WIDTH, height))
         plot_utils.plot_probability_of_improvement(
             {f"{i.x};{i.y}": i.estimate.value for i in improvements},
             {f"{i.x};{i.y}": np.array([i.estimate.low, i.estimate.high]) for i in improvements},
-            pair_separator=";", ax=ax, colors=[colours[i.y] for i in improvements],
-            xlabel="P(X > Y), 95% CI", ticklabelsize="medium", labelsize="large",
+            pair_separator=";",
+            ax=ax,
+            colors=[colours[i.y] for i in improvements],
+            xlabel="P(X > Y), 95% CI",
+            ticklabelsize="medium",
+            labelsize="large",
         )
         ax.set_xlim(0, 1)
         longest_x, longest_y = max(len(i.x) for i in improvements), max(len(i.y) for i in improvements)
         fig.subplots_adjust(
             left=min(0.45, (0.1 * longest_x + 0.8) / IMPROVEMENT_WIDTH),
             right=1 - min(0.45, (0.1 * longest_y + 0.8) / IMPROVEMENT_WIDTH),
-            bottom=0.8 / fig.get_figheight(), top=1 - 0.3 / fig.get_figheight(),
+            bottom=0.8 / fig.get_figheight(),
+            top=1 - 0.3 / fig.get_figheight(),
         )
         _save(fig, out, "probability_of_improvement" + (f"_{part}_of_{len(parts)}" if len(parts) > 1 else ""), figures)

@@ -217,7 +217,8 @@ def load_run(path: Path) -> Run:
         causal_steps = causal.steps()
         causal_weights = (
             np.stack([causal.numbers(column) for column in weight_columns], axis=1)
-            if weight_columns else np.empty((len(causal), 0))
+            if weight_columns
+            else np.empty((len(causal), 0))
         )
 
     reset_steps, dormancy_ratios = np.empty(0), np.empty(0)
@@ -227,7 +228,15 @@ def load_run(path: Path) -> Run:
         dormancy_ratios = resets.numbers("dormancy_ratio")
     actions = read_actions_file(run_dir.actions)
     return Run(
-        path, config, eval_steps, returns, success_rates, causal_steps, causal_weights, reset_steps, dormancy_ratios,
+        path,
+        config,
+        eval_steps,
+        returns,
+        success_rates,
+        causal_steps,
+        causal_weights,
+        reset_steps,
+        dormancy_ratios,
         actions[0] if actions is not None else None,
     )
 
@@ -284,8 +293,10 @@ def _no_runs_problem(directory: Path, without_config: list[Path]) -> str:
     if without_config == [directory]:
         return f"holds run files but no {CONFIG} (the run's settings are lost)"
     if without_config:
-        return (f"holds no runs with a {CONFIG}: {listing([str(p) for p in without_config], 3)} hold(s) "
-                f"run files but no {CONFIG}")
+        return (
+            f"holds no runs with a {CONFIG}: {listing([str(p) for p in without_config], 3)} hold(s) "
+            f"run files but no {CONFIG}"
+        )
     return f"holds no runs (no {CONFIG} at or below it)"
 
 
@@ -421,7 +432,8 @@ def duplicate_seeds_note(group: Group) -> str:
     """Which runs of ``group`` repeat a seed, which one counts, and why."""
     seeds = [
         f"seed {run.seed} as {run.path} (also {', '.join(str(d.path) for d in group.duplicates if d.seed == run.seed)})"
-        for run in group.runs if any(d.seed == run.seed for d in group.duplicates)
+        for run in group.runs
+        if any(d.seed == run.seed for d in group.duplicates)
     ]
     return (
         f"{group.task} / {group.label}: {len(seeds)} seed(s) have more than one run; each seed counts once, as the "

@@ -15,7 +15,17 @@ from ace_rl.report.text import steps_text
 FEW_SEEDS = 5
 """Groups with fewer seeds than this are flagged: their intervals rest on too few runs to be trusted."""
 SUMMARY_COLUMNS = [
-    "section", "task", "group", "metric", "value", "ci_low", "ci_high", "seeds", "tasks", "env_step", "unit",
+    "section",
+    "task",
+    "group",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "seeds",
+    "tasks",
+    "env_step",
+    "unit",
     "few_seeds",
 ]
 
@@ -43,11 +53,22 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     def add(
         section: str, task: str, group: str, metric: str, estimate: Estimate, tasks: int, step: Any, unit: str
     ) -> None:
-        rows.append(dict(
-            section=section, task=task, group=group, metric=metric, value=estimate.value, ci_low=estimate.low,
-            ci_high=estimate.high, seeds=estimate.runs, tasks=tasks, env_step=step, unit=unit,
-            few_seeds=estimate.runs < FEW_SEEDS,
-        ))
+        rows.append(
+            dict(
+                section=section,
+                task=task,
+                group=group,
+                metric=metric,
+                value=estimate.value,
+                ci_low=estimate.low,
+                ci_high=estimate.high,
+                seeds=estimate.runs,
+                tasks=tasks,
+                env_step=step,
+                unit=unit,
+                few_seeds=estimate.runs < FEW_SEEDS,
+            )
+        )
 
     for task in report.tasks:
         for result in task.groups:
@@ -63,11 +84,27 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     if aggregate is not None:
         for label, estimates in aggregate.metrics.items():
             for metric, estimate in zip(METRIC_NAMES, estimates):
-                add("aggregate", " ".join(aggregate.tasks), label, metric.lower().replace(" ", "_"), estimate,
-                    len(aggregate.tasks), "final", "normalised score")
+                add(
+                    "aggregate",
+                    " ".join(aggregate.tasks),
+                    label,
+                    metric.lower().replace(" ", "_"),
+                    estimate,
+                    len(aggregate.tasks),
+                    "final",
+                    "normalised score",
+                )
         for improvement in aggregate.improvements:
-            add("probability_of_improvement", " ".join(improvement.tasks), f"{improvement.x} > {improvement.y}",
-                "probability_of_improvement", improvement.estimate, len(improvement.tasks), "final", "probability")
+            add(
+                "probability_of_improvement",
+                " ".join(improvement.tasks),
+                f"{improvement.x} > {improvement.y}",
+                "probability_of_improvement",
+                improvement.estimate,
+                len(improvement.tasks),
+                "final",
+                "probability",
+            )
     return rows
 
 
@@ -84,8 +121,16 @@ def write_summary(report: Report, out: Path) -> None:
 
 def _curve_rows(task: str, group: str, unit: str, curve: Curve) -> list[list[Any]]:
     return [
-        [task, group, unit, f"{step:g}", f"{curve.iqm[i]:.6g}", f"{curve.low[i]:.6g}", f"{curve.high[i]:.6g}",
-         int(curve.runs[i])]
+        [
+            task,
+            group,
+            unit,
+            f"{step:g}",
+            f"{curve.iqm[i]:.6g}",
+            f"{curve.low[i]:.6g}",
+            f"{curve.high[i]:.6g}",
+            int(curve.runs[i]),
+        ]
         for i, step in enumerate(curve.steps)
     ]
 
@@ -142,19 +187,26 @@ def summary_markdown(report: Report) -> str:
             normalised = "-" if result.final_normalised is None else _interval(result.final_normalised, "normalised")
             seeds = _seeds_text(result.final.runs)
             if len(result.compared) < len(result.group.runs):
-                seeds = f"{len(result.compared)} of {len(result.group.runs)}" + seeds[len(str(result.final.runs)):]
+                seeds = f"{len(result.compared)} of {len(result.group.runs)}" + seeds[len(str(result.final.runs)) :]
             lines.append(
                 f"| {task.name} | {unit} | {result.group.label} | {seeds} | "
                 f"{steps_text(task.comparison_step)} | {_interval(result.final, unit)} | {normalised} | "
                 f"{_interval(result.auc, unit)} ({steps_text(task.start_step)}-{steps_text(task.comparison_step)}) | "
                 f"{_interval(result.best, unit)} |"
             )
-    lines += ["", "## Normalisation", "",
-              "Aggregates across tasks use normalised final scores, `(score - low) / (high - low)`:", "",
-              "| task | score | normalised as |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Normalisation",
+        "",
+        "Aggregates across tasks use normalised final scores, `(score - low) / (high - low)`:",
+        "",
+        "| task | score | normalised as |",
+        "|---|---|---|",
+    ]
     for task in report.tasks:
         how = (
-            "no reference score: per-task figures and table only" if task.normalisation is None
+            "no reference score: per-task figures and table only"
+            if task.normalisation is None
             else task.normalisation.description
         )
         lines.append(f"| {task.name} | {task.score_name} | {how} |")
@@ -176,7 +228,8 @@ def summary_markdown(report: Report) -> str:
             estimates = aggregate.metrics[label]
             lines.append(
                 f"| {label} | {len(aggregate.tasks)} | {_seeds_text(estimates[0].runs)} | "
-                + " | ".join(_interval(e, "normalised") for e in estimates) + " |"
+                + " | ".join(_interval(e, "normalised") for e in estimates)
+                + " |"
             )
     if aggregate is not None and aggregate.improvements:
         lines += [

@@ -112,4 +112,3 @@ def make(env_id: str, render_mode: str | None = None) -> gym.Env:
     with _quiet_c_output():
         env = gym.make(env_id, **kwargs)
     return PandaSeeding(env)
-

@@ -59,7 +59,9 @@ class SweepArgs:
     ] = field(default_factory=list)
     seed: Annotated[
         list[str],
-        tyro.conf.arg(help=f"Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0. A sweep runs at most {MAX_RUNS:,} runs."),
+        tyro.conf.arg(
+            help=f"Seeds and ranges, e.g. 0-4 or 0 1 5-7; default 0. A sweep runs at most {MAX_RUNS:,} runs."
+        ),
     ] = field(default_factory=list)
     address: str | None = None
     """Ray cluster to join: auto (the cluster this machine belongs to) or ray://HOST:PORT. Default: start Ray

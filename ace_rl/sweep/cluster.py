@@ -30,9 +30,17 @@ PROBE_SECONDS = 2.0  # during a sweep the driver checks every PROBE_INTERVAL_SEC
 PROBE_INTERVAL_SECONDS = 2.0
 CLUSTER_LOST_SECONDS = 10.0  # a head silent this long is lost (Ray alone waits 60 s, then aborts the driver)
 SHUTDOWN_SECONDS = 5.0  # how long leaving a lost cluster may take
-EMBEDDED_SESSION_PREFIX = "ace-rl-ray-"  # TMPDIR/ace-rl-ray-PID-*: the temporary directory of a Ray started by sweep PID
+EMBEDDED_SESSION_PREFIX = (
+    "ace-rl-ray-"  # TMPDIR/ace-rl-ray-PID-*: the temporary directory of a Ray started by sweep PID
+)
 # Ray's own failures, not the run's: a worker or node that died (after Ray's retries), a raylet that died.
-INFRASTRUCTURE_ERRORS = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "LocalRayletDiedError", "RaySystemError")
+INFRASTRUCTURE_ERRORS = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "ObjectLostError",
+    "LocalRayletDiedError",
+    "RaySystemError",
+)
 # Those that leave this driver without its cluster.
 CLUSTER_ERRORS = ("LocalRayletDiedError", "RaySystemError")
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -62,8 +70,12 @@ def start_ray(ray: Any, args: SweepArgs) -> Path | None:
             try:
                 # "local": a Ray of its own, even where `ray start` left a cluster on this machine
                 ray.init(
-                    address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                    object_store_memory=100 * 1024**2, _temp_dir=str(session), **common,
+                    address="local",
+                    num_cpus=os.cpu_count() or 1,
+                    include_dashboard=False,
+                    object_store_memory=100 * 1024**2,
+                    _temp_dir=str(session),
+                    **common,
                 )
             except Exception as error:  # noqa: BLE001 - Ray raises many kinds; each is one line here
                 raise SweepError(f"cannot start Ray on this machine: {error_line(error)}") from None
@@ -160,7 +172,10 @@ def native_stderr_to(path: Path) -> Iterator[None]:
     python_stderr: io.TextIOWrapper | None = None
     if writes_to_descriptor_2:
         python_stderr = io.TextIOWrapper(
-            os.fdopen(os.dup(original), "wb"), encoding=previous.encoding, errors="backslashreplace", line_buffering=True,
+            os.fdopen(os.dup(original), "wb"),
+            encoding=previous.encoding,
+            errors="backslashreplace",
+            line_buffering=True,
         )
         sys.stderr = python_stderr
     os.dup2(target, 2)
@@ -209,7 +224,9 @@ def connect_error(address: str, error: BaseException, ray_output: str) -> str:
             f"--address {address}: the Ray cluster asks for its authentication token; set RAY_AUTH_MODE=token and give "
             "its token (`ray get-auth-token` on its head) in ~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
         )
-    if address.startswith("ray://") and "connection timeout" in text:  # Ray Client says no more, a refused token included
+    if (
+        address.startswith("ray://") and "connection timeout" in text
+    ):  # Ray Client says no more, a refused token included
         return (
             f"--address {address}: the Ray Client server answers but did not take this driver in; if the cluster uses "
             "token authentication (Ray's default), set RAY_AUTH_MODE=token and give its token (`ray get-auth-token` "
@@ -283,4 +300,6 @@ def check_resources(ray: Any, args: SweepArgs) -> None:
             f"--threads-per-run {args.threads_per_run} exceeds the {resources.get('CPU', 0):g} CPUs of the Ray cluster"
         )
     if args.gpus_per_run > resources.get("GPU", 0):
-        raise SweepError(f"--gpus-per-run {args.gpus_per_run:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs")
+        raise SweepError(
+            f"--gpus-per-run {args.gpus_per_run:g} but the Ray cluster has {resources.get('GPU', 0):g} GPUs"
+        )

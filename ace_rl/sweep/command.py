@@ -64,7 +64,9 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
         _leave_no_trace(sweep_lock.path, lock_existed, created)
         if isinstance(error, RunDirBusy):
             holder = sweep_lock.holder()
-            raise SweepError(f"{shown} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}") from None
+            raise SweepError(
+                f"{shown} is in use by another ace-rl sweep{f' (pid {holder})' if holder else ''}"
+            ) from None
         raise SweepError(f"cannot use --out {shown}: {error}") from None
     ray: Any = None
     session: Path | None = None  # the temporary directory of a Ray started here
@@ -119,7 +121,11 @@ def _leave_no_trace(lock: Path | None, lock_existed: bool, created: Sequence[Pat
 
 
 def _specification(
-    args: SweepArgs, train_tokens: Sequence[str], out: Path, shown: Path, parse_train: TrainParser,
+    args: SweepArgs,
+    train_tokens: Sequence[str],
+    out: Path,
+    shown: Path,
+    parse_train: TrainParser,
 ) -> tuple[dict[str, Any] | None, SweepSpec, list[tuple[PlannedRun, TrainConfig]]]:
     """sweep.json (None for a new sweep), the specification to run, and its runs; refuses a changed one."""
     given = bool(args.gives_grid or train_tokens)
@@ -133,7 +139,9 @@ def _specification(
                 f"that created it ({SPEC_FILE} is then written again if every run there matches it), or choose a new --out"
             )
         if not given:
-            raise SweepError(f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4")
+            raise SweepError(
+                f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4"
+            )
     if given:
         spec = build_spec(args, train_tokens)
         group_wandb_runs(spec, out)
@@ -153,5 +161,7 @@ def _specification(
         )
     if document.get("ace_rl_version") != ace_rl.__version__:
         created_by = document.get("ace_rl_version")
-        print(f"ace-rl: note: {shown} was created by ace-rl {created_by}; this is {ace_rl.__version__}", file=sys.stderr)
+        print(
+            f"ace-rl: note: {shown} was created by ace-rl {created_by}; this is {ace_rl.__version__}", file=sys.stderr
+        )
     return document, spec, planned

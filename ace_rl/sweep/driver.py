@@ -59,8 +59,13 @@ class Grid:
     def rows(self) -> list[RunRow]:
         return [
             RunRow(
-                run.name, self.state[run.name], self.progress[run.name].env_step, run.total_steps,
-                self.progress[run.name].last_eval, self.progress[run.name].last_success, self.note.get(run.name, ""),
+                run.name,
+                self.state[run.name],
+                self.progress[run.name].env_step,
+                run.total_steps,
+                self.progress[run.name].last_eval,
+                self.progress[run.name].last_success,
+                self.note.get(run.name, ""),
             )
             for run in self.runs
         ]
@@ -69,7 +74,8 @@ class Grid:
         """Env steps done and to do over the grid; a failed run counts for the steps it reached."""
         done = sum(self.progress[run.name].env_step for run in self.runs)
         total = sum(
-            self.progress[run.name].env_step if self.state[run.name] == "failed" else run.total_steps for run in self.runs
+            self.progress[run.name].env_step if self.state[run.name] == "failed" else run.total_steps
+            for run in self.runs
         )
         return done, total
 
@@ -98,7 +104,13 @@ def classify(runs: list[PlannedRun], out: Path, retry_failed: bool) -> tuple[Gri
 
 
 def run_grid(
-    ray: Any, args: SweepArgs, out: Path, grid: Grid, to_run: list[PlannedRun], status: dict[str, Any], parse_train: TrainParser,
+    ray: Any,
+    args: SweepArgs,
+    out: Path,
+    grid: Grid,
+    to_run: list[PlannedRun],
+    status: dict[str, Any],
+    parse_train: TrainParser,
 ) -> int:
     from rich.live import Live
 
@@ -144,7 +156,14 @@ class Driver:
     """The runs in flight on Ray, and what becomes of each: recorded in sweep_status.json and the table."""
 
     def __init__(
-        self, ray: Any, args: SweepArgs, out: Path, grid: Grid, status: dict[str, Any], parse_train: TrainParser, terminal: Any,
+        self,
+        ray: Any,
+        args: SweepArgs,
+        out: Path,
+        grid: Grid,
+        status: dict[str, Any],
+        parse_train: TrainParser,
+        terminal: Any,
     ) -> None:
         from rich.progress import (
             BarColumn,
@@ -155,7 +174,14 @@ class Driver:
             TimeRemainingColumn,
         )
 
-        self.ray, self.args, self.out, self.grid, self.status, self.parse_train = ray, args, out, grid, status, parse_train
+        self.ray, self.args, self.out, self.grid, self.status, self.parse_train = (
+            ray,
+            args,
+            out,
+            grid,
+            status,
+            parse_train,
+        )
         self.remote = ray.remote(execute_run)
         self.pending: dict[Any, PlannedRun] = {}
         self.resubmitted: dict[str, int] = {}
@@ -169,19 +195,30 @@ class Driver:
         self.status_unwritable = False
         self.status["driver_pid"] = os.getpid()
         self.bar = Progress(
-            TextColumn("env steps"), BarColumn(), TaskProgressColumn(), TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
-            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=terminal,
+            TextColumn("env steps"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=terminal,
         )
         self.bar_task = self.bar.add_task("grid", total=None)
         self.max_rows = max(5, terminal.size.height - 8) if terminal.is_terminal else None
 
     def submit(self, run: PlannedRun) -> None:
         options = {
-            "num_cpus": self.args.threads_per_run, "num_gpus": self.args.gpus_per_run, "max_retries": self.args.max_retries,
-            "retry_exceptions": False, "name": f"ace-rl {run.name}",
+            "num_cpus": self.args.threads_per_run,
+            "num_gpus": self.args.gpus_per_run,
+            "max_retries": self.args.max_retries,
+            "retry_exceptions": False,
+            "name": f"ace-rl {run.name}",
         }
         log = self.out / LOGS / f"{run.name}.log"
-        ref = self.remote.options(**options).remote(run, execution_argv(self.args.threads_per_run), log, self.parse_train)
+        ref = self.remote.options(**options).remote(
+            run, execution_argv(self.args.threads_per_run), log, self.parse_train
+        )
         self.pending[ref] = run
         self.status["runs"][run.name] = {"state": "queued"}
 
@@ -201,7 +238,11 @@ class Driver:
                 f"{self.grid.state[run.name]:<8} {run.name}: {outcome.message} (Ray's failure, not the run's: it continues "
                 "on the next ace-rl sweep)"
             )
-        if outcome.state == "stopped" and self.stopped_by is None and self.resubmitted.get(run.name, 0) < self.args.max_retries:
+        if (
+            outcome.state == "stopped"
+            and self.stopped_by is None
+            and self.resubmitted.get(run.name, 0) < self.args.max_retries
+        ):
             # Stopped by a signal that did not come from this sweep (a node draining): continue it.
             self.resubmitted[run.name] = self.resubmitted.get(run.name, 0) + 1
             self.submit(run)
@@ -233,7 +274,8 @@ class Driver:
                 problem = str(error)
         if not self.status_unwritable or final:
             what = (
-                "it records no failure now (the next ace-rl sweep runs the failed runs again)" if final
+                "it records no failure now (the next ace-rl sweep runs the failed runs again)"
+                if final
                 else "the sweep goes on and tries again at each change"
             )
             print(f"ace-rl: warning: {problem}; {what}", file=sys.stderr)
@@ -254,7 +296,9 @@ class Driver:
         elif self.head_silent_since is None:
             self.head_silent_since = time.monotonic()
         elif time.monotonic() - self.head_silent_since > CLUSTER_LOST_SECONDS:
-            self.cluster_lost = f"its head at {self.head[0]}:{self.head[1]} has not answered for {CLUSTER_LOST_SECONDS:g} s"
+            self.cluster_lost = (
+                f"its head at {self.head[0]}:{self.head[1]} has not answered for {CLUSTER_LOST_SECONDS:g} s"
+            )
 
     def leave_unfinished(self) -> None:
         """The cluster is gone: the runs in flight are left as they are (resumable, not failed), without asking Ray."""
@@ -292,7 +336,9 @@ class Driver:
         changed = False
         for run in self.pending.values():
             progress = self.grid.observe(run)
-            if self.grid.state[run.name] == "queued" and (is_locked(run.run_dir) or progress.modified >= self.started_at):
+            if self.grid.state[run.name] == "queued" and (
+                is_locked(run.run_dir) or progress.modified >= self.started_at
+            ):
                 self.grid.state[run.name] = "running"
                 self.status["runs"][run.name] = {"state": "running"}
                 changed = True
@@ -323,7 +369,9 @@ def outcome_of(ray: Any, ref: Any, run: PlannedRun, stopping: bool) -> RunOutcom
             return RunOutcome(run.name, "stopped")
         kinds = {cls.__name__ for cls in type(error).__mro__}
         if kinds & set(INFRASTRUCTURE_ERRORS) and not isinstance(error, ray.exceptions.RayTaskError):
-            return RunOutcome(run.name, "lost", cluster.error_line(error), cluster_wide=bool(kinds & set(CLUSTER_ERRORS)))
+            return RunOutcome(
+                run.name, "lost", cluster.error_line(error), cluster_wide=bool(kinds & set(CLUSTER_ERRORS))
+            )
         return RunOutcome(run.name, "failed", cluster.error_line(error))
 
 
@@ -335,7 +383,11 @@ def event_line(run: PlannedRun, outcome: RunOutcome, progress: RunProgress) -> s
 
 
 def finish(
-    out: Path, grid: Grid, stopped_by: str | None, cluster_lost: str | None = None, address: str | None = None,
+    out: Path,
+    grid: Grid,
+    stopped_by: str | None,
+    cluster_lost: str | None = None,
+    address: str | None = None,
 ) -> int:
     failed = [run.name for run in grid.runs if grid.state[run.name] == "failed"]
     done = sum(grid.state[run.name] == "done" for run in grid.runs)

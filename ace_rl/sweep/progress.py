@@ -93,7 +93,9 @@ def observe_run(run_dir: Path, total_steps: int) -> RunProgress:
         progress.last_success = _number(metrics.get("eval_success_rate"))
     if reached_total_steps(run_dir, total_steps, state_steps):
         progress.env_step = max(progress.env_step, total_steps)
-    mtimes = [path.stat().st_mtime for path in (directory.config, directory.metrics, directory.episodes) if path.is_file()]
+    mtimes = [
+        path.stat().st_mtime for path in (directory.config, directory.metrics, directory.episodes) if path.is_file()
+    ]
     progress.modified = max(mtimes, default=0.0)
     return progress
 
@@ -159,7 +161,9 @@ def status_rows(document: dict[str, Any], out: Path, status: dict[str, Any], swe
         in_flight = sweep_running and status["runs"].get(run["name"], {}).get("state") == "running"
         if in_flight and state in ("queued", "stopped"):
             state, note = "running", ""
-        rows.append(RunRow(run["name"], state, progress.env_step, total, progress.last_eval, progress.last_success, note))
+        rows.append(
+            RunRow(run["name"], state, progress.env_step, total, progress.last_eval, progress.last_success, note)
+        )
     return rows
 
 
@@ -188,7 +192,9 @@ def render_table(rows: Sequence[RunRow], max_rows: int | None = None) -> Any:
         if row.last_success is not None:
             evaluation += f" (success {row.last_success:.2f})"
         style = STATE_STYLES[row.state]
-        table.add_row(row.name, f"[{style}]{row.state}[/]", f"{row.env_step:,} / {row.total_steps:,}", evaluation, row.note)
+        table.add_row(
+            row.name, f"[{style}]{row.state}[/]", f"{row.env_step:,} / {row.total_steps:,}", evaluation, row.note
+        )
     return table
 
 
@@ -220,5 +226,7 @@ def show_status(out: Path) -> int:
     terminal = console()
     terminal.print(render_table(rows))
     holder = RunLock(out).holder() if running else None
-    terminal.print(f"sweep {out}: " + (f"running (ace-rl sweep pid {holder})" if running else "not running"), highlight=False)
+    terminal.print(
+        f"sweep {out}: " + (f"running (ace-rl sweep pid {holder})" if running else "not running"), highlight=False
+    )
     return 1 if any(row.state == "failed" for row in rows) else 0

@@ -43,7 +43,9 @@ SPEC_FILE = "sweep.json"
 STATUS_FILE = "sweep_status.json"
 LOGS = "logs"
 RAY_LOG = "ray.log"  # logs/ray.log: what Ray's core prints in the driver while the sweep runs
-SWEEP_FILES = frozenset({SPEC_FILE, STATUS_FILE, LOGS, LOCK, SPEC_FILE + TEMPORARY_SUFFIX, STATUS_FILE + TEMPORARY_SUFFIX})
+SWEEP_FILES = frozenset(
+    {SPEC_FILE, STATUS_FILE, LOGS, LOCK, SPEC_FILE + TEMPORARY_SUFFIX, STATUS_FILE + TEMPORARY_SUFFIX}
+)
 SPEC_FORMAT = 1
 
 AXES = ("env", "algo", "seed")  # always part of the grid and of every run's name
@@ -172,7 +174,10 @@ def _unique(flag: str, values: Sequence[str]) -> list[str]:
 
 
 def plan_runs(
-    spec: SweepSpec, out: Path, parse_train: TrainParser, threads_per_run: int = 1,
+    spec: SweepSpec,
+    out: Path,
+    parse_train: TrainParser,
+    threads_per_run: int = 1,
 ) -> list[tuple[PlannedRun, TrainConfig]]:
     """Every grid point as a run and its configuration, built by `ace-rl train`'s own parser and validated.
 
@@ -237,7 +242,9 @@ def experiment_settings(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(values))  # as sweep.json holds them (tuples become lists), so that both compare
 
 
-def spec_document(spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]], command: Sequence[str]) -> dict[str, Any]:
+def spec_document(
+    spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]], command: Sequence[str]
+) -> dict[str, Any]:
     commit, dirty = git_commit(Path(ace_rl.__file__).parent)
     return {
         "format": SPEC_FORMAT,
@@ -260,7 +267,9 @@ def git_commit(package_dir: Path) -> tuple[str | None, bool | None]:
     changes; (None, None) for an installed copy or without git."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20, check=False)
+        return subprocess.run(
+            ["git", "-C", str(package_dir), *args], capture_output=True, text=True, timeout=20, check=False
+        )
 
     try:
         head = git("rev-parse", "HEAD")
@@ -288,7 +297,8 @@ def load_spec(out: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text())
         readable = (
-            isinstance(document.get("grid"), dict) and isinstance(document.get("options"), list)
+            isinstance(document.get("grid"), dict)
+            and isinstance(document.get("options"), list)
             and all(isinstance(run["name"], str) and "total_steps" in run["config"] for run in document["runs"])
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -299,7 +309,9 @@ def load_spec(out: Path) -> dict[str, Any]:
 
 
 def stored_spec(document: dict[str, Any]) -> SweepSpec:
-    return SweepSpec(grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"]))
+    return SweepSpec(
+        grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"])
+    )
 
 
 def _describe_values(axis: str, values: Sequence[Any] | None) -> str:
@@ -315,7 +327,9 @@ def _changed_settings(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return [name for name in [*before, *(n for n in now if n not in before)] if before.get(name) != now.get(name)]
 
 
-def spec_differences(stored: dict[str, Any], spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> list[str]:
+def spec_differences(
+    stored: dict[str, Any], spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]
+) -> list[str]:
     """What differs between sweep.json and this command's specification, one phrase per difference."""
     differences = []
     for axis in [*stored["grid"], *(a for a in spec.grid if a not in stored["grid"])]:
@@ -333,7 +347,10 @@ def spec_differences(stored: dict[str, Any], spec: SweepSpec, planned: Sequence[
         now = experiment_settings(config)
         for name in _changed_settings(before, now):
             changed.setdefault(name, (before.get(name), now.get(name)))
-    return [f"{name} {before} in {SPEC_FILE}, {now} now (--{name.replace('_', '-')})" for name, (before, now) in changed.items()]
+    return [
+        f"{name} {before} in {SPEC_FILE}, {now} now (--{name.replace('_', '-')})"
+        for name, (before, now) in changed.items()
+    ]
 
 
 def holds_files(out: Path) -> bool:
@@ -351,7 +368,9 @@ def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedR
     configs = {run.name: config for run, config in planned}
     for path in sorted(out.iterdir()):
         if path.name not in SWEEP_FILES and not (path.name in configs and path.is_dir()):
-            raise SweepError(f"--out {shown} has no {SPEC_FILE} and holds {path.name}, which is no run of this grid; {advice}")
+            raise SweepError(
+                f"--out {shown} has no {SPEC_FILE} and holds {path.name}, which is no run of this grid; {advice}"
+            )
     for run, config in planned:
         layout = RunDir(run.run_dir)
         if not layout.is_run():

@@ -68,7 +68,6 @@ def execute_run(run: PlannedRun, extra_argv: Sequence[str], log_path: Path, pars
                 return _failed(run, error)
 
 
-
 class _RunLog(io.TextIOBase):
     """DIR/logs/RUN.log, appended to; a line that cannot be written (a full disk) is lost rather than turning the
     run's outcome into an error about its log."""
