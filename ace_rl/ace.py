@@ -107,6 +107,7 @@ class ACE:
 
             # Random numbers drawn by PyTorch's own generator, so compiled and eager updates sample alike.
             inductor_config.fallback_random = True
+            # The compiled losses replace the methods on this instance (mypy forbids assigning to a method).
             self.critic_loss = torch.compile(self.critic_loss)  # type: ignore[method-assign]
             self.actor_loss = torch.compile(self.actor_loss)  # type: ignore[method-assign]
 

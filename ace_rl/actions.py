@@ -11,7 +11,7 @@ effect on anything, so its fitted coefficient should be 0: ground truth for the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -33,11 +33,16 @@ class DistractorActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self.action_space = gym.spaces.Box(
             np.concatenate([space.low, -np.ones(count)]).astype(space.dtype),
             np.concatenate([space.high, np.ones(count)]).astype(space.dtype),
-            dtype=space.dtype,  # type: ignore[arg-type]
+            dtype=space.dtype,
         )
 
     def action(self, action: Any) -> np.ndarray:
         return np.asarray(action)[..., : self.real_dimensions]
+
+
+def action_box(env: gym.Env) -> gym.spaces.Box:
+    """The action space of ``env``: a Box, as ace_rl.envs.make_env checks of every task it builds."""
+    return cast(gym.spaces.Box, env.action_space)
 
 
 def distractor_count(env: gym.Env) -> int:
@@ -51,7 +56,7 @@ def distractor_count(env: gym.Env) -> int:
 def action_names(env: gym.Env) -> list[str]:
     """One name per action dimension of ``env`` (as make_env built it): the task's own, then ``distractor0..``."""
     distractors = distractor_count(env)
-    real = int(env.action_space.shape[0]) - distractors
+    real = int(action_box(env).shape[0]) - distractors
     names = _task_names(env.unwrapped, real) or [f"a{i}" for i in range(real)]
     names = [name or f"a{i}" for i, name in enumerate(names)]
     if len(set(names)) < len(names):  # repeated names would merge in a legend: keep them apart by index

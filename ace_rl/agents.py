@@ -31,10 +31,14 @@ if TYPE_CHECKING:
 class Agent(Protocol):
     """Everything ``train``, checkpoints, ``eval``, ``export``, sweeps and reports need of an agent."""
 
-    actor: nn.Module
-    """The policy that evaluation uses, best.pt / final.pt store and ``export`` writes. Its
-    ``deterministic(obs)`` maps a batch of observations to actions in the environment's units; a stochastic
-    policy also has ``sample_action(obs)``."""
+    @property
+    def actor(self) -> nn.Module:
+        """The policy that evaluation uses, best.pt / final.pt store and ``export`` writes. Its
+        ``deterministic(obs)`` maps a batch of observations to actions in the environment's units
+        (:class:`PolicyNetwork`); a stochastic policy also has ``sample_action(obs)``. A plain attribute
+        fulfils this (read-only here, so that an agent's own nn.Module subclass fits)."""
+        ...
+
     updates: int
     """Gradient updates made so far."""
 
@@ -55,6 +59,14 @@ class Agent(Protocol):
         ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class PolicyNetwork(Protocol):
+    """What evaluation, :class:`ace_rl.policy.Policy` and export call on an agent's actor (an nn.Module)."""
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actions of a batch of observations, in the environment's units."""
+        ...
 
 
 @runtime_checkable

@@ -29,8 +29,10 @@ import math
 import time
 import warnings
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -128,7 +130,7 @@ def _thread_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _few_blas_threads():
+def _few_blas_threads() -> AbstractContextManager[Any]:
     return _thread_controller().limit(limits=BLAS_THREADS, user_api="blas")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
     if missing:
         raise ValueError(f"policy metadata lacks {missing}")
     payload = {"actor": actor.state_dict(), **metadata}
-    write_atomically(path, lambda file: torch.save(payload, file))
+    write_atomically(path, lambda file: torch.save(payload, cast(IO[bytes], file)))  # it needs write() only
 
 
 def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -105,7 +105,7 @@ def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], kee
     """
     path = state_path(run_dir, env_step)
     digest = hashlib.sha256()
-    write_atomically(path, lambda file: torch.save(state, _HashingWriter(file, digest)))
+    write_atomically(path, lambda file: torch.save(state, cast(IO[bytes], _HashingWriter(file, digest))))
     try:
         write_atomically(_digest_path(path), lambda file: file.write((digest.hexdigest() + "\n").encode()))
     except RunDirError:
@@ -137,7 +137,7 @@ def load_training_state(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]
     candidates = list(reversed(RunDir(run_dir).states()))
     if not candidates:
         raise CheckpointError(f"{run_dir} has no full-state checkpoint (checkpoints/state-*.pt) to resume from")
-    skipped = []
+    skipped: list[str] = []
     for path in candidates:
         problem = _integrity_problem(path)
         if problem is None:

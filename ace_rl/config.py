@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import tyro
 
@@ -202,9 +202,9 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
-    values: dict[str, object] = {**PRESET_VALUES[preset], "reset": "reset" if resets else "none"}
-    values.update(settings)
-    return TrainConfig(preset=preset, algo=algo, **values)  # type: ignore[arg-type]
+    values: dict[str, Any] = {**PRESET_VALUES[preset], "reset": "reset" if resets else "none"}
+    values.update(settings)  # of any type: validate() checks the values
+    return TrainConfig(preset=cast(Preset, preset), algo=algo, **values)  # a preset of PRESETS, checked above
 
 
 MAX_DISTRACTORS = 64  # --distractor-actions at most

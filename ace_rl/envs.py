@@ -32,12 +32,12 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
 
-from ace_rl.actions import DistractorActions
+from ace_rl.actions import DistractorActions, action_box
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
@@ -281,6 +281,7 @@ def make_env(
             f"environment {env_id!r} reports no success signal, so it has no sparse reward; use the dense "
             "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand, Panda)"
         )
+    env: gym.Env
     if suite == "dmc":
         env = dmc.make(name, render_mode)
     elif suite == "metaworld":
@@ -388,7 +389,8 @@ class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
-        parts = (env.observation_space["observation"], env.observation_space["desired_goal"])
+        spaces = cast(gym.spaces.Dict, env.observation_space)  # _flatten_observations checked: two Boxes in a Dict
+        parts = tuple(cast(gym.spaces.Box, spaces[key]) for key in ("observation", "desired_goal"))
         self.observation_space = gym.spaces.Box(
             np.concatenate([part.low.ravel() for part in parts]),
             np.concatenate([part.high.ravel() for part in parts]),
@@ -413,7 +415,7 @@ class SuccessSignal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.key = key
         self.sparse = sparse
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         success = bool(info.get(self.key, False))
         info = {**info, "success": success}
@@ -447,7 +449,7 @@ def seed_env(env: gym.Env, seed: int) -> np.ndarray:
 
 
 def observation_size(env: gym.Env) -> int:
-    return int(math.prod(env.observation_space.shape))
+    return int(math.prod(cast(gym.spaces.Box, env.observation_space).shape))  # make_env's flat Box
 
 
 @dataclass(frozen=True)
@@ -524,7 +526,7 @@ def _describe(env_id: str) -> ExampleEnv:
         return ExampleEnv(env_id)
     try:
         return ExampleEnv(
-            env_id, observation_size(env), int(env.action_space.shape[0]), episode_steps(env), has_success(env)
+            env_id, observation_size(env), int(action_box(env).shape[0]), episode_steps(env), has_success(env)
         )
     finally:
         env.close()

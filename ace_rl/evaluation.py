@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from ace_rl.agents import PolicyNetwork
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
 from ace_rl.envs import episode_steps, has_success, make_env, seed_env
 from ace_rl.rundir import RunDir
@@ -87,6 +89,7 @@ def evaluate_run(
         raise CheckpointError(f"no run directory at {run_dir}")
     path = RunDir(run_dir).policy(checkpoint)
     actor, payload = load_policy(path)
+    network = cast(PolicyNetwork, actor)
     env = make(
         payload["env"],
         reward=payload.get("reward", "dense"),
@@ -97,7 +100,7 @@ def evaluate_run(
 
     def policy(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
+            return network.deterministic(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
 
     try:
         result = run_episodes(policy, env, episodes)

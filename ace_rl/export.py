@@ -15,12 +15,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import seed_env
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
@@ -57,7 +58,7 @@ class DeterministicAction(nn.Module):
         self.actor = actor
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.actor.deterministic(observation)
+        return cast(PolicyNetwork, self.actor).deterministic(observation)
 
 
 def sample_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
@@ -67,7 +68,7 @@ def sample_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray
     rng = np.random.default_rng(seed)
     try:
         observation = seed_env(env, seed)
-        observations = []
+        observations: list[np.ndarray] = []
         while len(observations) < count:
             observations.append(np.asarray(observation, dtype=np.float32))
             action = env.action_space.sample() if rng.random() < 0.5 else policy.predict(observation)
@@ -86,7 +87,7 @@ def _onnx_bytes(module: nn.Module, observation_size: int) -> bytes:
         torch.onnx.export(
             module,
             (torch.zeros(1, observation_size),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the stubs say a path; this (TorchScript-based) exporter takes a file
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

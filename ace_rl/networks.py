@@ -56,6 +56,9 @@ def weighted_log_prob(per_dimension_log_prob: torch.Tensor, causal_weights: torc
 class Actor(nn.Module):
     """Tanh-squashed diagonal Gaussian policy mapping observations to actions within the action bounds."""
 
+    action_scale: torch.Tensor  # registered buffers (saved with the weights), declared for type checkers
+    action_bias: torch.Tensor
+
     def __init__(
         self,
         obs_dim: int,
@@ -118,6 +121,9 @@ class Actor(nn.Module):
 
 class DeterministicActor(nn.Module):
     """a = scale * tanh(f(s)) + bias: a deterministic policy within the action bounds."""
+
+    action_scale: torch.Tensor  # registered buffers, as in Actor
+    action_bias: torch.Tensor
 
     def __init__(
         self, obs_dim: int, action_dim: int, hidden_size: int, action_low: torch.Tensor, action_high: torch.Tensor

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from ace_rl.agents import PolicyNetwork
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
 from ace_rl.envs import EnvFactory, make_env
@@ -94,10 +95,11 @@ class Policy:
         single = flat.ndim == 1
         with torch.no_grad():
             obs = torch.as_tensor(flat[None] if single else flat, dtype=torch.float32)
+            sample_action = getattr(self.actor, "sample_action", None)  # Gaussian policies (ACE, SAC) only
             if deterministic:
-                actions = self.actor.deterministic(obs)
-            elif hasattr(self.actor, "sample_action"):
-                actions = self.actor.sample_action(obs)
+                actions = cast(PolicyNetwork, self.actor).deterministic(obs)
+            elif sample_action is not None:
+                actions = sample_action(obs)
             else:
                 raise ValueError(f"the {self.metadata.get('algo', '')} policy is deterministic; use deterministic=True")
         result = actions.numpy()

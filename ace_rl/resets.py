@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -83,7 +83,7 @@ def fresh_copy(network: nn.Module, linear_layers: Iterable[LinearLike]) -> nn.Mo
 
 def soft_reset(
     network: nn.Module,
-    linear_layers: list[LinearLike],
+    linear_layers: Sequence[LinearLike],
     factor: float,
     dormant_masks: list[torch.Tensor] | None = None,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +33,7 @@ def capture_global_rng() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     state = {
         "python": [version, list(internal), gauss],
-        "numpy": _random_state_to_list(np.random.get_state()),
+        "numpy": _random_state_to_list(cast(tuple, np.random.get_state())),  # legacy=True: MT19937's tuple
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -53,17 +53,20 @@ def restore_global_rng(state: dict[str, Any]) -> None:
 def capture_env_rng(env: gym.Env) -> dict[str, Any]:
     """The environment's own generator (used by its resets), its action space's (random actions), and for
     dm_control the task's RandomState (which draws its initial states)."""
-    state = {
+    state: dict[str, Any] = {
         "env": env.unwrapped.np_random.bit_generator.state,
         "action_space": env.action_space.np_random.bit_generator.state,
     }
-    if isinstance(env.unwrapped, DMControlEnv):
-        state["dm_control_task"] = _random_state_to_list(env.unwrapped.dm_env.task.random.get_state())
+    task = env.unwrapped
+    if isinstance(task, DMControlEnv):
+        state["dm_control_task"] = _random_state_to_list(task.dm_env.task.random.get_state())
     return state
 
 
 def restore_env_rng(env: gym.Env, state: dict[str, Any]) -> None:
     env.unwrapped.np_random.bit_generator.state = state["env"]
     env.action_space.np_random.bit_generator.state = state["action_space"]
-    if "dm_control_task" in state:
-        env.unwrapped.dm_env.task.random.set_state(_random_state_from_list(state["dm_control_task"]))
+    if "dm_control_task" in state:  # captured from a DMControlEnv
+        cast(DMControlEnv, env.unwrapped).dm_env.task.random.set_state(
+            _random_state_from_list(state["dm_control_task"])
+        )

@@ -247,8 +247,9 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def write_atomically(path: Path, write: Callable[[_WriteErrorRecorder], None]) -> None:
-    """Write ``path`` through ``write(file)`` under a temporary name, flush it to disk, then rename it.
+def write_atomically(path: Path, write: Callable[[_WriteErrorRecorder], object]) -> None:
+    """Write ``path`` through ``write(file)`` under a temporary name, flush it to disk, then rename it (what
+    ``write`` returns is ignored).
 
     A crash at any point leaves either the previous file or the complete new one, never half a file. A
     failed write (disk full, read-only file system) removes the temporary file and raises RunDirError with

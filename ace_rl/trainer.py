@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ace_rl.actions import action_names
+from ace_rl.actions import action_box, action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.checkpoint import (
@@ -112,7 +112,7 @@ def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None
     probe = make_run_env(config, env_factory)
     try:
         check_env_behaviour(probe, config.env)
-        return observation_size(probe) + int(probe.action_space.shape[0]) + 1
+        return observation_size(probe) + int(action_box(probe).shape[0]) + 1
     finally:
         probe.close()
 
@@ -198,14 +198,13 @@ class Trainer:
         self.eval_env = make_run_env(config, env_factory)
         opened.callback(self.eval_env.close)
         obs_dim = observation_size(self.env)
-        action_dim = int(self.env.action_space.shape[0])
+        action_space = action_box(self.env)
+        action_dim = int(action_space.shape[0])
         if config.threads > 0:
             torch.set_num_threads(config.threads)
 
         seed_everything(config.seed)
-        self.agent: Agent = make_agent(
-            config, obs_dim, action_dim, self.env.action_space.low, self.env.action_space.high, self.device
-        )
+        self.agent: Agent = make_agent(config, obs_dim, action_dim, action_space.low, action_space.high, self.device)
         self.causal_agent: CausallyWeighted | None = None  # the agent, when the loop fits causal weights for it
         if agent_spec(config.algo).causal and config.causal_method != "none":
             if not isinstance(self.agent, CausallyWeighted):
@@ -268,8 +267,8 @@ class Trainer:
             "obs_dim": obs_dim,
             "action_dim": action_dim,
             "hidden_size": config.hidden_size,
-            "action_low": torch.as_tensor(self.env.action_space.low, dtype=torch.float32),
-            "action_high": torch.as_tensor(self.env.action_space.high, dtype=torch.float32),
+            "action_low": torch.as_tensor(action_space.low, dtype=torch.float32),
+            "action_high": torch.as_tensor(action_space.high, dtype=torch.float32),
         }
         self.losses.first_step = self.env_step
         self.started = time.perf_counter()
@@ -420,6 +419,7 @@ class Trainer:
 
     def record_video(self) -> None:
         """One deterministic episode into RUN/videos/step-XXXXXXXX.mp4, TensorBoard and W&B."""
+        assert self.video is not None  # called only for a run with videos (--video-every)
         clip = self.video.record(
             lambda obs: self.agent.act(obs, deterministic=True), self.env_step, self.logger.tensorboard
         )

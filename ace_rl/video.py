@@ -234,7 +234,7 @@ class Mp4Writer:
             self._start(frame.shape[1], frame.shape[0])
         assert self._ffmpeg is not None and self._ffmpeg.stdin is not None
         try:
-            self._ffmpeg.stdin.write(memoryview(frame).cast("B"))
+            self._ffmpeg.stdin.write(frame.data.cast("B"))
         except OSError:  # ffmpeg stopped (BrokenPipeError): its log says why
             self._fail(self._stop(kill=False))
         self.frames += 1
@@ -300,11 +300,11 @@ class Mp4Writer:
     def _stop(self, kill: bool) -> int:
         """End ffmpeg (closing its input lets it write the MP4 trailer) and return its exit status."""
         ffmpeg, self._ffmpeg = self._ffmpeg, None
-        assert ffmpeg is not None
+        assert ffmpeg is not None and ffmpeg.stdin is not None  # started with stdin=PIPE
         if kill:
             ffmpeg.kill()
         try:
-            ffmpeg.stdin.close()  # type: ignore[union-attr]
+            ffmpeg.stdin.close()
         except OSError:
             pass  # ffmpeg already stopped
         code = ffmpeg.wait()

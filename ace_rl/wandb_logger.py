@@ -137,7 +137,8 @@ class WandbLogger:
         for key, path in (("eval/table", paths.metrics), ("causal/table", paths.causal_weights)):
             columns, rows = _read_table(path)
             if rows:
-                logged[key] = self._wandb.Table(columns=columns, data=rows)
+                header: list[str | int] = list(columns)  # wandb.Table's type for column names
+                logged[key] = self._wandb.Table(columns=header, data=rows)
         if logged:
             self.run.log({**logged, ENV_STEP: env_step})
 

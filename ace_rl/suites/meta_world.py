@@ -39,7 +39,7 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        task = env.unwrapped
+        task: Any = env.unwrapped  # Meta-World's SawyerXYZEnv: these attributes are its own
         task._freeze_rand_vec = False  # sample new object and goal positions at every reset ...
         task.seeded_rand_vec = True  # ... from the environment's np_random rather than NumPy's global RNG
         # The registered space was built while the goal was still hidden (goal bounds 0); this one has the goal's.
@@ -47,7 +47,8 @@ class MetaWorldTask(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
-            self.env.unwrapped.seed(seed)
+            task: Any = self.env.unwrapped
+            task.seed(seed)
         return self.env.reset(options=options)
 
 
