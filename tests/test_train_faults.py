@@ -93,8 +93,8 @@ def test_logs_that_cannot_be_created_at_start_give_one_line_and_finish_the_wandb
 ):
     settings = [*TINY, "--total-steps", "300", "--eval-every", "300", "--wandb-project", "ace-test"]
     # A file system out of inodes right where TensorBoard's directory would go: the run directory, its lock,
-    # config.json, wandb_id.txt and the four CSV files fit, tensorboard/ does not.
-    with tmpfs(tmp_path / "disk", "4m,nr_inodes=9") as disk:
+    # config.json, wandb_id.txt, actions.json and the four CSV files fit, tensorboard/ does not.
+    with tmpfs(tmp_path / "disk", "4m,nr_inodes=10") as disk:
         run_dir = disk / "run"
         code, _, stderr = run("train", *settings, "--run-dir", str(run_dir))
         assert code == 1
