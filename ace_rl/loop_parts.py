@@ -197,14 +197,20 @@ class LossLog:
     when written, since reading a loss there synchronises it) and written every ``--log-every`` env steps."""
 
     def __init__(
-        self, config: TrainConfig, logger: RunLogger, device: torch.device, last_good: Callable[[], str]
+        self,
+        config: TrainConfig,
+        logger: RunLogger,
+        device: torch.device,
+        last_good: Callable[[], str],
+        first_step: int = 0,
     ) -> None:
+        """``first_step``: the env step this process starts at (a resumed run's), for the steps-per-second rate."""
         self.every = config.log_every
         self.logger = logger
         self.check_every_update = device.type == "cpu"
         self.last_good = last_good
         self.pending: dict[str, torch.Tensor] = {}
-        self.first_step = 0
+        self.first_step = first_step
         self.started = time.perf_counter()
 
     def add(self, metrics: dict[str, torch.Tensor], env_step: int, updates: int) -> None:

@@ -254,7 +254,9 @@ class Trainer:
         self.causal_fits = (
             CausalFits(config, self.causal_agent, self.logger, names) if self.causal_agent is not None else None
         )
-        self.losses = LossLog(config, self.logger, self.device, lambda: str(self.last_state_path or "none yet"))
+        self.losses = LossLog(
+            config, self.logger, self.device, lambda: str(self.last_state_path or "none yet"), first_step=self.env_step
+        )
         if resume_state is not None:
             self.evaluation.load_state_dict(resume_state)
         self.checkpoint_metadata = {
@@ -270,7 +272,6 @@ class Trainer:
             "action_low": torch.as_tensor(action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(action_space.high, dtype=torch.float32),
         }
-        self.losses.first_step = self.env_step
         self.started = time.perf_counter()
 
     # ----------------------------------------------------------------------------------------------
