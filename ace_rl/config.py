@@ -91,6 +91,10 @@ class TrainConfig:
     """Transitions per update (paper: 512; small: 256)."""
     start_steps: int = 10_000
     """Environment steps taken with uniformly random actions before the policy acts (paper: 10,000; small: 5,000)."""
+    warmup_updates: bool = True
+    """Update during the start steps, from the first full batch on (ace, sac: as the official ACE code); td3 waits
+    for the policy's first step (as the reference TD3 and Stable-Baselines3), since thousands of updates on random
+    data alone drive its deterministic actor to the action bounds."""
     buffer_size: int = 1_000_000
     """Replay capacity in transitions (paper: 1,000,000; small: 1,000,000)."""
     causal_interval: int = 10_000
@@ -202,7 +206,11 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
-    values: dict[str, Any] = {**PRESET_VALUES[preset], "reset": "reset" if resets else "none"}
+    values: dict[str, Any] = {
+        **PRESET_VALUES[preset],
+        "reset": "reset" if resets else "none",
+        "warmup_updates": _agent(algo).warmup_updates,
+    }
     values.update(settings)  # of any type: validate() checks the values
     return TrainConfig(preset=cast(Preset, preset), algo=algo, **values)  # a preset of PRESETS, checked above
 
@@ -257,6 +265,8 @@ def validate(config: TrainConfig) -> None:
         )
     if config.causal_method not in CAUSAL_METHODS:
         raise ConfigError(f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}")
+    if not isinstance(config.warmup_updates, bool):
+        raise ConfigError(f"--warmup-updates must be true or false, got {config.warmup_updates!r}")
     if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
     for name in ("policy_noise", "noise_clip", "exploration_noise"):

@@ -364,7 +364,7 @@ class Trainer:
         next_obs, terminated, truncated = self.collect()
         if self.causal_fits is not None and self.causal_fits.due(self.env_step, len(self.replay)):
             self.causal_fits.fit(self.replay, self.env_step)
-        if len(self.replay) >= config.batch_size:
+        if len(self.replay) >= config.batch_size and (config.warmup_updates or self.env_step > config.start_steps):
             self.update_agent()
         if self.losses.due(self.env_step):
             self.losses.write(self.env_step, self.agent.updates)

@@ -23,13 +23,14 @@ of ``eval_every`` (5,000) and of the last step, ``eval_episodes`` (10) episodes 
 (the mean's tanh for SAC, the actor's output for TD3) on an environment of its own, seeded once with
 seed + 10,000 (its action space and first reset), whose random stream continues across evaluations.
 
-Warm-up (``--sb3-warmup``): ace-rl takes 5,000 random steps but updates from the first step at which the
-replay holds a batch (step 256): ~4,700 updates on random data before the policy acts. SB3's
-``learning_starts`` ties the two together. ``ace`` (default) mirrors ace-rl: ``learning_starts=batch-1``
-(first update at step 256) and random actions until ``start_steps`` through an override of
-``_sample_action``, which also leaves TD3's exploration noise off the random warm-up actions, as ace-rl
-does. ``sb3``: stock SB3, ``learning_starts=5000`` (random actions and no updates until step 5,000; TD3
-adds its noise to the random actions).
+Warm-up (``--sb3-warmup``): ace-rl takes 5,000 random steps; its SAC (like ACE and the official ACE code)
+updates from the first step at which the replay holds a batch (step 256), ~4,700 updates on random data before
+the policy acts, while its TD3 (``--no-warmup-updates``, like the reference TD3) updates from step 5,001 on.
+SB3's ``learning_starts`` ties random actions and updates together. ``ace`` (default) mirrors ace-rl: for SAC
+``learning_starts=batch-1`` (first update at step 256) and random actions until ``start_steps`` through an
+override of ``_sample_action``, which also leaves TD3's exploration noise off the random warm-up actions, as
+ace-rl does; for TD3 ``learning_starts=start_steps``. ``sb3``: stock SB3, ``learning_starts=5000`` (random
+actions and no updates until step 5,000; TD3 adds its noise to the random actions).
 
 Not matched (also printed and stored in the JSON result and each SB3 run's sb3.json):
 
@@ -106,10 +107,11 @@ UNMATCHED = [
     "the evaluation environment is seeded alike (seed + 10,000)",
 ]
 WARMUP_NOTES = {
-    "ace": "warm-up mirrored: SB3 learning_starts=batch_size-1 (first update at env step 256, as ace-rl) and "
-    "uniformly random actions until start_steps via a _sample_action override (no TD3 noise on them, as ace-rl)",
-    "sb3": "warm-up stock SB3: learning_starts=start_steps (no update before it; ace-rl updates from step 256) "
-    "and TD3 noise added to the random warm-up actions",
+    "ace": "warm-up mirrored: SB3 SAC learning_starts=batch_size-1 (first update at env step 256, as ace-rl's SAC), "
+    "TD3 learning_starts=start_steps (as ace-rl's TD3), and uniformly random actions until start_steps via a "
+    "_sample_action override (no TD3 noise on them, as ace-rl)",
+    "sb3": "warm-up stock SB3: learning_starts=start_steps (no update before it; ace-rl's SAC updates from step 256, "
+    "its TD3 from step start_steps + 1) and TD3 noise added to the random warm-up actions",
 }
 
 
@@ -259,6 +261,8 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     )
     if base_algo == "sac":  # what SB3's SAC does (see UNMATCHED)
         config = dataclasses.replace(config, policy_frequency=1, log_prob_correction="official")
+    learning_starts = config.batch_size - 1 if warmup == "ace" and config.warmup_updates else config.start_steps
+    config = dataclasses.replace(config, warmup_updates=learning_starts < config.start_steps)
     config_json = {**to_json_dict(config), "algo": algo}
 
     env = make_env(env_id)
@@ -282,7 +286,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
         train_freq=1,
         gradient_steps=config.updates_per_step,
         policy_kwargs=dict(net_arch=[config.hidden_size] * 3),
-        learning_starts=config.batch_size - 1 if warmup == "ace" else config.start_steps,
+        learning_starts=learning_starts,
         seed=seed,
         device="cpu",
         verbose=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import random
 import signal
 import subprocess
@@ -180,11 +181,25 @@ def test_td3_command_writes_an_ordinary_run(td3_run: Path):
     assert (config["algo"], config["reset"], config["policy_noise"], config["noise_clip"]) == ("td3", "none", 0.2, 0.5)
     assert [int(row["env_step"]) for row in table(td3_run / "metrics.csv")] == [300, 600, 900]
     assert table(td3_run / "resets.csv") == [] and table(td3_run / "causal_weights.csv") == []
-    assert int(table(td3_run / "metrics.csv")[-1]["updates"]) == 900 - 32 + 1
+    # Like the reference TD3, no update during the 200 random start steps: the first comes with the policy's first step.
+    assert config["warmup_updates"] is False
+    assert [int(row["updates"]) for row in table(td3_run / "metrics.csv")] == [300 - 200, 600 - 200, 900 - 200]
     process = ace_rl("eval", str(td3_run), "--checkpoint", "final", "--episodes", "2")
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert stdout.startswith("Hopper-v5 final: return")
+
+
+def test_td3_warmup_updates_flag_updates_from_the_first_full_batch(tmp_path: Path):
+    run_dir = tmp_path / "warmup"
+    overrides = {"--total-steps": "300", "--eval-every": "300", "--checkpoint-every": "300"}
+    settings = [overrides.get(previous, value) for previous, value in zip(["", *TINY], TINY)]
+    process = ace_rl("train", *settings, "--warmup-updates", "--run-dir", str(run_dir))
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert json.loads((run_dir / "config.json").read_text())["warmup_updates"] is True
+    # As ace and sac (the official ACE code): update 1 at env step 32, the first with a batch of 32 stored.
+    assert [int(row["updates"]) for row in table(run_dir / "metrics.csv")] == [300 - 32 + 1]
 
 
 def test_td3_sigkill_then_resume_matches_the_uninterrupted_run(td3_run: Path, tmp_path: Path):
