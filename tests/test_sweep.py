@@ -31,6 +31,7 @@ from ace_rl.sweep import (
     spec_document,
     split_train_options,
 )
+from ace_rl.sweep.spec import spec_differences
 
 needs_sweep_extra = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or importlib.util.find_spec("rich") is None,
@@ -254,6 +255,20 @@ def test_a_changed_specification_is_refused_naming_what_differs(tmp_path: Path, 
         assert "holds a different sweep" in error and difference in error and "\n" not in error, error
     assert (out / "sweep.json").read_bytes() == before
     assert sorted(path.name for path in out.iterdir()) == ["sweep.json"]
+
+
+@needs_sweep_extra
+def test_a_sweep_json_older_than_a_setting_reads_it_at_its_default(tmp_path: Path):
+    """warmup_updates came after sweeps were made: their sweep.json lacks it. Its default (True) is what every
+    algorithm did before it, so ace/sac sweeps continue; td3 now defaults to False, a different experiment."""
+    for algo, expected in (("sac", []), ("td3", ["warmup_updates True in sweep.json, False now (--warmup-updates)"])):
+        out = tmp_path / algo
+        grid = ["--env", ENV, "--algo", algo, "--seed", "0-1"]
+        document = write_sweep(out, grid, TINY)
+        for run in document["runs"]:
+            assert run["config"].pop("warmup_updates") is (algo == "sac")
+        spec = build_spec(tyro.cli(SweepArgs, args=grid), TINY)
+        assert spec_differences(document, spec, plan_runs(spec, out, parse_train)) == expected
 
 
 @needs_sweep_extra

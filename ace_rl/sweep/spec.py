@@ -341,9 +341,13 @@ def spec_differences(
     if differences:
         return differences
     stored_configs = {run["name"]: run["config"] for run in stored["runs"]}
+    # A setting added to ace-rl after the sweep was created is read at its default, as a config.json is: a new
+    # setting's default keeps the behaviour from before it (for the algorithms whose default it is).
+    defaults = experiment_settings(TrainConfig())
     changed: dict[str, tuple[Any, Any]] = {}
     for run, config in planned:
-        before = stored_configs.get(run.name, {})
+        recorded = stored_configs.get(run.name)
+        before = {} if recorded is None else {**defaults, **recorded}
         now = experiment_settings(config)
         for name in _changed_settings(before, now):
             changed.setdefault(name, (before.get(name), now.get(name)))
