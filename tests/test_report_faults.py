@@ -8,8 +8,13 @@ runs for real (in-process through ace_rl.cli.main, or as a subprocess)."""
 from __future__ import annotations
 
 import csv
+import os
 import re
+import signal
+import socket
 import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -276,3 +281,32 @@ def test_a_new_report_replaces_the_earlier_one_whole(tmp_path, capsys):
     assert sorted(path.name for path in out.iterdir()) == sorted(
         report_files | {"summary.md", "summary.csv", "curves.csv", "notes.txt"}
     )
+
+
+def test_a_killed_reports_staging_folder_is_removed_by_the_next_report(tmp_path, capsys):
+    sweep = small_sweep(tmp_path / "sweep", seeds=2)
+    out = tmp_path / "report"
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "ace_rl.cli", "report", str(sweep), "--out", str(out), "--reps", REPS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".report.report-*")):  # staged next to --out, which does not exist yet
+        assert killed.poll() is None and time.monotonic() < deadline, "the report ended before it staged anything"
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    abandoned = list(tmp_path.glob(".report.report-*"))
+    assert len(abandoned) == 1 and not out.exists()
+    # Staging folders of a report that still runs (this process), or of another machine, are not touched.
+    alive = tmp_path / f".report.report-{socket.gethostname()}-{os.getpid()}-0000"
+    other_machine = tmp_path / ".report.report-elsewhere-1-0000"
+    alive.mkdir()
+    other_machine.mkdir()
+
+    assert run_main(str(sweep), "--out", str(out), "--reps", REPS) == 0
+    capsys.readouterr()
+    assert not abandoned[0].exists()
+    assert alive.is_dir() and other_machine.is_dir()
+    assert (out / "summary.md").is_file()

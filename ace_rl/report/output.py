@@ -4,10 +4,12 @@ directory whole or not at all."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +42,9 @@ def staged_output(out: Path) -> Iterator[Path]:
     moving = finished = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = (out if out.is_dir() else out.parent) / f".{out.name}.report-{os.getpid()}-{secrets.token_hex(4)}"
+        parent = out if out.is_dir() else out.parent
+        remove_abandoned_staging(parent, out.name)
+        staging = parent / f"{_staging_prefix(out.name)}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
         yield staging
         moving = True
@@ -57,6 +61,31 @@ def staged_output(out: Path) -> Iterator[Path]:
         for path in created if not finished else []:
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _staging_prefix(name: str) -> str:
+    return f".{name}.report-"
+
+
+def remove_abandoned_staging(parent: Path, name: str) -> None:
+    """Remove the staging directories of reports into ``name`` that were killed (SIGKILL, a lost machine) before
+    they could clean up: those made on this machine by a process that no longer runs. A report of another
+    machine (a shared file system), or one whose pid a new process took, leaves its directory alone."""
+    host, prefix = socket.gethostname(), _staging_prefix(name)
+    for path in parent.glob(f"{glob.escape(prefix)}{glob.escape(host)}-*-*"):
+        pid = path.name[len(prefix) + len(host) + 1 :].split("-")[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def move_into_place(staging: Path, out: Path) -> None:
