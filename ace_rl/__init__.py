@@ -1,6 +1,6 @@
 """ace-rl: a reference implementation of ACE (Ji et al., ICML 2024).
 
-The Python API (:mod:`ace_rl.api`) is reachable from here: ``ace_rl.train``, ``ace_rl.resume``,
+The Python API (`ace_rl.api`) is reachable from here: ``ace_rl.train``, ``ace_rl.resume``,
 ``ace_rl.load_policy``, ``ace_rl.evaluate``, ``ace_rl.TrainConfig``. Importing ace_rl only defines names: the
 modules behind them (PyTorch, Gymnasium) are imported on first use.
 """

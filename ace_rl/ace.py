@@ -1,6 +1,6 @@
 """The ACE agent: Soft Actor-Critic with causality-aware entropy and gradient-dormancy-guided resets.
 
-One call of :meth:`ACE.update` is one ACE update, and reads top to bottom:
+One call of `ACE.update` is one ACE update, and reads top to bottom:
 
 1. critic: the soft Bellman target uses the *causally weighted* log-probability of the next action;
 2. every ``policy_frequency`` critic updates: the actor, the temperature (both with the weighted
@@ -9,7 +9,7 @@ One call of :meth:`ACE.update` is one ACE update, and reads top to bottom:
    actor's gradient dormancy.
 
 Entropy follows the official code, -E[sum_i w_i log pi_i(a_i|s)], with w = |A| * softmax(b) from the causal
-model (see :mod:`ace_rl.causal`). With all-ones weights and no reset this is exactly SAC.
+model (see `ace_rl.causal`). With all-ones weights and no reset this is exactly SAC.
 """
 
 from __future__ import annotations

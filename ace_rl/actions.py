@@ -4,7 +4,7 @@ Names label the causal weights (the report's legend, TensorBoard's tags); a run 
 (the CSV columns stay ``w0..``). They are the actuators' names where the task has them (Gymnasium MuJoCo, Adroit,
 Shadow Hand and dm_control through their MuJoCo models), x, y, z, gripper for Meta-World, and ``a0..`` otherwise.
 
-``--distractor-actions K`` wraps the environment in :class:`DistractorActions`: the agent acts in A + K dimensions,
+``--distractor-actions K`` wraps the environment in `DistractorActions`: the agent acts in A + K dimensions,
 the environment receives the first A, and the causal fit sees all A + K. A distractor has, by construction, no
 effect on anything, so its fitted coefficient should be 0: ground truth for the causal model on a real task.
 """

@@ -1,9 +1,9 @@
 """What the training loop asks of an agent, and the one registry that maps ``--algo`` to an agent.
 
-An algorithm is one file: a class that satisfies :class:`Agent` and a call of :func:`register_agent`. The built-in
+An algorithm is one file: a class that satisfies `Agent` and a call of `register_agent`. The built-in
 ones are ACE (and its SAC ablation, the same class with all-ones causal weights and no reset) in
-:mod:`ace_rl.ace` and TD3 in :mod:`ace_rl.td3`. An agent defined outside the package is named on the command
-line as ``--algo my_pkg.agents:ddpg``: the module is imported (it calls :func:`register_agent` on import, as a
+`ace_rl.ace` and TD3 in `ace_rl.td3`. An agent defined outside the package is named on the command
+line as ``--algo my_pkg.agents:ddpg``: the module is imported (it calls `register_agent` on import, as a
 Gymnasium environment module calls ``gymnasium.register``) and ``ddpg`` is looked up in the registry. The name
 is stored in the run's ``config.json``, so resuming, ``eval``, ``export``, sweeps (on every Ray worker) and
 reports import the module the same way.
@@ -35,7 +35,7 @@ class Agent(Protocol):
     def actor(self) -> nn.Module:
         """The policy that evaluation uses, best.pt / final.pt store and ``export`` writes. Its
         ``deterministic(obs)`` maps a batch of observations to actions in the environment's units
-        (:class:`PolicyNetwork`); a stochastic policy also has ``sample_action(obs)``. A plain attribute
+        (`PolicyNetwork`); a stochastic policy also has ``sample_action(obs)``. A plain attribute
         fulfils this (read-only here, so that an agent's own nn.Module subclass fits)."""
         ...
 
@@ -62,7 +62,7 @@ class Agent(Protocol):
 
 
 class PolicyNetwork(Protocol):
-    """What evaluation, :class:`ace_rl.policy.Policy` and export call on an agent's actor (an nn.Module)."""
+    """What evaluation, `ace_rl.policy.Policy` and export call on an agent's actor (an nn.Module)."""
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         """The actions of a batch of observations, in the environment's units."""
@@ -79,7 +79,7 @@ class CausallyWeighted(Protocol):
 
 @runtime_checkable
 class Resetting(Protocol):
-    """Optional capability (ACE): the reset the latest :meth:`Agent.update` made, or None, for the resets log."""
+    """Optional capability (ACE): the reset the latest `Agent.update` made, or None, for the resets log."""
 
     last_reset: ResetEvent | None
 

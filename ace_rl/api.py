@@ -10,8 +10,8 @@
     policy.export("reach.onnx")                     # ONNX or TorchScript, checked against predict
 
 Settings are the options of `ace-rl train` as keywords (``total_steps=20_000``), or a whole
-:class:`~ace_rl.config.TrainConfig`. Nothing passed in is modified. Errors are the exceptions the command
-reports in one line (:class:`~ace_rl.config.ConfigError`, :class:`~ace_rl.envs.EnvError`, ...).
+`TrainConfig`. Nothing passed in is modified. Errors are the exceptions the command
+reports in one line (`ConfigError`, `EnvError`, ...).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ace_rl.rundir import RunDir
 
 @dataclass(frozen=True)
 class Run:
-    """A run directory written by :func:`train` or :func:`resume`, and its configuration."""
+    """A run directory written by `train` or `resume`, and its configuration."""
 
     run_dir: Path
     config: TrainConfig
@@ -81,7 +81,7 @@ def train(
 
     ``env`` is a task id (as ``ace-rl train --env``) or a callable that returns a gymnasium.Env; a factory that
     can be imported (a module's function) is recorded as ``module:function``, so that ``ace-rl eval`` and
-    ``resume`` rebuild it; another one (a lambda) must be passed again to :func:`resume` and :func:`evaluate`.
+    ``resume`` rebuild it; another one (a lambda) must be passed again to `resume` and `evaluate`.
     """
     factory = _factory(env)
     if config is not None:

@@ -1,6 +1,6 @@
 """Training configuration: one dataclass, two presets, and the checks that turn bad input into clear errors.
 
-The dataclass defaults are the paper preset. :func:`preset_config` starts from a preset (and from the
+The dataclass defaults are the paper preset. `preset_config` starts from a preset (and from the
 algorithm, which decides the default reset) and applies the settings given explicitly on top.
 """
 

@@ -4,8 +4,8 @@ The exported graph maps a batch of flat observations (Dict observations flattene
 deterministic action in the environment's units: the network, the tanh squash and the rescaling to the action
 bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, the file's own runtime
 (onnxruntime, or torch.jit.load) is run on observations drawn from the run's environment and compared with
-:meth:`ace_rl.policy.Policy.predict`; the export fails, writing nothing, when they differ by more than
-:data:`TOLERANCE`.
+`ace_rl.policy.Policy.predict`; the export fails, writing nothing, when they differ by more than
+`TOLERANCE`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The parts that hang off the training loop, one job each, as callbacks do in Stable-Baselines3.
 
-:class:`ace_rl.trainer.Trainer` steps the environment and updates the agent; after each step it asks these parts
+`ace_rl.trainer.Trainer` steps the environment and updates the agent; after each step it asks these parts
 whether they are due. Each holds its own state (and its own share of a full-state checkpoint) and can be built and
 tested without a Trainer:
 
-- :class:`Evaluation`: deterministic evaluation episodes, metrics.csv, and best.pt at every new best return;
-- :class:`CausalFits`: the causal model's fit every ``--causal-interval`` env steps, handed to the agent;
-- :class:`LossLog`: the latest update's losses, checked to be finite and written every ``--log-every`` steps;
-- :class:`CheckpointSchedule`: when the next full-state checkpoint is due (written at an episode's end).
+- `Evaluation`: deterministic evaluation episodes, metrics.csv, and best.pt at every new best return;
+- `CausalFits`: the causal model's fit every ``--causal-interval`` env steps, handed to the agent;
+- `LossLog`: the latest update's losses, checked to be finite and written every ``--log-every`` steps;
+- `CheckpointSchedule`: when the next full-state checkpoint is due (written at an episode's end).
 """
 
 from __future__ import annotations

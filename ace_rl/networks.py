@@ -68,7 +68,7 @@ class Actor(nn.Module):
         action_high: torch.Tensor,
         log_prob_correction: str = "exact",
     ) -> None:
-        """``log_prob_correction``: the tanh correction of :func:`squashed_gaussian_log_prob`, exact or official."""
+        """``log_prob_correction``: the tanh correction of `squashed_gaussian_log_prob`, exact or official."""
         super().__init__()
         self.log_prob_correction = log_prob_correction
         self.hidden = nn.ModuleList(
@@ -111,7 +111,7 @@ class Actor(nn.Module):
         return self.squash(pre_tanh), weighted_log_prob(log_prob, causal_weights)
 
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action :meth:`sample` draws (same random numbers), without its log-probability."""
+        """The action `sample` draws (same random numbers), without its log-probability."""
         return self.squash(self.draw(obs)[0])
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:

@@ -123,7 +123,7 @@ class Policy:
         return flat
 
     def export(self, out: str | Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
-        """Write the policy as ONNX or TorchScript and check the file against :meth:`predict` (ace_rl.export)."""
+        """Write the policy as ONNX or TorchScript and check the file against `predict` (ace_rl.export)."""
         from ace_rl.export import export_policy
 
         return export_policy(self, Path(out), format, observations)

@@ -1,7 +1,7 @@
 """Gradient dormancy and the soft reset of ACE (docs/algorithm.md, "Dormancy and the soft reset").
 
 A neuron is one output unit of a linear layer: a row of an ``nn.Linear`` weight, or one output column of
-one member of a :class:`~ace_rl.networks.StackedLinear`. It is gradient-dormant when the L2 norm of its
+one member of a `StackedLinear`. It is gradient-dormant when the L2 norm of its
 weight gradient is below ``threshold`` times the mean norm over its layer.
 """
 
@@ -89,7 +89,7 @@ def soft_reset(
 ) -> None:
     """theta <- f * theta + (1 - f) * phi in place, phi freshly initialised.
 
-    With ``dormant_masks`` (one (groups, neurons) mask per layer, from :func:`dormant_neurons`) only the
+    With ``dormant_masks`` (one (groups, neurons) mask per layer, from `dormant_neurons`) only the
     incoming weights and the bias of the dormant neurons are reset; the other neurons keep their values.
     """
     fresh = fresh_copy(network, linear_layers)

@@ -15,7 +15,7 @@
       videos/step-*.mp4           one evaluation episode every --video-every env steps; eval-*.mp4 by ace-rl eval --video
       wandb_id.txt                the Weights & Biases run id, so that a resumed run continues the same W&B run
 
-A run directory belongs to one process at a time: :class:`RunLock` is a kernel-released lock, so a killed
+A run directory belongs to one process at a time: `RunLock` is a kernel-released lock, so a killed
 holder never leaves it stuck.
 """
 

@@ -1,6 +1,6 @@
 """TD3, the paper's second baseline (Fujimoto, van Hoof and Meger, ICML 2018), behind the same interface as ACE.
 
-One call of :meth:`TD3.update` is one TD3 update, and reads top to bottom:
+One call of `TD3.update` is one TD3 update, and reads top to bottom:
 
 1. critic: both Q networks regress on r + gamma * (1 - terminated) * min_j Q'_j(s', a~'), where
    a~' = clip(pi'(s') + clip(N(0, sigma), -c, c), low, high) is the target policy's action smoothed by

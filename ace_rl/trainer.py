@@ -142,8 +142,8 @@ def check_causal_time_limit(config: TrainConfig, n_variables: int) -> None:
 class Trainer:
     """Everything one run needs, and the state that a checkpoint captures.
 
-    :meth:`run` repeats :meth:`step` (one environment step and what follows from it) and then
-    :meth:`finish`. A step is a sequence of named parts: collect a transition, fit the causal model when
+    `run` repeats `step` (one environment step and what follows from it) and then
+    `finish`. A step is a sequence of named parts: collect a transition, fit the causal model when
     due, update the agent, log losses, evaluate, end the episode (log it, checkpoint), and stop on a signal.
     """
 

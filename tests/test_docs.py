@@ -319,3 +319,15 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
     first_section = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
     assert blocks[1].line < first_section, "the set-up commands come before the README's first section"
     assert [i for i, line in enumerate(lines) if line.startswith("# ")] == [0], "the title, then the commands"
+
+
+def test_docstrings_use_markdown_not_sphinx_roles() -> None:
+    """mkdocstrings renders docstrings as Markdown, where `:class:`~x.Y`` shows its markup."""
+    role = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj):`")
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "ace_rl").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if role.search(line)
+    ]
+    assert not found, found
