@@ -202,14 +202,14 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
     """The configuration of ``preset`` for ``algo`` (ace: soft resets; sac: none), overridden by ``settings``."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown --preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    resets = _agent(algo).resets
+    agent = _agent(algo)
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
     values: dict[str, Any] = {
         **PRESET_VALUES[preset],
-        "reset": "reset" if resets else "none",
-        "warmup_updates": _agent(algo).warmup_updates,
+        "reset": "reset" if agent.resets else "none",
+        "warmup_updates": agent.warmup_updates,
     }
     values.update(settings)  # of any type: validate() checks the values
     return TrainConfig(preset=cast(Preset, preset), algo=algo, **values)  # a preset of PRESETS, checked above
