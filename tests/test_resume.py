@@ -80,8 +80,9 @@ def table(run_dir: Path, name: str) -> list[tuple]:
 
 
 def wait_for_state(run_dir: Path, count: int = 1, timeout: float = 300) -> None:
+    """Wait for ``count`` complete checkpoints: a checkpoint's .sha256 is written after it."""
     deadline = time.time() + timeout
-    while len(list((run_dir / "checkpoints").glob("state-*.pt"))) < count:
+    while len(list((run_dir / "checkpoints").glob("state-*.pt.sha256"))) < count:
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
 
@@ -118,7 +119,8 @@ def test_corrupted_latest_checkpoint_is_skipped_for_the_previous_one(reference_r
     wait_for_state(run_dir, count=2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    newest = sorted((run_dir / "checkpoints").glob("state-*.pt"))[-1]
+    # The newest complete checkpoint (the kill may have cut a later one short before its .sha256).
+    newest = sorted(path.with_suffix("") for path in (run_dir / "checkpoints").glob("state-*.pt.sha256"))[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a write cut short
     code, stdout, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--no-progress"))
     assert code == 0, stderr
