@@ -49,6 +49,7 @@ def test_command_line_preset_fills_defaults_and_flags_override():
         (dict(causal_method="pc"), "unknown --causal-method 'pc'; accepted: sink, directlingam"),
         (dict(reset="sometimes"), "unknown --reset 'sometimes'; accepted: none, reset"),
         (dict(batch_size=100, buffer_size=10), "--batch-size (100) must not exceed --buffer-size (10)"),
+        (dict(warmup_updates="no"), "--warmup-updates must be true or false, got 'no'"),
     ],
 )
 def test_invalid_settings_are_named(settings, message):
