@@ -483,6 +483,10 @@ class Runner:
                 log(f"FAILED {job.name}: exit {code} after {minutes:.1f} min (see {job.log})")
             return
         rows = read_metrics(job.run_dir)
+        if run_state(job) != "done":  # an ace-rl run stopped by SIGTERM exits 0 after its checkpoint
+            reached = int(rows[-1]["env_step"]) if rows else 0
+            log(f"stopped {job.name} after {minutes:.1f} min, last evaluation at step {reached:,}")
+            return
         final = rows[-1]["eval_return_mean"] if rows else math.nan
         with self.lock:
             if state == "fresh" or state == "stale":
