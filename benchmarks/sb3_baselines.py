@@ -58,7 +58,8 @@ Runs go ``--workers`` at a time (default 2), each a process of its own with one 
 the order given, so the first task finishes first. Finished runs (config.json with the requested total_steps
 and an evaluation at that step) are skipped, so the command can be stopped (SIGTERM or Ctrl-C: ace-rl runs
 write a checkpoint) and started again: an ace-rl run continues from its checkpoint (``--resume``), an SB3 run
-starts again from step 0.
+starts again from step 0. ``--finish-by HH:MM`` starts no run that the finished runs' wall times say would end
+after that time (for a machine held until then: an SB3 run cut off is lost), and exits 75 when it left runs over.
 
     python benchmarks/sb3_baselines.py --ace-rl-source /tmp/acerl-stable                  # the full plan
     python benchmarks/sb3_baselines.py --quick --ace-rl-source /tmp/acerl-stable          # a check: 1 seed, 2,000 steps
@@ -430,6 +431,27 @@ class Runner:
         self.durations: dict[str, list[float]] = {}
         self.failures: list[str] = []
         self.remaining: list[Job] = []
+        self.jobs: list[Job] = []
+        self.not_started: list[str] = []
+        self.finish_by: datetime | None = None
+
+    def expected_minutes(self, job: Job, state: str) -> float | None:
+        """A run's wall time from this invocation's finished runs of its implementation, else from the finished
+        runs of its implementation and task under --out (their last wall_time), scaled to what is left of it."""
+        minutes = self.durations.get(job.impl)
+        if not minutes:
+            minutes = [
+                read_metrics(other.run_dir)[-1]["wall_time"] / 60
+                for other in self.jobs
+                if other.impl == job.impl and other.env == job.env and run_state(other) == "done"
+            ]
+        if not minutes:
+            return None
+        left = 1.0
+        if state == "partial":
+            rows = read_metrics(job.run_dir)
+            left = 1.0 - (int(rows[-1]["env_step"]) / job.total_steps if rows else 0.0)
+        return left * sum(minutes) / len(minutes)
 
     def environment(self) -> dict[str, str]:
         environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -443,6 +465,16 @@ class Runner:
         state = run_state(job)
         if state == "done":
             return
+        if self.finish_by is not None:
+            expected = self.expected_minutes(job, state)
+            if expected is not None and datetime.now() + timedelta(minutes=expected) > self.finish_by:
+                with self.lock:
+                    self.not_started.append(job.name)
+                log(
+                    f"not starting {job.name}: it takes about {expected:.1f} min and would end after "
+                    f"--finish-by {self.finish_by:%H:%M}"
+                )
+                return
         if state == "stale":
             shutil.rmtree(job.run_dir)
         if job.is_sb3:
@@ -518,6 +550,16 @@ class Runner:
         )
         for child in children:
             child.send_signal(signal.SIGTERM)
+
+
+def finish_time(text: str) -> datetime:
+    try:
+        clock = datetime.strptime(text, "%H:%M").time()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time of day as HH:MM, e.g. 23:30") from None
+    now = datetime.now()
+    deadline = datetime.combine(now.date(), clock)
+    return deadline if deadline > now else deadline + timedelta(days=1)
 
 
 def log(message: str) -> None:
@@ -635,6 +677,12 @@ def main() -> None:
     )
     parser.add_argument("--no-report", action="store_true", help="skip ace-rl report")
     parser.add_argument(
+        "--finish-by",
+        type=finish_time,
+        help="HH:MM (local time, the next such time): start no run expected to end after it, judged by the "
+        "finished runs' wall times; exits 75 when runs were left for a later invocation",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a check: Hopper-v5, seed 0, 2,000 steps, 1,000 random steps, evaluation every 1,000 "
@@ -671,6 +719,8 @@ def main() -> None:
     ]
     out.mkdir(parents=True, exist_ok=True)
     runner = Runner(args)
+    runner.jobs = jobs
+    runner.finish_by = args.finish_by
     runner.remaining = [job for job in jobs if run_state(job) != "done"]
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
@@ -701,6 +751,12 @@ def main() -> None:
     if runner.stopping:
         log("stopped")
         sys.exit(130)
+    if runner.not_started:
+        log(
+            f"{len(runner.not_started)} runs left for later (--finish-by): {', '.join(runner.not_started)}; "
+            "start the command again to continue"
+        )
+        sys.exit(75)
 
     table = summarise(jobs)
     print_table(table, args.steps)
