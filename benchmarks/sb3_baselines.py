@@ -563,7 +563,9 @@ def finish_time(text: str) -> datetime:
 
 
 def log(message: str) -> None:
-    print(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {message}", flush=True)
+    # one write per line: print() writes the text and the newline apart, and two workers' lines then run together
+    sys.stdout.write(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {message}\n")
+    sys.stdout.flush()
 
 
 # ------------------------------------------------------------------------------------------------ results
