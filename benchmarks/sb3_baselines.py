@@ -433,7 +433,7 @@ class Runner:
         self.remaining: list[Job] = []
         self.jobs: list[Job] = []
         self.not_started: list[str] = []
-        self.finish_by: datetime | None = None
+        self.finish_by: datetime | None = args.finish_by
 
     def expected_minutes(self, job: Job, state: str) -> float | None:
         """A run's wall time from this invocation's finished runs of its implementation, else from the finished
@@ -722,7 +722,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runner = Runner(args)
     runner.jobs = jobs
-    runner.finish_by = args.finish_by
     runner.remaining = [job for job in jobs if run_state(job) != "done"]
     signal.signal(signal.SIGTERM, runner.stop)
     signal.signal(signal.SIGINT, runner.stop)
