@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ace_rl.sweep import CLUSTER_FAULT_SECONDS, EMBEDDED_SESSION_PREFIX
+from ace_rl.sweep.cluster import end_session
 from test_run_safety import fill_to_last_byte, tmpfs, wait_for
 from test_sweep import ENV, TINY, ace_rl_command, complete_states, needs_sweep_extra
 
@@ -86,6 +87,37 @@ def stderr_lines(stderr: str) -> list[str]:
 
 def status_runs(out: Path) -> dict:
     return json.loads((out / "sweep_status.json").read_text())["runs"]
+
+
+FORKING_HOLDER = """
+import os, sys, time
+log = open(os.path.join(sys.argv[1], "raylet.out"), "w")  # held open, as Ray's processes hold their logs
+print("ready", flush=True)
+while True:  # a raylet starting workers: each child inherits the open log
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(0.005)
+"""
+
+
+def test_ending_a_session_leaves_no_process_holding_it_even_one_that_forks_holders(tmp_path: Path):
+    """Processes SIGKILLed exit asynchronously, and one may fork a holder after a scan passed it: when
+    end_session returns, no process holds a file of the session and the directory is gone."""
+    session = tmp_path / f"{EMBEDDED_SESSION_PREFIX}1-x"
+    session.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(session)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+        wait_for(lambda: len(holders(session)) >= 20, timeout=30, what="the holder to fork 20 children")
+        end_session(session)
+        assert not holders(session)
+        assert not session.exists()
+        assert holder.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        kill_holders(session)
+        holder.kill()
+        holder.wait()
 
 
 # ------------------------------------------------------------------------------------------------------------------

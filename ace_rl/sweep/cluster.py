@@ -14,6 +14,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, suppress
 from pathlib import Path
@@ -30,6 +31,7 @@ PROBE_SECONDS = 2.0  # during a sweep the driver checks every PROBE_INTERVAL_SEC
 PROBE_INTERVAL_SECONDS = 2.0
 CLUSTER_LOST_SECONDS = 10.0  # a head silent this long is lost (Ray alone waits 60 s, then aborts the driver)
 SHUTDOWN_SECONDS = 5.0  # how long leaving a lost cluster may take
+SESSION_END_SECONDS = 10.0  # how long killing a killed sweep's Ray processes may take
 EMBEDDED_SESSION_PREFIX = (
     "ace-rl-ray-"  # TMPDIR/ace-rl-ray-PID-*: the temporary directory of a Ray started by sweep PID
 )
@@ -277,19 +279,31 @@ def process_exists(pid: int) -> bool:
 
 def end_session(session: Path) -> None:
     """Kill the processes that hold files of a Ray session directory open (its raylet, GCS, agents and workers
-    keep their logs there), then remove the directory."""
+    keep their logs there), then remove the directory. SIGKILL takes effect asynchronously and a Ray process may
+    fork a worker (inheriting its files) after a scan passed it, so the scan repeats until none is left, for at most
+    SESSION_END_SECONDS."""
+    deadline = time.monotonic() + SESSION_END_SECONDS
+    while (holders := session_holders(session)) and time.monotonic() < deadline:
+        for pid in holders:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    shutil.rmtree(session, ignore_errors=True)
+
+
+def session_holders(session: Path) -> set[int]:
+    """The processes, other than this one, with a file under ``session`` open (an exited process holds none)."""
     prefix = f"{session}/"
+    found = set()
     for entry in Path("/proc").glob("[0-9]*"):
         if int(entry.name) == os.getpid():
             continue
         try:
-            holds = any(os.readlink(fd).startswith(prefix) for fd in (entry / "fd").iterdir())
+            if any(os.readlink(fd).startswith(prefix) for fd in (entry / "fd").iterdir()):
+                found.add(int(entry.name))
         except OSError:
             continue
-        if holds:
-            with suppress(OSError):
-                os.kill(int(entry.name), signal.SIGKILL)
-    shutil.rmtree(session, ignore_errors=True)
+    return found
 
 
 def check_resources(ray: Any, args: SweepArgs) -> None:
