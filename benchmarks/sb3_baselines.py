@@ -10,9 +10,9 @@ For every task, seed and implementation one run directory in ace-rl's layout is 
   ``ace-rl report`` groups them apart: the report reads ``algo`` as a label and does not validate it),
   ``metrics.csv`` and ``episodes.csv`` with ace-rl's columns, and ``sb3.json`` (the exact SB3 arguments).
 
-Then ``ace-rl report`` over all of them (``--report-out``), a table (per task and implementation: final
-return mean +- std over seeds, and the area under the evaluation curve divided by its span, i.e. the mean
-height of the curve), and a JSON result (``--json``).
+Then ``ace-rl report`` over the runs of this command (``--report-out``), a table (per task and
+implementation: final return mean +- std over seeds, and the area under the evaluation curve divided by its
+span, i.e. the mean height of the curve), and a JSON result (``--json``).
 
 Settings, shared (the small preset): 3 hidden layers x 256 for actor and critics, batch 256, Adam lr 3e-4,
 gamma 0.99, tau 0.005, replay 1,000,000, one update per env step, 5,000 uniformly random env steps first;
@@ -766,7 +766,10 @@ def main() -> None:
     print("\nconfig.json differences, SB3 runs vs ace-rl runs:\n" + "\n".join(f"- {line}" for line in differences))
     report_error = None
     if not args.no_report:
-        command = [sys.executable, "-c", ACE_RL_RUNNER, "report", str(out), "--out", str(report_out.resolve())]
+        # the runs of this command only (others under --out, another task's still going, stay out), named
+        # relative to --out, the report's working directory, so that its summary holds no machine's paths
+        run_dirs = [job.name for job in jobs]
+        command = [sys.executable, "-c", ACE_RL_RUNNER, "report", *run_dirs, "--out", str(report_out.resolve())]
         done = subprocess.run(command, env=runner.environment(), cwd=out, capture_output=True, text=True)
         if done.returncode != 0:
             report_error = (done.stderr or done.stdout).strip()[-2000:]
