@@ -12,7 +12,8 @@ For every task, seed and implementation one run directory in ace-rl's layout is 
 
 Then ``ace-rl report`` over the runs of this command (``--report-out``), a table (per task and
 implementation: final return mean +- std over seeds, and the area under the evaluation curve divided by its
-span, i.e. the mean height of the curve), and a JSON result (``--json``).
+span, i.e. the mean height of the curve), per task and algorithm the probability that an ace-rl run ends
+above an SB3 run, and a JSON result (``--json``).
 
 Settings, shared (the small preset): 3 hidden layers x 256 for actor and critics, batch 256, Adam lr 3e-4,
 gamma 0.99, tau 0.005, replay 1,000,000, one update per env step, 5,000 uniformly random env steps first;
@@ -610,6 +611,46 @@ def summarise(jobs: list[Job]) -> dict[str, Any]:
     return table
 
 
+def improvements(table: dict[str, Any], reps: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Per task and algorithm with finished runs of both: P(an ace-rl run ends above an SB3 run), rliable's
+    probability of improvement on the final returns with its 95 % stratified-bootstrap interval, computed as
+    `ace-rl report` does (same repetitions and seed). The report pairs only its leading algorithm with the
+    others, so with SAC and TD3 in one report it would leave TD3 against SB3's TD3 out."""
+    import numpy as np
+
+    from ace_rl.report.stats import improvement_estimate
+
+    found = []
+    for task, entries in table.items():
+        for algo in ("sac", "td3"):
+            ours, theirs = entries.get(algo, {}).get("runs"), entries.get(f"sb3-{algo}", {}).get("runs")
+            if not ours or not theirs:
+                continue
+            finals_ours = np.array([[run["final"]] for run in ours.values()])
+            finals_theirs = np.array([[run["final"]] for run in theirs.values()])
+            estimate = improvement_estimate(finals_ours, finals_theirs, reps, seed)
+            found.append(
+                {
+                    "task": task,
+                    "algo": algo,
+                    "runs": [len(ours), len(theirs)],
+                    "p_ace_rl_above_sb3": estimate.value,
+                    "ci95": [estimate.low, estimate.high],
+                }
+            )
+    return found
+
+
+def print_improvements(found: list[dict[str, Any]]) -> None:
+    print("\nP(an ace-rl run ends above an SB3 run), final return [95 % CI]:\n")
+    for entry in found:
+        low, high = entry["ci95"]
+        print(
+            f"- {entry['task']}, {entry['algo'].upper()} ({entry['runs'][0]} / {entry['runs'][1]} runs): "
+            f"{entry['p_ace_rl_above_sb3']:.2f} [{low:.2f}, {high:.2f}]"
+        )
+
+
 def print_table(table: dict[str, Any], total_steps: int) -> None:
     print(
         f"\nFinal evaluation return at env step {total_steps:,} and AUC (mean height of the evaluation curve), "
@@ -761,6 +802,8 @@ def main() -> None:
 
     table = summarise(jobs)
     print_table(table, args.steps)
+    improvement = improvements(table)
+    print_improvements(improvement)
     differences = config_differences(jobs)
     print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]]))
     print("\nconfig.json differences, SB3 runs vs ace-rl runs:\n" + "\n".join(f"- {line}" for line in differences))
@@ -794,6 +837,7 @@ def main() -> None:
         "report": None if args.no_report else str(report_out),
         "report_error": report_error,
         "results": table,
+        "probability_of_improvement": improvement,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(json_path, result)
