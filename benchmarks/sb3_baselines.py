@@ -512,7 +512,9 @@ class Runner:
         minutes = (time.time() - started) / 60
         if code != 0:
             if not self.stopping:
-                self.failures.append(f"{job.name}: exit {code} (see {job.log})")
+                with self.lock:
+                    self.failures.append(f"{job.name}: exit {code} (see {job.log})")
+                    self.remaining.remove(job)  # not left to run: the estimate of what is left leaves it out
                 log(f"FAILED {job.name}: exit {code} after {minutes:.1f} min (see {job.log})")
             return
         rows = read_metrics(job.run_dir)
@@ -790,6 +792,8 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         for future in [pool.submit(runner.run, job) for job in jobs]:
             future.result()
+    if runner.failures and (runner.stopping or runner.not_started):  # listed here too, not only where they happened
+        log("failed runs:\n" + "\n".join(runner.failures))
     if runner.stopping:
         log("stopped")
         sys.exit(130)
