@@ -225,6 +225,7 @@ def ace_rl_command(job: Job, state: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------ SB3 runs
 def sb3_worker(spec: dict[str, Any]) -> None:
     """Train one SB3 run and write it in ace-rl's run-directory format (runs in a process of its own)."""
+    import gymnasium as gym
     import numpy as np
     import torch
 
@@ -233,6 +234,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     import ace_rl
     from ace_rl.config import preset_config, to_json_dict
@@ -271,10 +273,12 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     eval_env = make_env(env_id)
     eval_env.action_space.seed(seed + EVAL_SEED_OFFSET)  # ace_rl.envs.seed_env: action space and first reset
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
-    low, high = env.action_space.low, env.action_space.high
+    action_space = env.action_space
+    assert isinstance(action_space, gym.spaces.Box), f"{env_id}: SB3's SAC and TD3 need a Box action space"
+    low, high = action_space.low, action_space.high
     if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
         print(f"note: {env_id} actions are not [-1, 1]: noise is in SB3's scaled space, i.e. x half-range", flush=True)
-    action_dim = int(env.action_space.shape[0])
+    action_dim = int(action_space.shape[0])
     step_limit = (eval_env.spec.max_episode_steps if eval_env.spec is not None else None) or EVAL_MAX_EPISODE_STEPS
 
     common = dict(
@@ -293,6 +297,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
         device="cpu",
         verbose=0,
     )
+    base: type[OffPolicyAlgorithm]
     if base_algo == "sac":
         kwargs = dict(common, ent_coef="auto", target_entropy=-float(action_dim), target_update_interval=1)
         base = SAC
@@ -388,7 +393,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
                     ]
                 )
             # No update follows a step at or before learning_starts: evaluate here (the policy is the same).
-            if due(step) and step <= self.model.learning_starts:
+            if due(step) and step <= learning_starts:
                 evaluate(self.model)
             return True
 
