@@ -109,7 +109,8 @@ def fit_row(
         except CausalTimeLimitError as error:
             # The refusal timed DirectLiNGAM on a few columns when the constant-based estimate was near the limit:
             # record that machine-calibrated estimate too (about a second to compute).
-            calibrated = estimate_directlingam_seconds(*data.matrix.shape, calibrate_on=data.matrix)
+            n_samples, n_variables = data.matrix.shape
+            calibrated = estimate_directlingam_seconds(n_samples, n_variables, calibrate_on=data.matrix)
             return {**row, "skipped": True, "calibrated_estimate_seconds": calibrated, "note": str(error)}
     return {
         **row,

@@ -24,7 +24,9 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,11 +50,12 @@ def collect_transitions(task: str, samples: int, seed: int) -> dict[str, np.ndar
     if path.exists():
         with np.load(path) as cached:
             return {key: cached[key] for key in ("states", "actions", "rewards")}
+    from ace_rl.actions import action_box
     from ace_rl.envs import make_env, observation_size, seed_env
 
     env = make_env(task)
     states = np.empty((samples, observation_size(env)))
-    actions = np.empty((samples, env.action_space.shape[0]))
+    actions = np.empty((samples, action_box(env).shape[0]))
     rewards = np.empty(samples)
     obs = seed_env(env, seed)
     for t in range(samples):
@@ -69,11 +72,13 @@ def collect_transitions(task: str, samples: int, seed: int) -> dict[str, np.ndar
     return {"states": states, "actions": actions, "rewards": rewards}
 
 
-def _timed(fn, repeats: int):
+T = TypeVar("T")
+
+
+def _timed(fn: Callable[[], T], repeats: int) -> tuple[T, float]:
     """Result of ``fn()`` and its best wall time over ``repeats`` runs."""
     best = float("inf")
-    result = None
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         result = fn()
         best = min(best, time.perf_counter() - start)

@@ -75,6 +75,7 @@ def saturation(env_id: str, directory: Path) -> list[float]:
     import numpy as np
 
     import ace_rl
+    from ace_rl.actions import action_box
 
     policy = ace_rl.load_policy(directory, checkpoint="final")
     env = gym.make(env_id)
@@ -87,7 +88,7 @@ def saturation(env_id: str, directory: Path) -> list[float]:
         if terminated or truncated:
             obs, _ = env.reset()
     actions = policy.predict(np.array(states))
-    low, high = env.action_space.low, env.action_space.high
+    low, high = action_box(env).low, action_box(env).high
     centred = (actions - (high + low) / 2) / ((high - low) / 2)
     return [round(float(share), 3) for share in (np.abs(centred) > SATURATED).mean(axis=0)]
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ace_rl.ace import ACE
+from ace_rl.actions import action_box
 from ace_rl.causal import causal_weights
 from ace_rl.config import preset_config
 from ace_rl.envs import make_env, observation_size, seed_env
@@ -167,15 +168,16 @@ def matmul_gflops(seconds: float = 1.0) -> float:
 
 def filled_replay(env_id: str, steps: int) -> tuple[ReplayBuffer, int, int, np.ndarray, np.ndarray]:
     env = make_env(env_id)
-    obs_dim, action_dim = observation_size(env), int(env.action_space.shape[0])
+    action_space = action_box(env)
+    obs_dim, action_dim = observation_size(env), int(action_space.shape[0])
     replay = ReplayBuffer(steps, obs_dim, action_dim, seed=0)
     obs = seed_env(env, 0)
     for _ in range(steps):
-        action = env.action_space.sample()
+        action = action_space.sample()
         next_obs, reward, terminated, truncated, _ = env.step(action)
         replay.add(obs, action, float(reward), next_obs, terminated, truncated)
         obs = env.reset()[0] if terminated or truncated else next_obs
-    return replay, obs_dim, action_dim, env.action_space.low, env.action_space.high
+    return replay, obs_dim, action_dim, action_space.low, action_space.high
 
 
 UPDATE_PATHS: dict[str, dict[str, bool]] = {
