@@ -225,7 +225,6 @@ def ace_rl_command(job: Job, state: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------ SB3 runs
 def sb3_worker(spec: dict[str, Any]) -> None:
     """Train one SB3 run and write it in ace-rl's run-directory format (runs in a process of its own)."""
-    import gymnasium as gym
     import numpy as np
     import torch
 
@@ -237,6 +236,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     import ace_rl
+    from ace_rl.actions import action_box
     from ace_rl.config import preset_config, to_json_dict
     from ace_rl.envs import make_env
 
@@ -273,8 +273,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
     eval_env = make_env(env_id)
     eval_env.action_space.seed(seed + EVAL_SEED_OFFSET)  # ace_rl.envs.seed_env: action space and first reset
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
-    action_space = env.action_space
-    assert isinstance(action_space, gym.spaces.Box), f"{env_id}: SB3's SAC and TD3 need a Box action space"
+    action_space = action_box(env)  # make_env has refused any other action space with a one-line error
     low, high = action_space.low, action_space.high
     if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
         print(f"note: {env_id} actions are not [-1, 1]: noise is in SB3's scaled space, i.e. x half-range", flush=True)

@@ -88,7 +88,8 @@ def saturation(env_id: str, directory: Path) -> list[float]:
         if terminated or truncated:
             obs, _ = env.reset()
     actions = policy.predict(np.array(states))
-    low, high = action_box(env).low, action_box(env).high
+    box = action_box(env)
+    low, high = box.low, box.high
     centred = (actions - (high + low) / 2) / ((high - low) / 2)
     return [round(float(share), 3) for share in (np.abs(centred) > SATURATED).mean(axis=0)]
 
