@@ -122,7 +122,8 @@ class TrainConfig:
     tau: float = 0.005
     """Target-network smoothing coefficient."""
     policy_frequency: int = 2
-    """Actor, temperature and target-network updates happen every this many critic updates."""
+    """Actor, temperature and target-network updates happen every this many critic updates (the agent's default:
+    ace and td3 2, as the official ACE code and the reference TD3; sac 1, as the reference SAC)."""
     updates_per_step: int = 1
     """Gradient updates per environment step."""
     policy_noise: float = 0.2
@@ -210,6 +211,7 @@ def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) 
         **PRESET_VALUES[preset],
         "reset": "reset" if agent.resets else "none",
         "warmup_updates": agent.warmup_updates,
+        "policy_frequency": agent.policy_frequency,
     }
     values.update(settings)  # of any type: validate() checks the values
     return TrainConfig(preset=cast(Preset, preset), algo=algo, **values)  # a preset of PRESETS, checked above
@@ -358,6 +360,15 @@ def equals_sac_reason(config: TrainConfig) -> str | None:
         )
     )
     return f"{no_fit} and {resets}"
+
+
+def equal_sac_flags(config: TrainConfig) -> str:
+    """The --algo sac flags that compute what ``config`` (an ACE run of equals_sac_reason) computes: SAC's own
+    --policy-frequency default (1) is not ACE's (2)."""
+    flags = "--algo sac"
+    if config.policy_frequency != _agent("sac").policy_frequency:
+        flags += f" --policy-frequency {config.policy_frequency}"
+    return flags
 
 
 def _valid_device(device: str) -> bool:

@@ -41,6 +41,7 @@ from ace_rl.config import (
     ConfigError,
     TrainConfig,
     config_from_json_dict,
+    equal_sac_flags,
     equals_sac_reason,
     experiment_differences,
     to_json_dict,
@@ -538,7 +539,9 @@ def _run(trainer: Trainer) -> None:
     same_as_sac = equals_sac_reason(trainer.config)
     if same_as_sac is not None:  # said once the run is set up, so that a refused start prints only its error
         print(
-            f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what --algo sac does", file=sys.stderr
+            f"ace-rl: note: this ACE run makes {same_as_sac}: it computes exactly what "
+            f"{equal_sac_flags(trainer.config)} does",
+            file=sys.stderr,
         )
     try:
         trainer.run()

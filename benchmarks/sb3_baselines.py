@@ -39,11 +39,12 @@ Not matched (also printed and stored in the JSON result and each SB3 run's sb3.j
   official ACE code); SB3's ``activation_fn`` is one function for every layer: ReLU.
 - Initialisation: ace-rl uses Xavier-uniform weights and zero biases; SB3 PyTorch's default (Kaiming-uniform
   with a=sqrt(5), uniform biases).
-- SAC update schedule: ace-rl updates the actor, the temperature and the target critic on every 2nd critic
-  update (policy_frequency=2, as the official ACE code); SB3's SAC updates all of them on every update and
-  has no policy delay. Its ``target_update_interval`` cannot emulate it here: SB3 tests it against the
-  gradient step's index within one ``train()`` call, which is always 0 with ``gradient_steps=1``. The SB3
-  runs' config.json says policy_frequency=1.
+- SAC update schedule (matched since 2026-12-02): ace-rl's SAC updates the actor, the temperature and the
+  target critic with every critic update, as SB3's SAC does. Before, it did so on every 2nd critic update
+  (policy_frequency=2, ACE's schedule), which SB3 cannot emulate: it has no policy delay, and its
+  ``target_update_interval`` is tested against the gradient step's index within one ``train()`` call, always 0
+  with ``gradient_steps=1``. Each run's config.json records its policy_frequency (SB3 runs: 1), and the
+  differences between the two sides' config.json files are printed and stored.
 - SAC tanh correction: SB3 subtracts log(1 - tanh(u)^2 + 1e-6), which is ace-rl's ``official`` correction for
   actions in [-1, 1] (Hopper, HalfCheetah, Walker2d); ace-rl's default is ``exact``. The SB3 runs'
   config.json says log_prob_correction=official.
@@ -96,9 +97,10 @@ EPISODES_COLUMNS = ["env_step", "episode", "return", "length", "terminated", "wa
 UNMATCHED = [
     "activations: ace-rl ELU after the first hidden layer, ReLU after the others; SB3 ReLU everywhere",
     "initialisation: ace-rl Xavier-uniform weights and zero biases; SB3 PyTorch's default Linear init",
-    "SAC: ace-rl updates actor, temperature and target critic every 2nd critic update (policy_frequency=2); "
-    "SB3 SAC every update (it has no policy delay; target_update_interval is tested against the gradient step "
-    "within one train() call, always 0 with gradient_steps=1, so it cannot emulate it)",
+    "SAC schedule: SB3 SAC updates actor, temperature and target critic with every critic update, as ace-rl's SAC "
+    "since 2026-12-02; ace-rl runs of an earlier ace-rl did so every 2nd critic update (policy_frequency=2 in "
+    "their config.json, listed below), which SB3 cannot emulate (no policy delay; target_update_interval is "
+    "tested against the gradient step within one train() call, always 0 with gradient_steps=1)",
     "SAC tanh log-prob correction: SB3 log(1 - tanh^2 + 1e-6) (= ace-rl 'official' for [-1, 1] actions); "
     "ace-rl default 'exact'",
     "SAC update order: SB3 temperature -> critic -> actor (actor's actions drawn before the critic step); "

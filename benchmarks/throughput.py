@@ -6,9 +6,10 @@
    - ace-rl ACE with a causal fit every 2,500 env steps and a soft reset every 2,000 updates, so that the
      measured window holds one of each (the presets refit every 5,000 / 10,000 steps and reset every
      20,000 / 100,000 updates: this is the conservative case for ACE);
-   - ace-rl ``--algo sac``: the same code without causal fits and resets;
-   - Stable-Baselines3 SAC (``pip install stable-baselines3``), which updates its actor and target network
-     on every step where ace-rl, following the official ACE code, does so on every second step.
+   - ace-rl ``--algo sac``: the same code without causal fits and resets, updating its actor, temperature and
+     target network on every step, as SAC does (ACE, following the official code, on every second step);
+   - Stable-Baselines3 SAC (``pip install stable-baselines3``), on SAC's schedule too: the like-for-like
+     comparison is ace-rl SAC against it.
    The three are run ``--repeats`` times in rotating order, so that a slow spell of this shared machine
    hits all of them alike; the table gives medians.
 2. Updates per second of the bare ACE update at the small preset (3 x 256, batch 256) and the paper preset

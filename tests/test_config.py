@@ -31,6 +31,19 @@ def test_sac_has_no_reset_and_explicit_settings_win():
     assert preset_config("small", batch_size=64).batch_size == 64
 
 
+def test_each_agent_updates_its_actor_on_its_references_schedule():
+    # ACE's official code and TD3 (Fujimoto et al. 2018) update the actor on every 2nd critic update; the reference
+    # SAC (Haarnoja et al. 2018, Algorithm 1) and Stable-Baselines3's SAC on every one.
+    assert {algo: preset_config("small", algo).policy_frequency for algo in ("ace", "sac", "td3")} == {
+        "ace": 2,
+        "sac": 1,
+        "td3": 2,
+    }
+    assert parse_train(["--algo", "sac"]).policy_frequency == 1
+    assert parse_train(["--algo", "sac", "--policy-frequency", "2"]).policy_frequency == 2
+    assert parse_train(["--policy-frequency", "1"]).policy_frequency == 1
+
+
 def test_command_line_preset_fills_defaults_and_flags_override():
     config = parse_train(["--preset", "small", "--batch-size", "32", "--algo", "sac"])
     assert (config.preset, config.hidden_size, config.batch_size, config.reset) == ("small", 256, 32, "none")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ace_rl.config import equals_sac_reason, preset_config
+from ace_rl.config import equal_sac_flags, equals_sac_reason, preset_config
 from test_end_to_end import ace_rl
 
 # Pendulum needs no MuJoCo; a 32-wide network and 64-transition batches keep the runs to seconds.
@@ -35,7 +35,7 @@ TINY = [
     "--seed",
     "5",
 ]
-NOTE = "computes exactly what --algo sac does"
+NOTE = "computes exactly what --algo sac"
 
 
 def small(**settings):
@@ -90,6 +90,12 @@ def test_boundaries_by_hand(settings, equal):
     assert (equals_sac_reason(small(**settings)) is not None) is equal
 
 
+def test_the_equal_sac_names_the_actor_schedule_only_where_it_differs_from_sacs():
+    assert equal_sac_flags(small(total_steps=4_000)) == "--algo sac --policy-frequency 2"
+    assert equal_sac_flags(small(total_steps=4_000, policy_frequency=1)) == "--algo sac"
+    assert equal_sac_flags(small(total_steps=4_000, policy_frequency=3)) == "--algo sac --policy-frequency 3"
+
+
 def test_reset_none_and_the_baselines():
     assert "--reset none" in equals_sac_reason(small(total_steps=4_000, reset="none"))
     assert equals_sac_reason(small(total_steps=100_000, reset="none")) is None  # fits happen
@@ -137,10 +143,14 @@ def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
         "200",
     ]  # small preset: fits from 5,000 steps, resets from 20,000 updates
     ace = ace_rl("train", *TINY, *budget, "--run-dir", str(tmp_path / "ace"))
-    sac = ace_rl("train", *TINY, *budget, "--algo", "sac", "--run-dir", str(tmp_path / "sac"))
+    # SAC's own schedule updates the actor with every critic update; ACE's (and this ACE run's) on every 2nd
+    sac = ace_rl(
+        "train", *TINY, *budget, "--algo", "sac", "--policy-frequency", "2", "--run-dir", str(tmp_path / "sac")
+    )
     assert ace.returncode == 0 and sac.returncode == 0, ace.stderr + sac.stderr
     note = [line for line in ace.stderr.splitlines() if NOTE in line]
     assert len(note) == 1 and note[0].startswith("ace-rl: note: this ACE run makes no causal fit")
+    assert note[0].endswith("what --algo sac --policy-frequency 2 does")
     assert NOTE not in sac.stderr
 
     returns = {
@@ -158,7 +168,7 @@ def test_ace_without_fits_or_resets_says_so_and_equals_sac(tmp_path: Path):
     )
     assert report.returncode == 0, report.stderr
     summary = (tmp_path / "report" / "summary.md").read_text()
-    noted = [line for line in summary.splitlines() if "compute exactly what SAC computes" in line]
+    noted = [line for line in summary.splitlines() if "compute exactly what SAC computes with their" in line]
     assert len(noted) == 1 and str(tmp_path / "ace") in noted[0] and str(tmp_path / "sac") not in noted[0]
 
 

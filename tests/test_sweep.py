@@ -272,6 +272,22 @@ def test_a_sweep_json_older_than_a_setting_reads_it_at_its_default(tmp_path: Pat
 
 
 @needs_sweep_extra
+def test_a_sac_sweep_from_before_sacs_own_schedule_is_not_continued_on_it(tmp_path: Path):
+    """SAC sweeps made before `--algo sac` took SAC's schedule recorded policy_frequency 2 (ACE's): continuing one
+    with the same command would mix schedules, so the difference is named; `--policy-frequency 2` continues it."""
+    out = tmp_path / "sac"
+    grid = ["--env", ENV, "--algo", "ace", "sac", "--seed", "0-1"]
+    document = write_sweep(out, grid, [*TINY, "--policy-frequency", "2"])
+    assert {run["config"]["policy_frequency"] for run in document["runs"]} == {2}
+    spec = build_spec(tyro.cli(SweepArgs, args=grid), TINY)
+    assert spec_differences(document, spec, plan_runs(spec, out, parse_train)) == [
+        "policy_frequency 2 in sweep.json, 1 now (--policy-frequency)"
+    ]
+    spec = build_spec(tyro.cli(SweepArgs, args=grid), [*TINY, "--policy-frequency", "2"])
+    assert spec_differences(document, spec, plan_runs(spec, out, parse_train)) == []
+
+
+@needs_sweep_extra
 def test_status_shows_each_run_from_its_directory_without_running_anything(tmp_path: Path, capsys):
     out = tmp_path / "sweep"
     document = write_sweep(out, ["--env", ENV, "--algo", "ace", "sac", "--seed", "0", "1"], TINY)

@@ -458,7 +458,7 @@ def build_report(dirs: Sequence[Path], reps: int = 2000, seed: int = 0, skip_emp
     if same_as_sac:
         notes.append(
             f"{len(same_as_sac)} ACE run(s) make no causal fit and no reset within their budget, so they compute "
-            f"exactly what SAC computes: {listing([str(run.path) for run in same_as_sac])}."
+            f"exactly what SAC computes with their --policy-frequency: {listing([str(run.path) for run in same_as_sac])}."
         )
     tasks = []
     for name, groups in by_task.items():
