@@ -14,6 +14,7 @@ This module imports neither PyTorch nor the agents: checking an ``--algo`` name 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -133,7 +134,8 @@ def register_agent(
     """
     if not name or ":" in name or not name.replace("-", "_").replace(".", "_").isidentifier():
         raise ValueError(f"agent name {name!r}: use letters, digits, '-', '_' (no ':')")
-    module = getattr(make, "__module__", "") or ""
+    # The module whose code calls register_agent: --algo MODULE:NAME finds NAME only among MODULE's agents.
+    module = sys._getframe(1).f_globals.get("__name__") or getattr(make, "__module__", "") or ""
     existing = _REGISTRY.get(name)
     if existing is not None and existing.module != module:
         raise ValueError(f"agent name {name!r} is already registered by {existing.module}")
@@ -165,11 +167,17 @@ def agent_spec(algo: str) -> AgentSpec:
             raise UnknownAgentError(
                 f"--algo {algo}: module {module!r} does not import ({type(error).__name__}: {cause})"
             ) from None
-        if name in _REGISTRY:
-            return _REGISTRY[name]
+        spec = _REGISTRY.get(name)
+        if spec is not None and (spec.module == module or spec.module.startswith(module + ".")):
+            return spec
+        own = sorted(
+            spec.name for spec in _REGISTRY.values() if spec.module == module or spec.module.startswith(module + ".")
+        )
+        registered = f"it registers {', '.join(own)}" if own else "it registers none"
+        elsewhere = f"; {name!r} is registered by {spec.module}" if spec is not None else ""
         raise UnknownAgentError(
             f"--algo {algo}: module {module!r} registered no agent {name!r} (ace_rl.agents.register_agent); "
-            f"registered: {', '.join(_REGISTRY)}"
+            f"{registered}{elsewhere}"
         )
     raise UnknownAgentError(
         f"unknown --algo {algo!r}; accepted: {', '.join(_REGISTRY)}, or module:name for an agent that a module "

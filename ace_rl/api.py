@@ -31,6 +31,7 @@ from ace_rl.config import (
     ConfigError,
     TrainConfig,
     check_resume_overrides,
+    code_trust,
     load_run_config,
     preset_config,
 )
@@ -38,6 +39,7 @@ from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Episodes, run_episodes
 from ace_rl.policy import Policy, load_policy
 from ace_rl.rundir import RunDir
+from ace_rl.trust import CodeTrust
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ class Run:
             ]
 
     def policy(self, checkpoint: str = "best") -> Policy:
-        """The policy of the best evaluation (``best``) or of the end of training (``final``)."""
-        return load_policy(self.run_dir, checkpoint)
+        """The policy of the best evaluation (``best``) or of the end of training (``final``); the modules of the
+        run's own --env and --algo, which this Run was made with, may be imported."""
+        return load_policy(self.run_dir, checkpoint, trust_run_code=code_trust(self.config))
 
 
 def _factory(env: str | EnvFactory | None) -> EnvFactory | None:
@@ -95,30 +98,34 @@ def train(
             settings["run_dir"] = Path(settings["run_dir"])
         config = preset_config(preset, algo, **settings)
     if config.resume is not None:
-        return resume(config.resume, env=factory)
+        return resume(config.resume, env=factory, trust_run_code=config.trust_run_code)
     from ace_rl.trainer import train as train_run
 
     run_dir = train_run(config, env_factory=factory)
-    return Run(run_dir, load_run_config(run_dir))
+    return Run(run_dir, load_run_config(run_dir, code_trust(config)))
 
 
-def resume(run_dir: str | Path, *, env: EnvFactory | None = None, **settings: Any) -> Run:
+def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code: bool = False, **settings: Any) -> Run:
     """Continue the run in ``run_dir`` from its latest intact checkpoint (from zero when it has none yet).
 
     Only the settings that do not change the experiment may be given (``total_steps`` to extend it, ``device``,
     ``threads``, ...); ``env`` is the factory the run was trained with, when it cannot be imported.
+    ``config.json`` is data: a ``module:NAME`` environment or agent it names is imported only when given again as
+    ``settings`` (``env="my_mod:Env-v0"``, ``algo=...``), with ``trust_run_code=True``, or when its module is listed
+    in ACE_RL_TRUSTED_MODULES (ace_rl.trust).
     """
     run_dir = Path(run_dir)
-    stored = load_run_config(run_dir)
+    trust = CodeTrust.given(trust_run_code, [("env", settings.get("env")), ("algo", settings.get("algo"))])
+    stored = load_run_config(run_dir, trust)
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}")
-    requested = dataclasses.replace(stored, **settings, resume=run_dir)
+    requested = dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code)
     check_resume_overrides(stored, requested, set(settings))
     from ace_rl.trainer import train as train_run
 
     train_run(requested, env_factory=_factory(env))
-    return Run(run_dir, load_run_config(run_dir))
+    return Run(run_dir, load_run_config(run_dir, code_trust(requested)))
 
 
 @dataclass(frozen=True)
@@ -143,16 +150,18 @@ def evaluate(
     episodes: int = 10,
     seed: int = 0,
     checkpoint: str = "best",
+    trust_run_code: bool = False,
 ) -> Evaluation:
     """Run ``policy`` (a Policy, a run directory or a policy file) deterministically for ``episodes`` episodes.
 
     ``env``: the policy's own task when None, else a task id, a factory or an environment instance (used as
-    given, Dict observations included; it is not closed).
+    given, Dict observations included; it is not closed). ``trust_run_code``: a policy file's own ``module:NAME``
+    environment or agent may be imported (ace_rl.trust); a Policy keeps the trust it was loaded with.
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be a positive integer, got {episodes}")
     if not isinstance(policy, Policy):
-        policy = load_policy(policy, checkpoint)
+        policy = load_policy(policy, checkpoint, trust_run_code=trust_run_code)
     owned = not isinstance(env, gym.Env)
     if env is None:
         environment = policy.make_env()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically  # noqa: F401 - re-exported
+from ace_rl.trust import CodeTrust
 
 CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES
 
@@ -38,12 +39,16 @@ def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
     write_atomically(path, lambda file: torch.save(payload, cast(IO[bytes], file)))  # it needs write() only
 
 
-def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_policy(
+    path: Path, device: torch.device | str = "cpu", trust: CodeTrust | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions.
 
-    The policy's class comes from the agent registered under the file's "algo" (``module:name`` imports the
-    module that registers it)."""
+    The policy's class comes from the agent registered under the file's "algo". A ``module:name`` agent imports
+    its module, which ``trust`` must allow (ace_rl.trust): the file is data. The file's "env" is not used here."""
     from ace_rl.agents import UnknownAgentError, agent_spec
+
+    trust = CodeTrust.given() if trust is None else trust
 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -57,7 +62,10 @@ def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modu
             raise KeyError(missing[0])
         if not isinstance(payload["env"], str):
             raise KeyError("env")
-        spec = agent_spec(str(payload["algo"]))
+        if not isinstance(payload["algo"], str):
+            raise KeyError("algo")
+        trust.check("algo", payload["algo"], f"policy file {path}")
+        spec = agent_spec(payload["algo"])
         actor = spec.make_policy(
             payload["obs_dim"],
             payload["action_dim"],

@@ -22,6 +22,7 @@ from ace_rl.config import (
     load_run_config,
     preset_config,
 )
+from ace_rl.trust import CodeTrust
 
 USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
 
@@ -53,6 +54,9 @@ class EvalArgs:
     video: str | None = None
     """Also write the episodes to this MP4 file; `--video` alone: RUN/videos/eval-CHECKPOINT.mp4 (needs the
     video extra; MuJoCo tasks need OpenGL: EGL or OSMesa)."""
+    trust_run_code: bool = False
+    """Import the module that the policy file names as its environment or agent (module:NAME), which runs its
+    code; without it, such a policy is refused unless its module is listed in ACE_RL_TRUSTED_MODULES."""
 
 
 @dataclass
@@ -69,6 +73,10 @@ class ExportArgs:
     """onnx (needs the export extra: onnx, onnxruntime) or torchscript."""
     checkpoint: Literal["best", "final"] = "best"
     """best: the best evaluation during training; final: the end of training."""
+    trust_run_code: bool = False
+    """Import the modules that the policy file names (module:NAME environment or agent), which runs their code, to
+    check the export on the run's environment. Without it a built-in agent's policy is checked on observations
+    drawn from the recorded observation space, and another agent's policy is refused."""
 
 
 def _bare_video_flag(argv: Sequence[str]) -> list[str]:
@@ -116,7 +124,12 @@ def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, defaul
 def parse_train(argv: Sequence[str]) -> TrainConfig:
     resume = _peek(argv, "--resume", None, "")
     if resume:
-        stored = load_run_config(Path(resume))
+        # config.json is data: the modules its --env / --algo name are imported only as this command allows.
+        trust = CodeTrust.given(
+            "--trust-run-code" in argv,
+            [("env", flag_value(argv, "--env", "") or None), ("algo", flag_value(argv, "--algo", "") or None)],
+        )
+        stored = load_run_config(Path(resume), trust)
         requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
         check_resume_overrides(stored, requested, given_settings(argv))
         return requested
@@ -140,11 +153,12 @@ def run_eval(args: EvalArgs) -> None:
     from ace_rl.video import record_run
 
     video = None
+    trust = CodeTrust.given(args.trust_run_code)
     if args.video is None:
-        result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed)
+        result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed, trust=trust)
     else:
         result, video = record_run(
-            args.run_dir, args.checkpoint, args.episodes, args.seed, Path(args.video) if args.video else None
+            args.run_dir, args.checkpoint, args.episodes, args.seed, Path(args.video) if args.video else None, trust
         )
     success_rate = result.episodes.success_rate
     success = "" if success_rate is None else f", success rate {success_rate:.2f}"
@@ -173,10 +187,11 @@ def run_export(args: ExportArgs) -> None:
     from ace_rl.policy import load_policy
 
     check_format(args.format)  # a missing extra is said before anything is loaded
-    report = load_policy(args.run_dir, args.checkpoint).export(args.out, args.format)
+    policy = load_policy(args.run_dir, args.checkpoint, trust_run_code=args.trust_run_code)
+    report = policy.export(args.out, args.format)
     print(
-        f"{report.format} policy written to {report.path}: checked on {report.observations} observations of the run's "
-        f"environment, largest difference from the policy {report.max_difference:.2g}"
+        f"{report.format} policy written to {report.path}: checked on {report.observations} observations "
+        f"{report.observation_source}, largest difference from the policy {report.max_difference:.2g}"
     )
 
 
@@ -196,6 +211,7 @@ USER_ERRORS = (
     ("ace_rl.video", "VideoError"),
     ("ace_rl.wandb_logger", "WandbError"),
     ("ace_rl.export", "ExportError"),
+    ("ace_rl.trust", "UntrustedCodeError"),
 )
 RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
 

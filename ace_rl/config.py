@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, cast
 import tyro
 
 from ace_rl.extras import install_hint, missing_modules
+from ace_rl.trust import CodeTrust
 
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
@@ -167,6 +168,10 @@ class TrainConfig:
     """Write a full-state checkpoint at the first episode end after every this many env steps (the latest 3 are kept)."""
     resume: Path | None = None
     """Continue the run in this directory from its latest intact checkpoint, with its config.json."""
+    trust_run_code: bool = False
+    """With --resume: import the module that the run's config.json names as its --env or --algo (module:NAME), which
+    runs that module's code. Without it such a run is continued only when --env / --algo is given again, or its
+    module is listed in ACE_RL_TRUSTED_MODULES. Never stored in config.json."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -386,7 +391,7 @@ def _flag(name: str) -> str:
 #
 # Where and how one process executes a run, never what the run is. A sweep decides them for its runs (they are
 # not sweep options) and leaves them out when it compares a stored specification with a command.
-EXECUTION_SETTINGS = frozenset({"run_dir", "resume", "threads", "progress"})
+EXECUTION_SETTINGS = frozenset({"run_dir", "resume", "threads", "progress", "trust_run_code"})
 # Settings that may change when a run is resumed: how long it runs, where and how it reports. Everything
 # else would make the continued run a different experiment.
 RESUMABLE_SETTINGS = frozenset(
@@ -399,6 +404,7 @@ RESUMABLE_SETTINGS = frozenset(
         "checkpoint_every",
         "log_every",
         "resume",
+        "trust_run_code",
         "video_every",
         "wandb_project",
         "wandb_entity",
@@ -451,9 +457,12 @@ REQUIRED_SETTINGS = (
 )
 
 
-def config_from_json_dict(values: object, source: str) -> TrainConfig:
+def config_from_json_dict(values: object, source: str, trust: CodeTrust) -> TrainConfig:
     """A TrainConfig from the JSON object of a config.json (or a checkpoint); ConfigError naming ``source``
-    when it is not an object, lacks settings or has unknown ones."""
+    when it is not an object, lacks settings or has unknown ones.
+
+    The file is data: an --env or --algo that would import a module is refused (UntrustedCodeError) unless
+    ``trust`` allows that module, before anything is imported."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source} is not a JSON object of settings (found {type(values).__name__})")
     missing = [name for name in REQUIRED_SETTINGS if name not in values]
@@ -463,9 +472,12 @@ def config_from_json_dict(values: object, source: str) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{source} has unknown settings {', '.join(unknown)} (written by a newer ace-rl?)")
+    trust.check("env", values["env"], source)
+    trust.check("algo", values["algo"], source)
     values = dict(values)
     values["run_dir"] = Path(values["run_dir"]) if values.get("run_dir") else None
     values["resume"] = None
+    values["trust_run_code"] = False  # a file never grants itself trust
     for name in ("wandb_tags",):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
@@ -480,8 +492,15 @@ def config_from_json_dict(values: object, source: str) -> TrainConfig:
     return config
 
 
-def load_run_config(run_dir: Path) -> TrainConfig:
-    """The configuration a run was started with, from its config.json."""
+def code_trust(config: TrainConfig) -> CodeTrust:
+    """What a configuration that was accepted (given by the user, or read with their trust) allows the other files
+    of its run to import: the modules of its own --env and --algo, which those files must name anyway."""
+    return CodeTrust.given(ids=[("env", config.env), ("algo", config.algo)])
+
+
+def load_run_config(run_dir: Path, trust: CodeTrust) -> TrainConfig:
+    """The configuration a run was started with, from its config.json; ``trust``: the modules its --env and --algo
+    may import (config_from_json_dict)."""
     path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run directory")
@@ -491,7 +510,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         values = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"--resume {run_dir}: config.json is not readable JSON ({error})") from None
-    return config_from_json_dict(values, f"--resume {run_dir}: config.json")
+    return config_from_json_dict(values, f"--resume {run_dir}: config.json", trust)
 
 
 def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]:
@@ -520,4 +539,5 @@ def to_json_dict(config: TrainConfig) -> dict:
     values = dataclasses.asdict(config)
     values["run_dir"] = None if config.run_dir is None else str(config.run_dir)
     values["resume"] = None
+    del values["trust_run_code"]  # what this process was allowed to import, not part of the run
     return values

@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -41,9 +42,8 @@ from ace_rl.actions import DistractorActions, action_box
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
+from ace_rl.trust import DMC_PREFIX, METAWORLD_PREFIX, is_standard_library
 
-DMC_PREFIX = "dmc:"
-METAWORLD_PREFIX = "metaworld:"
 REWARDS = ("dense", "sparse")
 ACCEPTED_FORMS = (
     "a Gymnasium id such as Hopper-v5, dmc:DOMAIN-TASK such as dmc:walker-run, "
@@ -135,6 +135,11 @@ def factory_path(factory: EnvFactory) -> str:
 def _importable_attribute(env_id: str) -> tuple[Any, str]:
     """Import the module of a ``module:NAME`` id, as Gymnasium's make would; the module and NAME."""
     module_name, _, name = env_id.rpartition(":")
+    if is_standard_library(module_name):
+        raise EnvError(
+            f"environment {env_id!r}: {module_name!r} is a module of Python's standard library, which defines no "
+            "environment; name a module that registers one or defines a factory returning a gymnasium.Env"
+        )
     if "<" in name or module_name == "__main__":
         raise EnvError(
             f"environment {env_id!r} comes from a factory that cannot be imported (a lambda, a local function or a "
@@ -162,6 +167,7 @@ def _resolve_module_id(env_id: str) -> tuple[str, str]:
     if name in gym.registry:
         return "gymnasium", name
     if callable(getattr(module, name, None)):
+        _check_factory(getattr(module, name), env_id)
         return "factory", env_id
     close = difflib.get_close_matches(name, sorted(gym.registry.keys()), n=3, cutoff=0.75)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -169,6 +175,22 @@ def _resolve_module_id(env_id: str) -> tuple[str, str]:
         f"environment {env_id!r}: module {module.__name__!r} imports but neither registers an environment {name!r} "
         f"(gymnasium.register(id={name!r}, ...) on import) nor defines a factory of that name{hint}"
     )
+
+
+def _check_factory(factory: object, env_id: str) -> None:
+    """Before it is called: a factory named by an id is a gymnasium.Env class or a Python function (``def``), not a
+    builtin or a function of the standard library that an id could smuggle in."""
+    if inspect.isclass(factory):
+        if not issubclass(factory, gym.Env):
+            raise EnvError(f"environment {env_id!r} names the class {factory.__name__}, which is not a gymnasium.Env")
+        return
+    defined_in = getattr(factory, "__module__", None) or ""
+    if not inspect.isfunction(factory) or is_standard_library(defined_in):
+        raise EnvError(
+            f"environment {env_id!r} names {type(factory).__name__} {getattr(factory, '__name__', factory)!r}"
+            f"{f' of {defined_in}' if defined_in else ''}, not an environment factory; accepted: a gymnasium.Env "
+            "class or a Python function of your module that returns one"
+        )
 
 
 def _call_factory(factory: EnvFactory, env_id: str, render_mode: str | None, env_kwargs: dict[str, Any]) -> gym.Env:
@@ -369,10 +391,13 @@ def check_env_behaviour(env: gym.Env, env_id: str) -> None:
         raise EnvError(f"environment {env_id!r}: step returned the reward {reward!r}; a finite number is needed")
 
 
+GOAL_KEYS = ("observation", "desired_goal")  # a goal task's flat observation, in this order (GoalObservation)
+
+
 def _flatten_observations(env: gym.Env) -> gym.Env:
     space = env.observation_space
     if isinstance(space, gym.spaces.Dict) and all(
-        isinstance(space.spaces.get(key), gym.spaces.Box) for key in ("observation", "desired_goal")
+        isinstance(space.spaces.get(key), gym.spaces.Box) for key in GOAL_KEYS
     ):
         return GoalObservation(env)
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
@@ -390,7 +415,7 @@ class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.ObservationWrapper.__init__(self, env)
         spaces = cast(gym.spaces.Dict, env.observation_space)  # _flatten_observations checked: two Boxes in a Dict
-        parts = tuple(cast(gym.spaces.Box, spaces[key]) for key in ("observation", "desired_goal"))
+        parts = tuple(cast(gym.spaces.Box, spaces[key]) for key in GOAL_KEYS)
         self.observation_space = gym.spaces.Box(
             np.concatenate([part.low.ravel() for part in parts]),
             np.concatenate([part.high.ravel() for part in parts]),
@@ -398,7 +423,7 @@ class GoalObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         )
 
     def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        flat = np.concatenate([np.ravel(observation["observation"]), np.ravel(observation["desired_goal"])])
+        flat = np.concatenate([np.ravel(observation[key]) for key in GOAL_KEYS])
         return flat.astype(self.observation_space.dtype, copy=False)
 
 
@@ -422,6 +447,36 @@ class SuccessSignal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.sparse:
             reward = float(success)
         return observation, reward, terminated, truncated, info
+
+
+def observation_layout(env: gym.Env) -> list[dict[str, Any]] | None:
+    """How ``env`` (made by `make_env`) flattens a Dict observation: its leaves in order, each as
+    ``{"keys": [key, ...], "size": n}``, so that a policy file can flatten observations without the environment.
+    None for a Box observation, or a Dict with leaves other than Boxes (whose flattening needs the env's spaces)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, GoalObservation):
+            spaces = cast(gym.spaces.Dict, env.env.observation_space)
+            return [{"keys": [key], "size": int(math.prod(spaces[key].shape or ()))} for key in GOAL_KEYS]
+        if isinstance(env, gym.wrappers.FlattenObservation) and isinstance(env.env.observation_space, gym.spaces.Dict):
+            return _box_leaves(env.env.observation_space, [])
+        env = env.env
+    return None
+
+
+def _box_leaves(space: gym.spaces.Dict, keys: list[str]) -> list[dict[str, Any]] | None:
+    """The Box leaves of a (nested) Dict in the order Gymnasium's flatten takes them; None if a leaf is not a Box."""
+    leaves: list[dict[str, Any]] = []
+    for key, subspace in space.spaces.items():
+        if isinstance(subspace, gym.spaces.Dict):
+            inner = _box_leaves(subspace, [*keys, str(key)])
+            if inner is None:
+                return None
+            leaves.extend(inner)
+        elif isinstance(subspace, gym.spaces.Box):
+            leaves.append({"keys": [*keys, str(key)], "size": int(math.prod(subspace.shape))})
+        else:
+            return None
+    return leaves
 
 
 def has_success(env: gym.Env) -> bool:

@@ -15,6 +15,7 @@ from ace_rl.agents import PolicyNetwork
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
 from ace_rl.envs import episode_steps, has_success, make_env, seed_env
 from ace_rl.rundir import RunDir
+from ace_rl.trust import CodeTrust
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -76,11 +77,14 @@ def evaluate_run(
     episodes: int = 10,
     seed: int = 0,
     make: Callable[..., gym.Env] = make_env,
+    trust: CodeTrust | None = None,
 ) -> EvalResult:
     """Load a run's policy checkpoint and run it deterministically on a freshly seeded environment.
 
     ``make(env_id, reward=..., env_kwargs=..., distractor_actions=...)`` builds that environment (`make_env`; ace_rl.video passes one that records it).
+    The checkpoint is data: a ``module:NAME`` environment or agent it names is imported only as ``trust`` allows.
     """
+    trust = CodeTrust.given() if trust is None else trust
     if checkpoint not in CHECKPOINT_NAMES:
         raise CheckpointError(f"unknown checkpoint {checkpoint!r}; accepted: {', '.join(CHECKPOINT_NAMES)}")
     if episodes <= 0:
@@ -88,8 +92,9 @@ def evaluate_run(
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory at {run_dir}")
     path = RunDir(run_dir).policy(checkpoint)
-    actor, payload = load_policy(path)
+    actor, payload = load_policy(path, trust=trust)
     network = cast(PolicyNetwork, actor)
+    trust.check("env", payload["env"], f"policy file {path}")
     env = make(
         payload["env"],
         reward=payload.get("reward", "dense"),

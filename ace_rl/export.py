@@ -45,9 +45,12 @@ class ExportReport:
     path: Path
     format: str
     observations: int
-    """How many observations of the run's environment the check compared."""
+    """How many observations the check compared."""
     max_difference: float
     """The largest absolute difference between the exported file's actions and Policy.predict."""
+    observation_source: str = "of the run's environment"
+    """Where the checked observations came from: the run's environment, or drawn from the recorded observation
+    space (when building the environment would import a module that is not trusted)."""
 
 
 class DeterministicAction(nn.Module):
@@ -61,9 +64,37 @@ class DeterministicAction(nn.Module):
         return cast(PolicyNetwork, self.actor).deterministic(observation)
 
 
-def sample_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` observations of the policy's environment, visited by the policy with every other action random
-    (so that the check covers more than the policy's own path)."""
+def sample_observations(policy: Policy, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``count`` observations for the check, and where they come from: the policy's environment, visited by the
+    policy with every other action random (so that the check covers more than the policy's own path); or, when that
+    environment would import a module the policy's trust does not allow, drawn from the recorded observation space."""
+    if not policy.env_is_allowed():
+        return drawn_observations(policy, count, seed), "drawn from the recorded observation space"
+    return environment_observations(policy, count, seed), "of the run's environment"
+
+
+def drawn_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` observations drawn from the policy file's observation space: uniform within finite bounds, standard
+    normal around zero (or beyond the one finite bound) where a bound is infinite, as MuJoCo's are; standard normal
+    everywhere for a policy file that predates recording the bounds."""
+    rng = np.random.default_rng(seed)
+    size = policy.observation_size
+    bounds = policy.observation_bounds
+    low, high = bounds if bounds is not None else (np.full(size, -np.inf), np.full(size, np.inf))
+    drawn = rng.standard_normal((count, size))
+    uniform = rng.random((count, size))
+    finite_low, finite_high = np.isfinite(low), np.isfinite(high)
+    both = finite_low & finite_high
+    drawn[:, both] = low[both] + uniform[:, both] * (high[both] - low[both])
+    only_low = finite_low & ~finite_high
+    drawn[:, only_low] = low[only_low] + np.abs(drawn[:, only_low])
+    only_high = finite_high & ~finite_low
+    drawn[:, only_high] = high[only_high] - np.abs(drawn[:, only_high])
+    return drawn.astype(np.float32)
+
+
+def environment_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` observations of the policy's own environment (see sample_observations)."""
     env = policy.make_env()
     rng = np.random.default_rng(seed)
     try:
@@ -141,12 +172,12 @@ def export_policy(policy: Policy, out: Path, format: str = "onnx", observations:
     else:
         data = _torchscript_bytes(module, policy.observation_size)
         run = _torchscript_runner(data)
-    sample = sample_observations(policy, observations)
+    sample, source = sample_observations(policy, observations)
     difference = float(np.max(np.abs(run(sample) - policy.predict(sample))))
     if not difference <= TOLERANCE:
         raise ExportError(
             f"the exported {format} policy differs from Policy.predict by up to {difference:.3g} on {len(sample)} "
-            f"observations of {policy.env_id} (tolerance {TOLERANCE:g}); nothing was written"
+            f"observations {source} ({policy.env_id}; tolerance {TOLERANCE:g}); nothing was written"
         )
     write_atomically(out, lambda file: file.write(data))
-    return ExportReport(out, format, len(sample), difference)
+    return ExportReport(out, format, len(sample), difference, source)

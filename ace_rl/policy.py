@@ -8,7 +8,7 @@ environment returns them (one, or a batch; Dict observations included) to action
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,6 +22,7 @@ from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
 from ace_rl.envs import EnvFactory, make_env
 from ace_rl.rundir import RunDir
+from ace_rl.trust import CodeTrust, env_module, is_standard_library
 
 if TYPE_CHECKING:
     from ace_rl.export import ExportReport
@@ -30,10 +31,13 @@ if TYPE_CHECKING:
 class Policy:
     """The deterministic (or, for Gaussian policies, sampled) action of a trained actor, on numpy arrays."""
 
-    def __init__(self, actor: nn.Module, metadata: dict[str, Any], path: Path) -> None:
+    def __init__(self, actor: nn.Module, metadata: dict[str, Any], path: Path, trust: CodeTrust | None = None) -> None:
+        """``trust``: which modules the file's environment id may import when the environment is built
+        (ace_rl.trust); predicting and exporting never build it unless it can be built as allowed."""
         self.actor = actor.eval()
         self.metadata = metadata
         self.path = path
+        self.trust = CodeTrust.given() if trust is None else trust
         self._flatten: Callable[[Any], np.ndarray] | None = None
 
     @property
@@ -54,6 +58,30 @@ class Policy:
         return int(self.metadata["obs_dim"])
 
     @property
+    def observation_layout(self) -> list[tuple[tuple[str, ...], int]] | None:
+        """The leaves of a Dict observation in the order training flattened them, as (key path, size); None for
+        a flat observation, or a policy file written before ace-rl recorded it."""
+        layout = self.metadata.get("observation_layout")
+        if not isinstance(layout, list):
+            return None
+        return [(tuple(str(key) for key in leaf["keys"]), int(leaf["size"])) for leaf in layout]
+
+    @property
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The flat observation space's low and high as training saw it; None for an older policy file."""
+        if "observation_low" not in self.metadata or "observation_high" not in self.metadata:
+            return None
+        return (
+            np.asarray(self.metadata["observation_low"], dtype=np.float64),
+            np.asarray(self.metadata["observation_high"], dtype=np.float64),
+        )
+
+    def env_is_allowed(self) -> bool:
+        """Whether the policy's own environment may be built: its id imports no module, or one that is trusted."""
+        module = env_module(self.env_id)
+        return module is None or (self.trust.allows(module) and not is_standard_library(module))
+
+    @property
     def action_low(self) -> np.ndarray:
         return np.asarray(self.metadata["action_low"], dtype=np.float32)
 
@@ -65,7 +93,11 @@ class Policy:
         self, render_mode: str | None = None, env_id: str | None = None, factory: EnvFactory | None = None
     ) -> gym.Env:
         """The environment the policy was trained on, as training built it (flat observations); ``env_id`` or
-        ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments."""
+        ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments.
+
+        The file's own id is data: building it imports a module only as the policy's trust allows (ace_rl.trust)."""
+        if env_id is None and factory is None:
+            self.trust.check("env", self.env_id, f"policy file {self.path}")
         return make_env(
             env_id or self.env_id,
             reward=self.metadata.get("reward", "dense"),
@@ -76,14 +108,23 @@ class Policy:
         )
 
     def flatten(self, observation: Any) -> np.ndarray:
-        """An observation as training saw it: a Dict observation flattened as ace_rl.envs does, a flat one as is."""
-        if not isinstance(observation, dict):
-            return np.asarray(observation, dtype=np.float32)
-        if self._flatten is None:
+        """An observation as training saw it: a Dict observation (one, or a batch as a dict of stacked arrays)
+        flattened as ace_rl.envs does, from the layout recorded in the policy file; a flat one as is."""
+        if not isinstance(observation, Mapping):
+            return _as_floats(observation)
+        layout = self.observation_layout
+        if layout is not None:
+            return _flatten_leaves(observation, layout)
+        if self._flatten is None:  # a policy file without the layout: the flattening of its environment's wrappers
             env = self.make_env()
             self._flatten = _observation_flattener(env)
             env.close()
-        return np.asarray(self._flatten(observation), dtype=np.float32)
+        try:
+            return _as_floats(self._flatten(observation))
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(
+                f"Dict observation not as the environment {self.env_id} returns it ({type(error).__name__}: {error})"
+            ) from None
 
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
         """The action for one observation (shape (obs,)) or a batch (shape (n, obs)), in the env's units.
@@ -106,7 +147,7 @@ class Policy:
         return result[0] if single else result
 
     def _batch(self, observation: Any) -> np.ndarray:
-        if isinstance(observation, dict):
+        if isinstance(observation, Mapping) and self.observation_layout is None:
             flat = self.flatten(observation)
             if flat.size != self.observation_size:  # a batch: a dict of arrays with a leading batch axis
                 count = len(next(iter(observation.values())))
@@ -114,11 +155,17 @@ class Policy:
                     [self.flatten({key: value[i] for key, value in observation.items()}) for i in range(count)]
                 )
         else:
-            flat = np.asarray(observation, dtype=np.float32)
+            flat = self.flatten(observation)
         if flat.ndim not in (1, 2) or flat.shape[-1] != self.observation_size:
             raise ValueError(
                 f"observation of shape {flat.shape}; the policy takes {self.observation_size} values, or a batch of "
                 f"shape (n, {self.observation_size}) (Dict observations as the environment returns them)"
+            )
+        if not np.all(np.isfinite(flat)):
+            where = np.argwhere(~np.isfinite(flat))[0]
+            raise ValueError(
+                f"observation holds {flat[tuple(where)]} at index {tuple(int(i) for i in where)}; the policy takes "
+                "finite numbers (None becomes nan)"
             )
         return flat
 
@@ -130,6 +177,45 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.metadata.get('algo', '?')} on {self.env_id}, from {self.path})"
+
+
+def _as_floats(values: Any) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"observation is not an array of numbers ({type(error).__name__}: {error})") from None
+
+
+def _flatten_leaves(observation: Mapping[str, Any], layout: list[tuple[tuple[str, ...], int]]) -> np.ndarray:
+    """A Dict observation (or a batch: every leaf with a leading batch axis) as training's flat vector(s): the
+    leaves of ``layout`` in its order, each flattened; keys outside it (a goal task's achieved goal) are ignored."""
+    expected = ", ".join("/".join(keys) for keys, _ in layout)
+    parts: list[np.ndarray] = []
+    batch_sizes: set[int | None] = set()
+    for keys, size in layout:
+        value: Any = observation
+        for depth, key in enumerate(keys):
+            if not isinstance(value, Mapping) or key not in value:
+                raise ValueError(
+                    f"Dict observation lacks {'/'.join(keys[: depth + 1])}; the policy takes the keys {expected}"
+                )
+            value = value[key]
+        leaf = _as_floats(value)
+        if leaf.size == size:
+            batch_sizes.add(None)
+            parts.append(leaf.reshape(1, size))
+        elif leaf.ndim >= (1 if size == 1 else 2) and leaf.shape[0] > 0 and leaf.size == leaf.shape[0] * size:
+            batch_sizes.add(leaf.shape[0])
+            parts.append(leaf.reshape(leaf.shape[0], size))
+        else:
+            raise ValueError(
+                f"Dict observation's {'/'.join(keys)} has shape {leaf.shape}; the policy takes {size} values there "
+                f"(or a batch of shape (n, {size}))"
+            )
+    if len(batch_sizes) > 1:
+        raise ValueError(f"Dict observation's leaves disagree on the batch size ({expected})")
+    flat = np.concatenate(parts, axis=1)
+    return flat[0] if batch_sizes == {None} else flat
 
 
 def _observation_flattener(env: gym.Env) -> Callable[[Any], np.ndarray]:
@@ -161,8 +247,15 @@ def resolve_policy_path(source: str | Path, checkpoint: str = "best") -> Path:
     raise CheckpointError(f"no run directory or policy file at {path}")
 
 
-def load_policy(source: str | Path, checkpoint: str = "best", device: str = "cpu") -> Policy:
-    """The policy of a run directory (its ``checkpoint``: best or final) or of a best.pt / final.pt file."""
+def load_policy(
+    source: str | Path, checkpoint: str = "best", device: str = "cpu", trust_run_code: bool | CodeTrust = False
+) -> Policy:
+    """The policy of a run directory (its ``checkpoint``: best or final) or of a best.pt / final.pt file.
+
+    The file is data: an agent or environment it names as ``module:NAME`` is imported only with
+    ``trust_run_code=True`` (or a module listed in ACE_RL_TRUSTED_MODULES; see ace_rl.trust). A built-in agent's
+    policy loads, predicts and exports from the file alone."""
+    trust = trust_run_code if isinstance(trust_run_code, CodeTrust) else CodeTrust.given(trust_run_code)
     path = resolve_policy_path(source, checkpoint)
-    actor, metadata = load_policy_file(path, device)
-    return Policy(actor, metadata, path)
+    actor, metadata = load_policy_file(path, device, trust)
+    return Policy(actor, metadata, path, trust)

@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -40,6 +40,7 @@ from ace_rl.checkpoint import (
 from ace_rl.config import (
     ConfigError,
     TrainConfig,
+    code_trust,
     config_from_json_dict,
     equal_sac_flags,
     equals_sac_reason,
@@ -47,7 +48,14 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
-from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
+from ace_rl.envs import (
+    EnvFactory,
+    check_env_behaviour,
+    make_env,
+    observation_layout,
+    observation_size,
+    seed_env,
+)
 from ace_rl.logger import RunLogger
 from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train's API
     CausalFits,
@@ -199,6 +207,7 @@ class Trainer:
         self.eval_env = make_run_env(config, env_factory)
         opened.callback(self.eval_env.close)
         obs_dim = observation_size(self.env)
+        observation_space = cast(gym.spaces.Box, self.env.observation_space)  # make_env's flat Box
         action_space = action_box(self.env)
         action_dim = int(action_space.shape[0])
         if config.threads > 0:
@@ -272,6 +281,10 @@ class Trainer:
             "hidden_size": config.hidden_size,
             "action_low": torch.as_tensor(action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(action_space.high, dtype=torch.float32),
+            # What a policy needs to take the env's observations, and to check an export, without building the env.
+            "observation_layout": observation_layout(self.env),
+            "observation_low": torch.as_tensor(observation_space.low, dtype=torch.float32).flatten(),
+            "observation_high": torch.as_tensor(observation_space.high, dtype=torch.float32).flatten(),
         }
         self.started = time.perf_counter()
 
@@ -507,7 +520,7 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory
     state, path, skipped = load_training_state(run_dir)
     for problem in skipped:
         print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
-    stored = config_from_json_dict(state.get("config"), f"checkpoint {path}")
+    stored = config_from_json_dict(state.get("config"), f"checkpoint {path}", code_trust(config))
     differences = experiment_differences(stored, config)
     if differences:
         raise ConfigError(

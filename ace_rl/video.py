@@ -42,6 +42,7 @@ from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
+from ace_rl.trust import CodeTrust
 
 GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa")
 """Tried in this order when the user names none."""
@@ -380,7 +381,12 @@ def record_episodes(
 
 
 def record_run(
-    run_dir: Path, checkpoint: str = "best", episodes: int = 10, seed: int = 0, path: Path | None = None
+    run_dir: Path,
+    checkpoint: str = "best",
+    episodes: int = 10,
+    seed: int = 0,
+    path: Path | None = None,
+    trust: CodeTrust | None = None,
 ) -> tuple[EvalResult, Path]:
     """`evaluate_run`, writing its episodes to an MP4 file as they are played (``ace-rl eval RUN --video``).
 
@@ -398,7 +404,7 @@ def record_run(
         return FrameRecorder(env, writers[-1].append)
 
     try:
-        result = evaluate_run(run_dir, checkpoint, episodes, seed, make=make_recording_env)
+        result = evaluate_run(run_dir, checkpoint, episodes, seed, make=make_recording_env, trust=trust)
     except BaseException:
         for writer in writers:
             writer.discard()

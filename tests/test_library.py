@@ -103,11 +103,11 @@ def test_module_id_and_constructor_arguments_reach_the_environment(runs: dict[st
     # PointReach observes (x, y, vx, vy, goal_x, goal_y): every stored observation carries the given goal
     assert len(observations) == 300 and np.allclose(observations[:, 4:], GOAL)
 
-    evaluated = ace_rl_command("eval", str(runs["ace"]), "--episodes", "2")
+    evaluated = ace_rl_command("eval", str(runs["ace"]), "--episodes", "2", "--trust-run-code")  # the module's code
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.startswith(f"{POINT} best: return ")
 
-    resumed = ace_rl_command("train", "--resume", str(runs["ace"]), "--total-steps", "450")
+    resumed = ace_rl_command("train", "--resume", str(runs["ace"]), "--total-steps", "450", "--env", POINT)
     assert resumed.returncode == 0, resumed.stderr
     steps = [int(line.split(",")[0]) for line in (runs["ace"] / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == [150, 300, 450]
@@ -232,7 +232,7 @@ def test_python_api_from_a_thread_with_a_factory(tmp_path: Path, monkeypatch):
     named = ace_rl.train(config)
     assert config == given and config.run_dir is None
     assert named.run_dir.parent == Path("runs") and named.config.env == "test_library:reach_factory"
-    evaluated = ace_rl_command("eval", str(tmp_path / named.run_dir), "--episodes", "1")
+    evaluated = ace_rl_command("eval", str(tmp_path / named.run_dir), "--episodes", "1", "--trust-run-code")
     assert evaluated.returncode == 0, evaluated.stderr
 
 

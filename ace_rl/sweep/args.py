@@ -73,6 +73,10 @@ class SweepArgs:
     max_retries: int = 3
     """How often Ray restarts a run whose worker died (killed, node lost); each retry resumes from the latest
     checkpoint."""
+    trust_run_code: bool = False
+    """Continuing a sweep from its sweep.json alone (no grid on the command line): import the modules its --env or
+    --algo name (module:NAME), which runs their code. Without it such a sweep is continued only when the grid is given
+    again, or its modules are listed in ACE_RL_TRUSTED_MODULES."""
     retry_failed: bool = False
     """Run again the runs that failed for their own reasons (NaN stop, refused option) in an earlier invocation."""
 

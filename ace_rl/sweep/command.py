@@ -34,6 +34,7 @@ from ace_rl.sweep.spec import (
     stored_spec,
     write_json,
 )
+from ace_rl.trust import CodeTrust
 
 
 def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
@@ -147,7 +148,7 @@ def _specification(
         group_wandb_runs(spec, out)
     else:
         assert document is not None
-        spec = stored_spec(document)
+        spec = stored_spec(document, out / SPEC_FILE, CodeTrust.given(args.trust_run_code))
     planned = plan_runs(spec, out, parse_train, args.threads_per_run)
     if document is None:
         check_existing_runs(out, shown, planned)

@@ -22,6 +22,7 @@ from ace_rl.config import (
     EXECUTION_SETTINGS,
     ConfigError,
     TrainConfig,
+    code_trust,
     config_from_json_dict,
     to_json_dict,
     validate,
@@ -35,6 +36,7 @@ from ace_rl.sweep.args import (
     execution_argv,
     split_train_options,
 )
+from ace_rl.trust import CodeTrust, UntrustedCodeError
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
 
@@ -308,10 +310,27 @@ def load_spec(out: Path) -> dict[str, Any]:
     return document
 
 
-def stored_spec(document: dict[str, Any]) -> SweepSpec:
-    return SweepSpec(
+def stored_spec(document: dict[str, Any], source: Path, trust: CodeTrust) -> SweepSpec:
+    """The specification sweep.json holds, for a sweep continued without its grid on the command line. The file is
+    data: an --env or --algo of its grid (or options) that would import a module needs ``trust`` (ace_rl.trust)."""
+    spec = SweepSpec(
         grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"])
     )
+    for kind in ("env", "algo"):
+        for value in [*spec.grid.get(kind, []), *_option_values(spec.options, f"--{kind}")]:
+            trust.check(kind, value, str(source))
+    return spec
+
+
+def _option_values(options: Sequence[str], flag: str) -> list[str]:
+    """The values a list of train options gives ``flag`` (as `--flag V` or `--flag=V`)."""
+    values = []
+    for index, token in enumerate(options):
+        if token == flag and index + 1 < len(options):
+            values.append(options[index + 1])
+        elif token.startswith(flag + "="):
+            values.append(token.removeprefix(flag + "="))
+    return values
 
 
 def _describe_values(axis: str, values: Sequence[Any] | None) -> str:
@@ -380,9 +399,12 @@ def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedR
         if not layout.is_run():
             continue  # stopped before its config.json: it starts like a new run
         try:
-            stored = config_from_json_dict(json.loads(layout.config.read_text()), str(layout.config))
-        except (OSError, ValueError) as error:  # ConfigError is a ValueError and names the file
-            message = str(error) if isinstance(error, ConfigError) else f"{layout.config} is unreadable ({error})"
+            stored = config_from_json_dict(
+                json.loads(layout.config.read_text()), str(layout.config), code_trust(config)
+            )
+        except (OSError, ValueError) as error:  # ConfigError and UntrustedCodeError are ValueErrors naming the file
+            named = isinstance(error, (ConfigError, UntrustedCodeError))
+            message = str(error) if named else f"{layout.config} is unreadable ({error})"
             raise SweepError(f"--out {shown} has no {SPEC_FILE}, and {message}; {advice}") from None
         before, now = experiment_settings(stored), experiment_settings(config)
         changed = _changed_settings(before, now)
