@@ -25,6 +25,7 @@ from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import seed_env
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
+from ace_rl.user_code import describe_error
 
 if TYPE_CHECKING:
     from ace_rl.policy import Policy
@@ -141,7 +142,18 @@ def export_policy(policy: Policy, out: Path, format: str = "onnx", observations:
     else:
         data = _torchscript_bytes(module, policy.observation_size)
         run = _torchscript_runner(data)
-    sample = sample_observations(policy, observations)
+    try:
+        sample = sample_observations(policy, observations)
+    except Exception as error:  # noqa: BLE001 - the run's environment may fail in any way
+        raise ExportError(
+            f"the check of the export could not draw observations from {policy.env_id} "
+            f"({describe_error(error)}); nothing was written"
+        ) from error
+    if not np.all(np.isfinite(sample)):
+        raise ExportError(
+            f"the check of the export drew observations of {policy.env_id} that are not finite (NaN or infinite): "
+            "the environment's fault, not the export's; nothing was written"
+        )
     difference = float(np.max(np.abs(run(sample) - policy.predict(sample))))
     if not difference <= TOLERANCE:
         raise ExportError(

@@ -52,6 +52,7 @@ class Evaluation:
 
     def __init__(self, config: TrainConfig, eval_env: gym.Env, logger: RunLogger, write_policy: PolicyWriter) -> None:
         self.every = config.eval_every
+        self.env_id = config.env
         self.total_steps = config.total_steps
         self.episodes = config.eval_episodes
         self.eval_env = eval_env
@@ -66,7 +67,9 @@ class Evaluation:
         return env_step % self.every == 0 or env_step == self.total_steps
 
     def run(self, agent: Agent, env_step: int, wall_time: float) -> None:
-        episodes = run_episodes(lambda obs: agent.act(obs, deterministic=True), self.eval_env, self.episodes)
+        episodes = run_episodes(
+            lambda obs: agent.act(obs, deterministic=True), self.eval_env, self.episodes, self.env_id
+        )
         mean_return, std_return = float(episodes.returns.mean()), float(episodes.returns.std())
         success_rate = episodes.success_rate
         self.last_return = mean_return

@@ -47,7 +47,16 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
-from ace_rl.envs import EnvFactory, check_env_behaviour, make_env, observation_size, seed_env
+from ace_rl.envs import (
+    EnvError,
+    EnvFactory,
+    check_env_behaviour,
+    checked_reset,
+    checked_step,
+    make_env,
+    observation_size,
+    seed_env,
+)
 from ace_rl.logger import RunLogger
 from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train's API
     CausalFits,
@@ -345,7 +354,10 @@ class Trainer:
         )
         try:
             while self.env_step < config.total_steps:
-                self.step()
+                try:
+                    self.step()
+                except EnvError as error:  # the environment failed mid-run: say what of the run is kept
+                    raise EnvError(f"{error}; last checkpoint: {self.last_state_path or 'none yet'}") from error
                 progress.update(1)
                 if self.evaluation.last_return is not None and self.env_step % config.eval_every == 0:
                     progress.set_postfix(eval_return=f"{self.evaluation.last_return:.1f}", refresh=False)
@@ -359,7 +371,7 @@ class Trainer:
         """One environment step and everything that is due after it."""
         config = self.config
         if self.reset_pending:
-            self.obs, _ = self.env.reset()
+            self.obs = checked_reset(self.env, config.env, f"after env step {self.env_step}")
             self.reset_pending = False
         self.env_step += 1
         next_obs, terminated, truncated = self.collect()
@@ -393,13 +405,15 @@ class Trainer:
             action = self.env.action_space.sample()
         else:
             action = self.agent.act(self.obs)
-        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        next_obs, reward, terminated, truncated, _ = checked_step(
+            self.env, action, self.config.env, f"at env step {self.env_step}"
+        )
         # Only a terminal state stops bootstrapping; a time limit (truncation) does not.
-        self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
-        self.episode_return += float(reward)
+        self.replay.add(self.obs, action, reward, next_obs, terminated, truncated)
+        self.episode_return += reward
         self.episode_length += 1
         self.episode_running = True
-        return next_obs, bool(terminated), bool(truncated)
+        return next_obs, terminated, truncated
 
     def update_agent(self) -> None:
         """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""

@@ -1,0 +1,215 @@
+"""Faults in the user's own code and setup, each one line through the command (naming the environment, the agent, the
+observation or the installed package, and the user's file and line), writing nothing or leaving the run resumable:
+an environment that raises, returns NaN or changes its observation's shape in training, evaluation or export's
+check; Box bounds that are not low < high; a replay buffer larger than the machine's memory; agents that lack what
+the loop calls; a broken onnxruntime; a full disk under a new nested --out. ``ACE_RL_TRACEBACK=1`` shows the whole
+traceback instead.
+
+Each fault is real: the environments of tests/misbehaving_envs.py, the agents of tests/misbehaving_agents.py, a real
+package that raises on import, a real tmpfs out of inodes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import misbehaving_envs
+from ace_rl.cli import main
+from ace_rl.rundir import RunDir
+from test_run_safety import assert_one_line_error
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+ENV_FILE = str(Path(misbehaving_envs.__file__).resolve())
+FAULTY = "misbehaving_envs:Faulty-v0"
+TINY = [
+    "--algo",
+    "sac",
+    "--seed",
+    "0",
+    "--preset",
+    "small",
+    "--start-steps",
+    "100",
+    "--batch-size",
+    "32",
+    "--hidden-size",
+    "32",
+    "--buffer-size",
+    "5000",
+    "--eval-episodes",
+    "1",
+    "--threads",
+    "1",
+    "--no-progress",
+]
+
+
+def command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``ace-rl ARGV`` through the command's own entry in this process: its exit status and stderr."""
+    capsys.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    return code, capsys.readouterr().err
+
+
+def faulty(fault: str, **kwargs: object) -> list[str]:
+    arguments = ", ".join(f'"{name}": {value}' for name, value in kwargs.items())
+    return ["--env", FAULTY, "--env-kwargs", f'{{"fault": "{fault}"{", " if arguments else ""}{arguments}}}']
+
+
+# --------------------------------------------------------------------------------------------------
+# The environment fails in training: one line naming it (and the user's file and line), the run resumable
+# --------------------------------------------------------------------------------------------------
+def test_an_env_that_raises_mid_training_is_one_line_at_its_own_line_and_the_run_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    settings = [*TINY, *faulty("step-raises", after=250), "--total-steps", "400", "--checkpoint-every", "100"]
+    code, stderr = command(["train", *settings, "--eval-every", "400", "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    checkpoint = RunDir(run_dir).states()[-1]
+    assert_one_line_error(
+        stderr,
+        f"environment '{FAULTY}': step failed at env step 251 (ValueError: boom, at {ENV_FILE}:",
+        f"last checkpoint: {checkpoint}",
+    )
+    assert "the rest of a long message" not in stderr
+    assert checkpoint.name == "state-0000000200.pt"
+
+    # A fresh environment behaves for 250 steps again: the run continues from env step 200 and finishes.
+    code, stderr = command(["train", "--resume", str(run_dir), "--no-progress"], capsys)
+    assert code == 0, stderr
+    assert RunDir(run_dir).policy("final").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fault", "fragment"),
+    [
+        ("nan-observation", "the observation after a step at env step 121 is not finite (nan at index 1 of 3)"),
+        ("nan-reward", "step returned the reward nan at env step 121; a finite number is needed"),
+        ("shape-change", "the observation after a step at env step 121 has 4 values, its observation space 3"),
+    ],
+)
+def test_nan_or_a_changed_shape_in_training_is_blamed_on_the_env_not_the_losses(
+    fault: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    settings = [*TINY, *faulty(fault, after=120), "--total-steps", "300", "--eval-every", "300"]
+    code, stderr = command(["train", *settings, "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert_one_line_error(stderr, f"environment '{FAULTY}': {fragment}", "last checkpoint: none yet")
+    assert "loss" not in stderr
+    assert RunDir(run_dir).states() == []
+
+
+def test_a_nan_reward_in_evaluation_is_an_error_naming_the_env_not_a_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    # NaN only in the evaluation environment (seeded with the run's seed + 10,000).
+    settings = [*TINY, *faulty("nan-reward", seeds_from=10_000), "--total-steps", "300", "--eval-every", "300"]
+    code, stderr = command(["train", *settings, "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert_one_line_error(
+        stderr, f"environment '{FAULTY}': step returned the reward nan in evaluation episode 1, step 1;"
+    )
+    assert not RunDir(run_dir).policy("best").exists()
+    assert RunDir(run_dir).metrics.read_text().count("\n") == 1  # the header only: no NaN row
+
+
+# --------------------------------------------------------------------------------------------------
+# The environment cannot be trained on at all: one line, nothing written
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ("EqualActionBounds-v0", "has action bounds low 0.5 and high 0.5 in dimension 1; every action dimension needs"),
+        ("InvertedActionBounds-v0", "has action bounds low 2 and high 1 in dimension 1; every action dimension needs"),
+        (
+            "ResetRaises-v0",
+            f"reset(seed=0) failed (RuntimeError: the simulator did not start, at {ENV_FILE}:",
+        ),
+    ],
+)
+def test_envs_that_cannot_be_trained_on_are_one_line_and_write_nothing(
+    env: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    code, stderr = command(["train", *TINY, "--env", f"misbehaving_envs:{env}", "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert_one_line_error(stderr, f"environment 'misbehaving_envs:{env}'", fragment)
+    assert "second line" not in stderr
+    assert not run_dir.exists()
+
+
+def test_a_module_that_fails_to_import_with_a_long_message_is_one_line_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    module = tmp_path / "broken_env_module.py"
+    module.write_text('import os\n\nraise RuntimeError("no simulator\\ninstalled here")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_dir = tmp_path / "run"
+    code, stderr = command(["train", *TINY, "--env", "broken_env_module:Env-v0", "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert_one_line_error(
+        stderr,
+        f"importing module 'broken_env_module' failed (RuntimeError: no simulator, at {module.resolve()}:3)",
+    )
+    assert not run_dir.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Agents that lack what the loop calls: one line naming the agent
+# --------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
+# Evaluation and export of a run whose environment fails afterwards
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on Faulty-v0 that behaved in training; the tests make it fail afterwards (FAULTY_FAULT)."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    main(["train", *TINY, *faulty("none"), "--total-steps", "300", "--eval-every", "300", "--run-dir", str(run_dir)])
+    return run_dir
+
+
+def test_an_env_that_returns_nan_in_eval_is_one_line_naming_it(
+    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FAULTY_FAULT", "nan-observation")
+    monkeypatch.setenv("FAULTY_AFTER", "60")
+    code, stderr = command(["eval", str(trained), "--episodes", "3"], capsys)
+    assert code == 2
+    assert_one_line_error(
+        stderr, f"environment '{FAULTY}': the observation after a step in evaluation episode 2, step 11 is not finite"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "fragment"),
+    [
+        ("step-raises", f"could not draw observations from {FAULTY} (ValueError: boom, at {ENV_FILE}:"),
+        ("nan-observation", f"drew observations of {FAULTY} that are not finite"),
+    ],
+)
+def test_an_env_that_fails_in_exports_check_is_named_not_the_export(
+    fault: str,
+    fragment: str,
+    trained: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("FAULTY_FAULT", fault)
+    monkeypatch.setenv("FAULTY_AFTER", "100")
+    out = tmp_path / "policy.pt"
+    code, stderr = command(["export", str(trained), "--out", str(out), "--format", "torchscript"], capsys)
+    assert code == 2
+    assert_one_line_error(stderr, fragment, "nothing was written")
+    assert "differs" not in stderr
+    assert list(tmp_path.iterdir()) == []
