@@ -164,6 +164,21 @@ def test_a_module_that_fails_to_import_with_a_long_message_is_one_line_naming_it
     assert not run_dir.exists()
 
 
+def test_a_replay_buffer_larger_than_memory_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    settings = [arg for arg in TINY if arg not in ("--buffer-size", "5000")]  # the small preset's 1,000,000
+    code, stderr = command(
+        ["train", *settings, "--env", "misbehaving_envs:HugeObservations-v0", "--run-dir", str(run_dir)], capsys
+    )
+    assert code == 2
+    assert_one_line_error(
+        stderr, "--buffer-size 1000000 with 100000 observation values needs 800.0 GB of replay memory", "smaller"
+    )
+    assert not run_dir.exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # Agents that lack what the loop calls: one line naming the agent
 # --------------------------------------------------------------------------------------------------
