@@ -196,6 +196,7 @@ USER_ERRORS = (
     ("ace_rl.video", "VideoError"),
     ("ace_rl.wandb_logger", "WandbError"),
     ("ace_rl.export", "ExportError"),
+    ("ace_rl.agents", "AgentError"),
 )
 RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
 

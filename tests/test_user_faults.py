@@ -182,6 +182,32 @@ def test_a_replay_buffer_larger_than_memory_is_refused_before_anything_is_writte
 # --------------------------------------------------------------------------------------------------
 # Agents that lack what the loop calls: one line naming the agent
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("agent", "fragment"),
+    [
+        (
+            "without-trained-parameters",
+            "the agent misbehaving_agents.WithoutTrainedParameters lacks trained_parameters; an agent needs",
+        ),
+        ("no-state-dict", "the agent misbehaving_agents.NoStateDict: state_dict() returned NoneType; it must return"),
+        (
+            "causal-without-weights",
+            "the agent ddpg_agent.DDPG is registered with causal=True but has no set_causal_weights",
+        ),
+        ("float-losses", "the agent's update returned {'loss/critic': float, 'loss/actor': float}; it must return"),
+    ],
+)
+def test_an_agent_that_breaks_the_protocol_is_one_line_naming_it(
+    agent: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    run_dir = tmp_path / "run"
+    settings = [*TINY, "--algo", f"misbehaving_agents:{agent}", "--env", FAULTY, "--env-kwargs", '{"fault": "none"}']
+    code, stderr = command(["train", *settings, "--total-steps", "300", "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert_one_line_error(stderr, f"--algo misbehaving_agents:{agent}: {fragment}")
+    assert RunDir(run_dir).states() == []  # nothing to resume from but the start: --resume starts it again
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluation and export of a run whose environment fails afterwards
 # --------------------------------------------------------------------------------------------------
