@@ -10,6 +10,8 @@ bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import warnings
 from collections.abc import Callable
@@ -128,6 +130,17 @@ def check_format(format: str) -> None:
     missing = missing_modules("onnx", "onnxruntime")
     if format == "onnx" and missing:
         raise ExportError(f"ONNX export needs {' and '.join(missing)}, not installed; install with: {EXTRA_HINT}")
+    if format == "onnx":
+        for module in ("onnx", "onnxruntime"):
+            try:
+                importlib.import_module(module)
+            except Exception as error:  # noqa: BLE001 - a broken install raises anything: ImportError, OSError, ...
+                spec = importlib.util.find_spec(module)
+                where = f" at {spec.origin}" if spec is not None and spec.origin else ""
+                raise ExportError(
+                    f"ONNX export needs {module}, but the {module}{where} fails to import ({describe_error(error)}); "
+                    f"repair or remove it, then: {EXTRA_HINT}"
+                ) from error
 
 
 def export_policy(policy: Policy, out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:

@@ -11,6 +11,9 @@ package that raises on import, a real tmpfs out of inodes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -254,3 +257,32 @@ def test_an_env_that_fails_in_exports_check_is_named_not_the_export(
     assert_one_line_error(stderr, fragment, "nothing was written")
     assert "differs" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def subprocess_environment(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def test_a_broken_onnxruntime_is_one_line_naming_the_package(trained: Path, tmp_path: Path):
+    pytest.importorskip("onnx")
+    broken = tmp_path / "site" / "onnxruntime"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("libonnxruntime.so.1: cannot open shared object file")\n')
+    environment = subprocess_environment()
+    environment["PYTHONPATH"] = os.pathsep.join([str(broken.parent), environment["PYTHONPATH"]])
+    out = tmp_path / "out" / "policy.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "ace_rl.cli", "export", str(trained), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert_one_line_error(
+        result.stderr,
+        f"the onnxruntime at {broken / '__init__.py'} fails to import (ImportError: libonnxruntime.so.1: cannot open",
+        'pip install "ace-rl[export]"',
+    )
+    assert not out.parent.exists()
