@@ -21,7 +21,7 @@ import pytest
 import misbehaving_envs
 from ace_rl.cli import main
 from ace_rl.rundir import RunDir
-from test_run_safety import assert_one_line_error
+from test_run_safety import assert_one_line_error, tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -257,6 +257,18 @@ def test_an_env_that_fails_in_exports_check_is_named_not_the_export(
     assert_one_line_error(stderr, fragment, "nothing was written")
     assert "differs" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_under_a_new_nested_out_leaves_no_directories(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Inodes for the file system's root and a/b/c, none for the file.
+    with tmpfs(tmp_path / "disk", "4m,nr_inodes=4") as disk:
+        out = disk / "a" / "b" / "c" / "policy.pt"
+        code, stderr = command(["export", str(trained), "--out", str(out), "--format", "torchscript"], capsys)
+        assert code == 1
+        assert_one_line_error(stderr, f"cannot write {out}: No space left on device")
+        assert list(disk.iterdir()) == []
 
 
 def subprocess_environment(**extra: str) -> dict[str, str]:
