@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,14 @@ def faulty(fault: str, **kwargs: object) -> list[str]:
 # The environment fails in training: one line naming it (and the user's file and line), the run resumable
 # --------------------------------------------------------------------------------------------------
 def test_an_env_that_raises_mid_training_is_one_line_at_its_own_line_and_the_run_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     run_dir = tmp_path / "run"
+
+    def hook(args: threading.ExceptHookArgs) -> None:  # the process's own, as a notebook or a service sets one
+        sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
+
+    monkeypatch.setattr(threading, "excepthook", hook)
     settings = [*TINY, *faulty("step-raises", after=250), "--total-steps", "400", "--checkpoint-every", "100"]
     code, stderr = command(["train", *settings, "--eval-every", "400", "--run-dir", str(run_dir)], capsys)
     assert code == 2
@@ -83,12 +89,14 @@ def test_an_env_that_raises_mid_training_is_one_line_at_its_own_line_and_the_run
         f"last checkpoint: {checkpoint}",
     )
     assert "the rest of a long message" not in stderr
+    assert threading.excepthook is hook  # train gives the process its own thread hook back, failed or not
     assert checkpoint.name == "state-0000000200.pt"
 
     # A fresh environment behaves for 250 steps again: the run continues from env step 200 and finishes.
     code, stderr = command(["train", "--resume", str(run_dir), "--no-progress"], capsys)
     assert code == 0, stderr
     assert RunDir(run_dir).policy("final").is_file()
+    assert threading.excepthook is hook
 
 
 @pytest.mark.parametrize(
