@@ -306,3 +306,20 @@ def test_a_broken_onnxruntime_is_one_line_naming_the_package(trained: Path, tmp_
         'pip install "ace-rl[export]"',
     )
     assert not out.parent.exists()
+
+
+def test_ace_rl_traceback_shows_the_whole_chain_down_to_the_users_line(trained: Path, tmp_path: Path):
+    argv = [sys.executable, "-m", "ace_rl.cli", "export", str(trained), "--out", str(tmp_path / "p.pt")]
+    argv += ["--format", "torchscript"]
+    fault = {"FAULTY_FAULT": "step-raises", "FAULTY_AFTER": "10"}
+    short = subprocess.run(argv, capture_output=True, text=True, env=subprocess_environment(**fault), timeout=300)
+    assert short.returncode == 2
+    assert_one_line_error(short.stderr, "(ValueError: boom, at")
+
+    environment = subprocess_environment(**fault, ACE_RL_TRACEBACK="1")
+    whole = subprocess.run(argv, capture_output=True, text=True, env=environment, timeout=300)
+    assert whole.returncode == 1
+    assert "Traceback (most recent call last)" in whole.stderr
+    assert f'File "{ENV_FILE}"' in whole.stderr
+    assert "ValueError: boom\nthe rest of a long message" in whole.stderr
+    assert whole.stderr.rstrip().splitlines()[-1].startswith("ace_rl.export.ExportError: the check of the export")
