@@ -117,6 +117,14 @@ class UnknownAgentError(ValueError):
     """An --algo that names no registered agent, or a module that cannot be imported."""
 
 
+class AgentError(TypeError):
+    """An agent that does not do what the loop asks of it (`Agent`): a method missing, a causal agent without
+    set_causal_weights, a state_dict that is not a dict, an update that does not return tensors."""
+
+
+AGENT_METHODS = ("act", "update", "trained_parameters", "state_dict", "load_state_dict")
+
+
 def register_agent(
     name: str,
     make: AgentMaker,
@@ -197,7 +205,39 @@ def make_agent(
     action_high: np.ndarray,
     device: torch.device,
 ) -> Agent:
-    return agent_spec(config.algo).make(config, obs_dim, action_dim, action_low, action_high, device)
+    """A new agent of ``config.algo``, checked to have what the loop will call (one AgentError line if not)."""
+    spec = agent_spec(config.algo)
+    agent = spec.make(config, obs_dim, action_dim, action_low, action_high, device)
+    check_agent(agent, config.algo, causal=spec.causal and config.causal_method != "none")
+    return agent
+
+
+def check_agent(agent: object, algo: str, causal: bool) -> None:
+    """Refuse, when it is made, an agent without `Agent`'s members, without set_causal_weights when the loop will
+    fit causal weights for it (``causal``), or whose state_dict is not a dict: named as the agent's fault, in one
+    line, rather than as a traceback from inside the loop."""
+    from torch import nn
+
+    name = f"--algo {algo}: the agent {type(agent).__module__}.{type(agent).__qualname__}"
+    missing = []
+    if not isinstance(getattr(agent, "actor", None), nn.Module):
+        missing.append("actor (an nn.Module)")
+    if not isinstance(getattr(agent, "updates", None), int):
+        missing.append("updates (an int)")
+    missing += [method for method in AGENT_METHODS if not callable(getattr(agent, method, None))]
+    if missing:
+        raise AgentError(
+            f"{name} lacks {', '.join(missing)}; an agent needs actor, updates, {', '.join(AGENT_METHODS)} "
+            "(ace_rl.agents.Agent)"
+        )
+    if causal and not isinstance(agent, CausallyWeighted):
+        raise AgentError(
+            f"{name} is registered with causal=True but has no set_causal_weights(causal_weights); add it, "
+            "register the agent without causal=True, or train with --causal-method none"
+        )
+    state = agent.state_dict()  # type: ignore[attr-defined]  # checked to be callable above
+    if not isinstance(state, dict):
+        raise AgentError(f"{name}: state_dict() returned {type(state).__name__}; it must return a dict")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Each command imports what it needs when it runs, so that `ace-rl --help`, `ace-r
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -212,6 +213,7 @@ USER_ERRORS = (
     ("ace_rl.wandb_logger", "WandbError"),
     ("ace_rl.export", "ExportError"),
     ("ace_rl.trust", "UntrustedCodeError"),
+    ("ace_rl.agents", "AgentError"),
 )
 RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
 
@@ -246,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, export, sweep, report")
     except Exception as error:
+        if os.environ.get("ACE_RL_TRACEBACK", "") not in ("", "0"):
+            raise  # the whole traceback, with the user's own code's in its chain
         for errors, status in ((USER_ERRORS, 2), (RUN_ERRORS, 1)):
             if isinstance(error, _imported(errors)):
                 print(f"ace-rl: error: {error}", file=sys.stderr)

@@ -43,6 +43,7 @@ from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dmc, meta_world, panda, robotics
 from ace_rl.trust import DMC_PREFIX, METAWORLD_PREFIX, is_standard_library
+from ace_rl.user_code import describe_error
 
 REWARDS = ("dense", "sparse")
 ACCEPTED_FORMS = (
@@ -155,8 +156,8 @@ def _importable_attribute(env_id: str) -> tuple[Any, str]:
         ) from None
     except Exception as error:  # noqa: BLE001 - a user's module may fail in any way; name it in one line
         raise EnvError(
-            f"environment {env_id!r}: importing module {module_name!r} failed ({type(error).__name__}: {error})"
-        ) from None
+            f"environment {env_id!r}: importing module {module_name!r} failed ({describe_error(error)})"
+        ) from error
     return module, name
 
 
@@ -199,8 +200,7 @@ def _call_factory(factory: EnvFactory, env_id: str, render_mode: str | None, env
         env = factory(**arguments)
     except Exception as error:  # noqa: BLE001 - a user's factory may fail in any way; name it in one line
         given = f" with {json.dumps(arguments)}" if arguments else ""
-        cause = (str(error).splitlines() or [""])[0]
-        raise EnvError(f"environment factory {env_id!r} failed{given} ({type(error).__name__}: {cause})") from None
+        raise EnvError(f"environment factory {env_id!r} failed{given} ({describe_error(error)})") from error
     if not isinstance(env, gym.Env):
         raise EnvError(f"environment factory {env_id!r} returned {type(env).__name__}, not a gymnasium.Env")
     return env
@@ -333,13 +333,12 @@ def _make_gymnasium(env_id: str, name: str, render_mode: str | None, env_kwargs:
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
     except Exception as error:  # noqa: BLE001 - a user's constructor may fail or refuse its arguments in any way
-        cause = (str(error).splitlines() or [""])[0]
         if env_kwargs:
             raise EnvError(
                 f"environment {env_id!r} rejects the constructor arguments {json.dumps(env_kwargs)} "
-                f"({type(error).__name__}: {cause})"
-            ) from None
-        raise EnvError(f"environment {env_id!r} could not be built ({type(error).__name__}: {cause})") from None
+                f"({describe_error(error)})"
+            ) from error
+        raise EnvError(f"environment {env_id!r} could not be built ({describe_error(error)})") from error
 
 
 def _check_spaces(env: gym.Env, env_id: str) -> None:
@@ -349,8 +348,19 @@ def _check_spaces(env: gym.Env, env_id: str) -> None:
         problem = f"has {type(env.action_space).__name__} actions; ACE needs continuous (Box) actions"
     elif not (np.all(np.isfinite(env.action_space.low)) and np.all(np.isfinite(env.action_space.high))):
         problem = "has unbounded actions; ACE needs finite action bounds (a Box with finite low and high)"
+    elif not np.all(env.action_space.low < env.action_space.high):
+        low, high = env.action_space.low, env.action_space.high
+        index = int(np.flatnonzero(~(low < high))[0])
+        problem = (
+            f"has action bounds low {low[index]:g} and high {high[index]:g} in dimension {index}; every action "
+            "dimension needs low < high"
+        )
     elif not isinstance(env.observation_space, (gym.spaces.Box, gym.spaces.Dict)):
         problem = f"has {type(env.observation_space).__name__} observations; accepted: Box, or Dict (flattened)"
+    elif isinstance(env.observation_space, gym.spaces.Box) and np.any(
+        env.observation_space.low > env.observation_space.high
+    ):
+        problem = "has observation bounds with low > high; a Box needs low <= high in every dimension"
     if problem is not None:
         env.close()
         raise EnvError(f"environment {env_id!r} {problem}")
@@ -364,7 +374,7 @@ def check_env_behaviour(env: gym.Env, env_id: str) -> None:
         try:
             result = function()
         except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
-            raise EnvError(f"environment {env_id!r}: {what} failed ({type(error).__name__}: {error})") from None
+            raise EnvError(f"environment {env_id!r}: {what} failed ({describe_error(error)})") from error
         if not isinstance(result, tuple) or len(result) != values:
             got = f"{len(result)} values" if isinstance(result, tuple) else type(result).__name__
             raise EnvError(f"environment {env_id!r}: {what} returned {got}; Gymnasium's API returns {form}")
@@ -378,7 +388,7 @@ def check_env_behaviour(env: gym.Env, env_id: str) -> None:
                 f"space {observation_size(env)}"
             )
         if not np.all(np.isfinite(flat)):
-            raise EnvError(f"environment {env_id!r}: the observation after {after} is not finite: {flat}")
+            raise EnvError(f"environment {env_id!r}: the observation after {after} is not finite ({_non_finite(flat)})")
 
     observation, _ = call("reset(seed=0)", lambda: env.reset(seed=0), 2, "(observation, info)")
     check_observation(observation, "reset")
@@ -389,6 +399,53 @@ def check_env_behaviour(env: gym.Env, env_id: str) -> None:
     check_observation(observation, "a step")
     if not (np.ndim(reward) == 0 and math.isfinite(float(reward))):
         raise EnvError(f"environment {env_id!r}: step returned the reward {reward!r}; a finite number is needed")
+
+
+def _non_finite(values: np.ndarray) -> str:
+    """Where ``values`` (flat) are NaN or infinite, in a few words: ``nan at index 1 of 3``."""
+    values = values.ravel()
+    indices = np.flatnonzero(~np.isfinite(values))
+    shown = ", ".join(str(index) for index in indices[:3]) + (", ..." if indices.size > 3 else "")
+    return f"{values[indices[0]]} at index {shown} of {values.size}"
+
+
+def checked_reset(env: gym.Env, env_id: str, when: str) -> np.ndarray:
+    """``env.reset()`` in training or evaluation; a fault of the environment is one EnvError line (`checked_step`)."""
+    try:
+        observation, _ = env.reset()
+    except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+        raise EnvError(f"environment {env_id!r}: reset failed {when} ({describe_error(error)})") from error
+    return _checked_observation(env, observation, env_id, f"reset {when}")
+
+
+def checked_step(env: gym.Env, action: Any, env_id: str, when: str) -> tuple[np.ndarray, float, bool, bool, dict]:
+    """``env.step(action)`` in training or evaluation, where what it returns is stored or summed. An exception of
+    the environment (named with the file and line in its code), an observation that is not finite or not of its
+    space's size, or a reward that is not a finite number, is one EnvError line naming the environment and
+    ``when`` (``at env step 250``): NaN is blamed on the environment, not on the losses it would poison."""
+    try:
+        observation, reward, terminated, truncated, info = env.step(action)
+    except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+        raise EnvError(f"environment {env_id!r}: step failed {when} ({describe_error(error)})") from error
+    observation = _checked_observation(env, observation, env_id, f"a step {when}")
+    if not (np.ndim(cast(Any, reward)) == 0 and math.isfinite(float(reward))):
+        raise EnvError(f"environment {env_id!r}: step returned the reward {reward!r} {when}; a finite number is needed")
+    return observation, float(reward), bool(terminated), bool(truncated), info
+
+
+def _checked_observation(env: gym.Env, observation: Any, env_id: str, after: str) -> np.ndarray:
+    try:
+        flat = np.asarray(observation, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as error:
+        raise EnvError(f"environment {env_id!r}: the observation after {after} is not numbers ({error})") from None
+    if flat.size != observation_size(env):
+        raise EnvError(
+            f"environment {env_id!r}: the observation after {after} has {flat.size} values, its observation space "
+            f"{observation_size(env)}; the observation's shape must not change"
+        )
+    if not np.all(np.isfinite(flat)):
+        raise EnvError(f"environment {env_id!r}: the observation after {after} is not finite ({_non_finite(flat)})")
+    return observation
 
 
 GOAL_KEYS = ("observation", "desired_goal")  # a goal task's flat observation, in this order (GoalObservation)

@@ -13,7 +13,7 @@ import torch
 
 from ace_rl.agents import PolicyNetwork
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, load_policy
-from ace_rl.envs import episode_steps, has_success, make_env, seed_env
+from ace_rl.envs import checked_reset, checked_step, episode_steps, has_success, make_env, seed_env
 from ace_rl.rundir import RunDir
 from ace_rl.trust import CodeTrust
 
@@ -39,17 +39,21 @@ def episode_step_limit(env: gym.Env) -> int:
     return episode_steps(env) or EVAL_MAX_EPISODE_STEPS
 
 
-def run_episodes(policy: Policy, env: gym.Env, episodes: int) -> Episodes:
+def run_episodes(policy: Policy, env: gym.Env, episodes: int, env_id: str | None = None) -> Episodes:
     """Returns (and successes) of ``episodes`` episodes, each ended by the task or by `episode_step_limit`;
-    the environment continues its own random stream."""
+    the environment continues its own random stream. A fault of the environment (an exception, a NaN reward or
+    observation) is one EnvError line naming it as ``env_id`` (by default its registered id), never a NaN return."""
+    name = env_id or (env.spec.id if env.spec is not None else type(env.unwrapped).__name__)
     returns = np.zeros(episodes)
     successes = np.zeros(episodes, dtype=bool)
     step_limit = episode_step_limit(env)
     for episode in range(episodes):
-        obs, _ = env.reset()
-        for _ in range(step_limit):
-            obs, reward, terminated, truncated, info = env.step(policy(obs))
-            returns[episode] += float(reward)
+        obs = checked_reset(env, name, f"in evaluation episode {episode + 1}")
+        for step in range(step_limit):
+            obs, reward, terminated, truncated, info = checked_step(
+                env, policy(obs), name, f"in evaluation episode {episode + 1}, step {step + 1}"
+            )
+            returns[episode] += reward
             successes[episode] |= bool(info.get("success", False))
             if terminated or truncated:
                 break
@@ -108,7 +112,7 @@ def evaluate_run(
             return network.deterministic(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
 
     try:
-        result = run_episodes(policy, env, episodes)
+        result = run_episodes(policy, env, episodes, payload["env"])
     finally:
         env.close()
     return EvalResult(env=payload["env"], checkpoint=path, episodes=result)

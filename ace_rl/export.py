@@ -10,6 +10,8 @@ bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import warnings
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import seed_env
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
+from ace_rl.user_code import describe_error
 
 if TYPE_CHECKING:
     from ace_rl.policy import Policy
@@ -158,6 +161,17 @@ def check_format(format: str) -> None:
     missing = missing_modules("onnx", "onnxruntime")
     if format == "onnx" and missing:
         raise ExportError(f"ONNX export needs {' and '.join(missing)}, not installed; install with: {EXTRA_HINT}")
+    if format == "onnx":
+        for module in ("onnx", "onnxruntime"):
+            try:
+                importlib.import_module(module)
+            except Exception as error:  # noqa: BLE001 - a broken install raises anything: ImportError, OSError, ...
+                spec = importlib.util.find_spec(module)
+                where = f" at {spec.origin}" if spec is not None and spec.origin else ""
+                raise ExportError(
+                    f"ONNX export needs {module}, but the {module}{where} fails to import ({describe_error(error)}); "
+                    f"repair or remove it, then: {EXTRA_HINT}"
+                ) from error
 
 
 def export_policy(policy: Policy, out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
@@ -172,7 +186,18 @@ def export_policy(policy: Policy, out: Path, format: str = "onnx", observations:
     else:
         data = _torchscript_bytes(module, policy.observation_size)
         run = _torchscript_runner(data)
-    sample, source = sample_observations(policy, observations)
+    try:
+        sample, source = sample_observations(policy, observations)
+    except Exception as error:  # noqa: BLE001 - the run's environment may fail in any way
+        raise ExportError(
+            f"the check of the export could not draw observations from {policy.env_id} "
+            f"({describe_error(error)}); nothing was written"
+        ) from error
+    if not np.all(np.isfinite(sample)):
+        raise ExportError(
+            f"the check of the export drew observations of {policy.env_id} that are not finite (NaN or infinite): "
+            "the environment's fault, not the export's; nothing was written"
+        )
     difference = float(np.max(np.abs(run(sample) - policy.predict(sample))))
     if not difference <= TOLERANCE:
         raise ExportError(

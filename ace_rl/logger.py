@@ -35,14 +35,27 @@ def _quiet_tensorboard_write_errors(args: threading.ExceptHookArgs) -> None:
 
 
 _previous_excepthook = threading.excepthook
+_open_loggers = 0  # RunLoggers open in this process: the hook is in place while any is
+_hook_lock = threading.Lock()
 
 
 def _install_quiet_excepthook() -> None:
-    """Chain the hook in front of the process's own, once, when the first RunLogger opens (not on import)."""
-    global _previous_excepthook
-    if threading.excepthook is not _quiet_tensorboard_write_errors:
-        _previous_excepthook = threading.excepthook
-        threading.excepthook = _quiet_tensorboard_write_errors
+    """Chain the hook in front of the process's own when the first RunLogger opens (not on import)."""
+    global _previous_excepthook, _open_loggers
+    with _hook_lock:
+        if _open_loggers == 0 and threading.excepthook is not _quiet_tensorboard_write_errors:
+            _previous_excepthook = threading.excepthook
+            threading.excepthook = _quiet_tensorboard_write_errors
+        _open_loggers += 1
+
+
+def _release_quiet_excepthook() -> None:
+    """Give the process its own hook back once the last RunLogger closed (unless someone replaced ours since)."""
+    global _open_loggers
+    with _hook_lock:
+        _open_loggers -= 1
+        if _open_loggers == 0 and threading.excepthook is _quiet_tensorboard_write_errors:
+            threading.excepthook = _previous_excepthook
 
 
 def causal_columns(action_dim: int) -> list[str]:
@@ -146,6 +159,7 @@ class RunLogger:
         layout = RunDir(run_dir)
         _install_quiet_excepthook()
         with ExitStack() as opened:
+            opened.callback(_release_quiet_excepthook)
             self.metrics = opened.enter_context(CsvTable(layout.metrics, METRICS_COLUMNS, resume_after_step))
             self.episodes = opened.enter_context(CsvTable(layout.episodes, EPISODES_COLUMNS, resume_after_step))
             self.causal = opened.enter_context(
@@ -156,6 +170,7 @@ class RunLogger:
             purge_step = None if resume_after_step is None else resume_after_step + 1
             self.tensorboard = _open_tensorboard(layout.tensorboard, purge_step)
             opened.pop_all()
+        self._holds_excepthook = True
 
     def scalars(self, values: dict[str, float], env_step: int) -> None:
         try:
@@ -175,5 +190,9 @@ class RunLogger:
             self.tensorboard.close()
         except OSError:
             pass
+        finally:
+            if self._holds_excepthook:
+                self._holds_excepthook = False
+                _release_quiet_excepthook()
         if self.wandb is not None:
             self.wandb.finish(failed=failed)

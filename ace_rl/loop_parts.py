@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from ace_rl.agents import Agent, CausallyWeighted
+from ace_rl.agents import Agent, AgentError, CausallyWeighted
 from ace_rl.causal import CausalTimeLimitError, causal_weights
 from ace_rl.config import ConfigError, TrainConfig
 from ace_rl.evaluation import run_episodes
@@ -52,6 +52,7 @@ class Evaluation:
 
     def __init__(self, config: TrainConfig, eval_env: gym.Env, logger: RunLogger, write_policy: PolicyWriter) -> None:
         self.every = config.eval_every
+        self.env_id = config.env
         self.total_steps = config.total_steps
         self.episodes = config.eval_episodes
         self.eval_env = eval_env
@@ -66,7 +67,9 @@ class Evaluation:
         return env_step % self.every == 0 or env_step == self.total_steps
 
     def run(self, agent: Agent, env_step: int, wall_time: float) -> None:
-        episodes = run_episodes(lambda obs: agent.act(obs, deterministic=True), self.eval_env, self.episodes)
+        episodes = run_episodes(
+            lambda obs: agent.act(obs, deterministic=True), self.eval_env, self.episodes, self.env_id
+        )
         mean_return, std_return = float(episodes.returns.mean()), float(episodes.returns.std())
         success_rate = episodes.success_rate
         self.last_return = mean_return
@@ -206,6 +209,7 @@ class LossLog:
     ) -> None:
         """``first_step``: the env step this process starts at (a resumed run's), for the steps-per-second rate."""
         self.every = config.log_every
+        self.algo = config.algo
         self.logger = logger
         self.check_every_update = device.type == "cpu"
         self.last_good = last_good
@@ -214,6 +218,16 @@ class LossLog:
         self.started = time.perf_counter()
 
     def add(self, metrics: dict[str, torch.Tensor], env_step: int, updates: int) -> None:
+        if not isinstance(metrics, dict) or not all(isinstance(value, torch.Tensor) for value in metrics.values()):
+            got = (
+                "{" + ", ".join(f"{name!r}: {type(value).__name__}" for name, value in metrics.items()) + "}"
+                if isinstance(metrics, dict)
+                else type(metrics).__name__
+            )
+            raise AgentError(
+                f"--algo {self.algo}: the agent's update returned {got}; it must return its losses as a dict of "
+                "tensors (name: torch.Tensor), which are read only when logged"
+            )
         self.pending.update(metrics)
         if self.check_every_update:
             self.check_finite(metrics, env_step, updates)

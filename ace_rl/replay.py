@@ -34,6 +34,13 @@ def bytes_per_transition(obs_dim: int, action_dim: int, episode_length: float) -
     return per_step + obs_dim * float_bytes / episode_length
 
 
+def allocated_bytes(capacity: int, obs_dim: int, action_dim: int) -> int:
+    """What a `ReplayBuffer` of ``capacity`` allocates: every row of its storage, the final observations' ring
+    included (mapped into memory only as it is written)."""
+    float_bytes = 4
+    return capacity * ((2 * obs_dim + action_dim + 1) * float_bytes + 1 + 1 + 4)
+
+
 class ReplayBuffer:
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, seed: int) -> None:
         self.capacity = capacity

@@ -258,6 +258,7 @@ def write_atomically(path: Path, write: Callable[[_WriteErrorRecorder], object])
     """
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     recorder: _WriteErrorRecorder | None = None
+    created = [parent for parent in path.parents if not parent.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as file:
@@ -268,6 +269,11 @@ def write_atomically(path: Path, write: Callable[[_WriteErrorRecorder], object])
         os.replace(temporary, path)
     except BaseException as error:
         _remove_quietly(temporary)
+        for directory in created:  # the directories made for the file go with it (a new nested --out)
+            try:
+                directory.rmdir()
+            except OSError:
+                break
         # torch.save swallows the OSError of a failed write and raises a RuntimeError of its own ("unexpected
         # pos ..."): the recorder keeps the real cause.
         cause = error if isinstance(error, OSError) else recorder.error if recorder is not None else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -49,8 +50,11 @@ from ace_rl.config import (
     validate,
 )
 from ace_rl.envs import (
+    EnvError,
     EnvFactory,
     check_env_behaviour,
+    checked_reset,
+    checked_step,
     make_env,
     observation_layout,
     observation_size,
@@ -65,7 +69,7 @@ from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train'
     NonFiniteError,
     finite_parameters_or_raise,
 )
-from ace_rl.replay import ReplayBuffer
+from ace_rl.replay import ReplayBuffer, allocated_bytes
 from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.runstate import create_run_dir, run_state
@@ -121,9 +125,27 @@ def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None
     probe = make_run_env(config, env_factory)
     try:
         check_env_behaviour(probe, config.env)
-        return observation_size(probe) + int(action_box(probe).shape[0]) + 1
+        obs_dim, action_dim = observation_size(probe), int(action_box(probe).shape[0])
+        check_replay_memory(config.buffer_size, obs_dim, action_dim)
+        return obs_dim + action_dim + 1
     finally:
         probe.close()
+
+
+def check_replay_memory(buffer_size: int, obs_dim: int, action_dim: int) -> None:
+    """Refuse, in one line, a replay buffer larger than the machine's memory (before anything is written)."""
+    needed = allocated_bytes(buffer_size, obs_dim, action_dim)
+    # The physical memory, not what is free now: the buffer's pages are mapped in only as rows are written, so what
+    # other processes hold at the start decides nothing, while a buffer larger than the memory itself is refused by
+    # the kernel's allocation, or, where swap lets it through, slows the run to a crawl as it fills.
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > memory:
+        fitting = memory // allocated_bytes(1, obs_dim, action_dim)
+        raise ConfigError(
+            f"--buffer-size {buffer_size} with {obs_dim} observation values needs {needed / 1e9:.1f} GB of replay "
+            f"memory, more than this machine's {memory / 1e9:.1f} GB; use a smaller --buffer-size (at most "
+            f"{fitting // 2}, which leaves half the memory to the rest)"
+        )
 
 
 SLOW_FIT_SECONDS = 60.0  # a DirectLiNGAM fit estimated to be slower than this is announced at start
@@ -358,7 +380,10 @@ class Trainer:
         )
         try:
             while self.env_step < config.total_steps:
-                self.step()
+                try:
+                    self.step()
+                except EnvError as error:  # the environment failed mid-run: say what of the run is kept
+                    raise EnvError(f"{error}; last checkpoint: {self.last_state_path or 'none yet'}") from error
                 progress.update(1)
                 if self.evaluation.last_return is not None and self.env_step % config.eval_every == 0:
                     progress.set_postfix(eval_return=f"{self.evaluation.last_return:.1f}", refresh=False)
@@ -372,7 +397,7 @@ class Trainer:
         """One environment step and everything that is due after it."""
         config = self.config
         if self.reset_pending:
-            self.obs, _ = self.env.reset()
+            self.obs = checked_reset(self.env, config.env, f"after env step {self.env_step}")
             self.reset_pending = False
         self.env_step += 1
         next_obs, terminated, truncated = self.collect()
@@ -406,13 +431,15 @@ class Trainer:
             action = self.env.action_space.sample()
         else:
             action = self.agent.act(self.obs)
-        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        next_obs, reward, terminated, truncated, _ = checked_step(
+            self.env, action, self.config.env, f"at env step {self.env_step}"
+        )
         # Only a terminal state stops bootstrapping; a time limit (truncation) does not.
-        self.replay.add(self.obs, action, float(reward), next_obs, terminated, truncated)
-        self.episode_return += float(reward)
+        self.replay.add(self.obs, action, reward, next_obs, terminated, truncated)
+        self.episode_return += reward
         self.episode_length += 1
         self.episode_running = True
-        return next_obs, bool(terminated), bool(truncated)
+        return next_obs, terminated, truncated
 
     def update_agent(self) -> None:
         """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""
