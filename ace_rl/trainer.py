@@ -31,6 +31,7 @@ from ace_rl.actions import action_box, action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.checkpoint import (
+    check_loadable,
     load_training_state,
     remove_unusable_files,
     save_policy,
@@ -446,7 +447,9 @@ class Trainer:
             self.save_state(mid_episode=False)
 
     def finish(self) -> None:
-        """The final policy and a last full-state checkpoint (from which a longer run can continue)."""
+        """The final policy and a last full-state checkpoint (from which a longer run can continue). An agent state
+        that could not be loaded again is refused before final.pt is written."""
+        check_loadable({"agent": self.agent.state_dict()})
         self.write_policy("final", self.agent.actor, self.env_step, self.evaluation.last_return)
         self.save_state(mid_episode=self.episode_running)
 
