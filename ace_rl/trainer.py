@@ -499,42 +499,47 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
 
 def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None) -> Trainer:
     """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
-    zero, when it was stopped before its first checkpoint)."""
+    zero, when it was stopped before its first checkpoint).
+
+    Nothing is written before everything that can be checked has passed (the checkpoint read, its settings
+    compared, the environments built and the agent loaded by Trainer before it opens the logs): a refused
+    `--resume` changes no file, config.json included."""
     # The lock is ours: what the directory is apart from it (ace_rl.runstate, as a sweep's worker asks it).
-    if run_state(run_dir, config.total_steps, check_lock=False).restarts:
-        for note in remove_unusable_files(run_dir, resumed_from=None):
-            print(f"ace-rl: removed {note}", file=sys.stderr)
-        print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
-        write_config(run_dir, config)
-        return Trainer(config, run_dir, restart=True, env_factory=env_factory)
-    state, path, skipped = load_training_state(run_dir)
-    for problem in skipped:
-        print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
-    stored = config_from_json_dict(state.get("config"), f"checkpoint {path}")
-    differences = experiment_differences(stored, config)
-    if differences:
-        raise ConfigError(
-            f"--resume {run_dir}: config.json differs from the configuration stored in {path.name} in "
-            + ", ".join(f"{name} ({getattr(config, name)!r} vs {getattr(stored, name)!r})" for name in differences)
-            + "; restore config.json or start a new run"
-        )
-    if state["env_step"] >= config.total_steps:
-        raise ConfigError(
-            f"the run in {run_dir} already reached {state['env_step']} env steps; "
-            "pass a larger --total-steps to continue it"
-        )
-    for note in remove_unusable_files(run_dir, resumed_from=path):
-        print(f"ace-rl: removed {note}", file=sys.stderr)
-    write_config(run_dir, config)
-    trainer = Trainer(config, run_dir, resume_state=state, env_factory=env_factory)
-    trainer.last_state_path = path
+    restarts = run_state(run_dir, config.total_steps, check_lock=False).restarts
+    state: dict[str, Any] | None = None
+    path: Path | None = None
+    if not restarts:
+        state, path, skipped = load_training_state(run_dir)
+        for problem in skipped:
+            print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
+        stored = config_from_json_dict(state.get("config"), f"checkpoint {path}")
+        differences = experiment_differences(stored, config)
+        if differences:
+            raise ConfigError(
+                f"--resume {run_dir}: config.json differs from the configuration stored in {path.name} in "
+                + ", ".join(f"{name} ({getattr(config, name)!r} vs {getattr(stored, name)!r})" for name in differences)
+                + "; restore config.json or start a new run"
+            )
+        if state["env_step"] >= config.total_steps:
+            raise ConfigError(
+                f"the run in {run_dir} already reached {state['env_step']} env steps; "
+                "pass a larger --total-steps to continue it"
+            )
+    trainer = Trainer(config, run_dir, resume_state=state, restart=restarts, env_factory=env_factory)
     try:
-        best_note = trainer.restore_best_policy(state)
+        for note in remove_unusable_files(run_dir, resumed_from=path):
+            print(f"ace-rl: removed {note}", file=sys.stderr)
+        if restarts:
+            print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
+        write_config(run_dir, config)
+        if state is not None:
+            trainer.last_state_path = path
+            best_note = trainer.restore_best_policy(state)
+            if best_note is not None:
+                print(f"ace-rl: {best_note}", file=sys.stderr)
     except BaseException:
         trainer.close(failed=True)
         raise
-    if best_note is not None:
-        print(f"ace-rl: {best_note}", file=sys.stderr)
     return trainer
 
 

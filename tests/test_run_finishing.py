@@ -1,5 +1,6 @@
-"""Every run can be finished.
+"""Every run can be finished, and a refused command changes nothing.
 
+- A refused `--resume` (a run trained on a lambda, whose environment cannot be rebuilt) writes no file.
 - An agent whose state torch.load(weights_only=True) would refuse is stopped at its first checkpoint, in one line
   naming the entry, not at `--resume`.
 """
@@ -8,17 +9,22 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import ace_rl
 from ace_rl.checkpoint import unloadable_entry
+from ace_rl.cli import main
+from ace_rl.envs import EnvError
 
 TESTS = Path(__file__).parent
 TOTAL = 300
@@ -80,6 +86,15 @@ def episodes(run_dir: Path) -> list[tuple[str, ...]]:
         return [tuple(value for name, value in row.items() if name != "wall_time") for row in csv.DictReader(file)]
 
 
+def snapshot(directory: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file's mtime and contents, but the lock's (whose holder notes its pid in it)."""
+    return {
+        str(path.relative_to(directory)): (path.stat().st_mtime_ns, path.read_bytes())
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != ".lock"
+    }
+
+
 def assert_one_error_line(stderr: str, *fragments: str) -> None:
     errors = [line for line in stderr.splitlines() if line.startswith("ace-rl: error:")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr
@@ -95,6 +110,67 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     assert final_step(run_dir) == TOTAL and state_steps(run_dir)[-1] == TOTAL
     return run_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A refused --resume changes no file
+# ----------------------------------------------------------------------------------------------------------------
+def pendulum() -> gym.Env:
+    return gym.make("InvertedPendulum-v5")
+
+
+@pytest.fixture(scope="module")
+def lambda_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained on a lambda: its environment cannot be rebuilt by name."""
+    run_dir = tmp_path_factory.mktemp("lambda") / "run"
+    ace_rl.train(
+        env=lambda: pendulum(),
+        preset="small",
+        run_dir=run_dir,
+        total_steps=200,
+        start_steps=100,
+        batch_size=32,
+        hidden_size=32,
+        eval_every=100,
+        eval_episodes=1,
+        checkpoint_every=100,
+        threads=1,
+        progress=False,
+    )
+    return run_dir
+
+
+def test_a_refused_resume_changes_no_file(tmp_path: Path, lambda_run: Path, capsys: pytest.CaptureFixture[str]):
+    run_dir = tmp_path / "run"
+    shutil.copytree(lambda_run, run_dir)
+    before = snapshot(run_dir)
+    for _ in range(2):
+        with pytest.raises(EnvError, match="comes from a factory that cannot be imported"):
+            ace_rl.resume(run_dir, total_steps=400)
+        with pytest.raises(SystemExit) as exit_status:
+            main(["train", "--resume", str(run_dir), "--total-steps", "400"])
+        assert exit_status.value.code == 2
+        assert_one_error_line(capsys.readouterr().err, "comes from a factory that cannot be imported")
+    assert snapshot(run_dir) == before
+
+
+def test_a_refused_restart_changes_no_file(tmp_path: Path, lambda_run: Path, capsys: pytest.CaptureFixture[str]):
+    # A run stopped before its first checkpoint: its config.json, an episode's row, a half-written file.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(lambda_run / "config.json", run_dir)
+    lines = (lambda_run / "episodes.csv").read_text().splitlines(keepends=True)
+    (run_dir / "episodes.csv").write_text("".join(lines[:2]))
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "best.pt.tmp").write_bytes(b"half a file")
+    before = snapshot(run_dir)
+    with pytest.raises(EnvError, match="comes from a factory that cannot be imported"):
+        ace_rl.resume(run_dir, total_steps=400)
+    with pytest.raises(SystemExit) as exit_status:
+        main(["train", "--resume", str(run_dir)])
+    assert exit_status.value.code == 2
+    assert_one_error_line(capsys.readouterr().err, "comes from a factory that cannot be imported")
+    assert snapshot(run_dir) == before
 
 
 # ----------------------------------------------------------------------------------------------------------------
