@@ -84,6 +84,16 @@ def load_policy(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Modu
     return actor, payload
 
 
+def policy_env_step(path: Path) -> int | None:
+    """The env step a best.pt / final.pt was written at; None where there is no such file or it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["env_step"])
+    except Exception:  # noqa: BLE001 - an unreadable file has no step, whatever the reason
+        return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Full training state: everything needed to continue a run exactly
 # --------------------------------------------------------------------------------------------------

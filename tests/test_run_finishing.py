@@ -1,8 +1,13 @@
 """Every run can be finished, and a refused command changes nothing.
 
+- A run killed after its last checkpoint, before or while it writes final.pt, is not done (ace_rl.runstate, which
+  sweeps ask) and `ace-rl train --resume` finishes it: final.pt of its total, at most three checkpoints.
 - A refused `--resume` (a run trained on a lambda, whose environment cannot be rebuilt) writes no file.
 - An agent whose state torch.load(weights_only=True) would refuse is stopped at its first checkpoint, in one line
   naming the entry, not at `--resume`.
+
+The kills are real SIGKILLs, at points no timing could reach: the trainer's test hook ACE_RL_TEST_SIGKILL_AT
+(ace_rl.trainer._test_kill_point) makes the process kill itself there.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter, OrderedDict, defaultdict
@@ -22,9 +28,10 @@ import torch
 from torch import nn
 
 import ace_rl
-from ace_rl.checkpoint import unloadable_entry
+from ace_rl.checkpoint import KEEP_STATES, unloadable_entry
 from ace_rl.cli import main
 from ace_rl.envs import EnvError
+from ace_rl.runstate import RunPhase, reached_total_steps, run_state
 
 TESTS = Path(__file__).parent
 TOTAL = 300
@@ -80,6 +87,10 @@ def final_step(run_dir: Path) -> int:
     return int(torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["env_step"])
 
 
+def final_actor(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["actor"]
+
+
 def episodes(run_dir: Path) -> list[tuple[str, ...]]:
     """episodes.csv without its wall times, which differ between processes."""
     with open(run_dir / "episodes.csv", newline="") as file:
@@ -102,6 +113,14 @@ def assert_one_error_line(stderr: str, *fragments: str) -> None:
         assert fragment in errors[0], (fragment, errors[0])
 
 
+def assert_finished(run_dir: Path, total: int) -> None:
+    assert final_step(run_dir) == total
+    steps = state_steps(run_dir)
+    assert len(steps) <= KEEP_STATES and steps[-1] == total, steps
+    assert run_state(run_dir).phase is RunPhase.DONE
+    assert run_state(run_dir, total).phase is RunPhase.DONE
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run the others are stopped copies of, trained to its end in one process."""
@@ -110,6 +129,83 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     assert final_step(run_dir) == TOTAL and state_steps(run_dir)[-1] == TOTAL
     return run_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A run stopped after its last checkpoint is finished by --resume
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kill_at", ["final", "last-state"])
+def test_a_run_killed_after_its_last_checkpoint_is_not_done_and_resume_finishes_it(
+    tmp_path: Path, uninterrupted: Path, kill_at: str
+):
+    run_dir = tmp_path / "run"
+    killed = ace_rl_command("train", *TINY, "--run-dir", str(run_dir), kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (run_dir / "checkpoints" / "final.pt").exists() == (kill_at == "last-state")
+    assert max(state_steps(run_dir)) < TOTAL
+    # What a sweep asks of it, with its own total and with the run's: not done, to be resumed.
+    for total in (None, TOTAL):
+        assert run_state(run_dir, total).phase is RunPhase.RESUMABLE
+        assert not reached_total_steps(run_dir, total)
+
+    resumed = ace_rl_command("train", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_finished(run_dir, TOTAL)
+    # Resumed from an episode boundary, it ends as the run that was never stopped.
+    assert episodes(run_dir) == episodes(uninterrupted)
+    expected = final_actor(uninterrupted)
+    assert all(torch.equal(weights, expected[name]) for name, weights in final_actor(run_dir).items())
+
+
+def test_a_run_left_at_its_total_without_final_pt_is_finished_without_training(tmp_path: Path, uninterrupted: Path):
+    # What ace-rl before this change left when killed between its checkpoint at the total and final.pt.
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    (run_dir / "checkpoints" / "final.pt").unlink()
+    assert run_state(run_dir).phase is RunPhase.RESUMABLE
+    assert run_state(run_dir, TOTAL).phase is RunPhase.RESUMABLE
+    before = snapshot(run_dir)
+    shorter = ace_rl_command("train", "--resume", str(run_dir), "--total-steps", str(TOTAL - 100))
+    assert shorter.returncode == 2
+    assert_one_error_line(shorter.stderr, f"already reached {TOTAL} env steps", f"pass --total-steps {TOTAL} to finish")
+    assert snapshot(run_dir) == before
+
+    resumed = ace_rl_command("train", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "finishing it" in resumed.stderr
+    assert_finished(run_dir, TOTAL)
+    assert episodes(run_dir) == episodes(uninterrupted)  # no step was taken again
+    expected = final_actor(uninterrupted)
+    assert all(torch.equal(weights, expected[name]) for name, weights in final_actor(run_dir).items())
+
+
+def test_resuming_a_finished_run_asks_for_a_larger_total_and_changes_nothing(tmp_path: Path, uninterrupted: Path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = snapshot(run_dir)
+    refused = ace_rl_command("train", "--resume", str(run_dir))
+    assert refused.returncode == 2
+    assert_one_error_line(refused.stderr, f"already reached {TOTAL} env steps", "pass a larger --total-steps")
+    assert snapshot(run_dir) == before
+
+
+def test_an_extension_killed_before_its_final_pt_is_not_done_and_resume_finishes_it(
+    tmp_path: Path, uninterrupted: Path
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    longer = TOTAL + 100
+    killed = ace_rl_command("train", "--resume", str(run_dir), "--total-steps", str(longer), kill_at="final")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert final_step(run_dir) == TOTAL  # the shorter run's final.pt, still there
+    # config.json now holds the longer total: the run is done for the shorter one only.
+    assert run_state(run_dir).phase is RunPhase.RESUMABLE
+    assert run_state(run_dir, longer).phase is RunPhase.RESUMABLE
+    assert run_state(run_dir, TOTAL).phase is RunPhase.DONE
+
+    resumed = ace_rl_command("train", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_finished(run_dir, longer)
 
 
 # ----------------------------------------------------------------------------------------------------------------
