@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from ace_rl.config import (
     code_trust,
     load_run_config,
     preset_config,
+    validate,
 )
 from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Episodes, run_episodes
@@ -71,6 +73,17 @@ def _factory(env: str | EnvFactory | None) -> EnvFactory | None:
     return env
 
 
+def _with_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with a run_dir or resume given as a str (or another path-like) made a Path; other types are left
+    for validate() to refuse."""
+    paths: dict[str, Any] = {
+        name: Path(value)
+        for name in ("run_dir", "resume")
+        if isinstance(value := getattr(config, name), (str, os.PathLike)) and not isinstance(value, Path)
+    }
+    return dataclasses.replace(config, **paths)
+
+
 def train(
     config: TrainConfig | None = None,
     /,
@@ -90,13 +103,13 @@ def train(
     if config is not None:
         if settings or env is not None:
             raise TypeError("give either a TrainConfig or settings as keywords, not both")
-        config = dataclasses.replace(config)
+        if not isinstance(config, TrainConfig):
+            raise ConfigError(f"train takes a TrainConfig or settings as keywords, got a {type(config).__name__}")
+        config = _with_paths(config)
     else:
         if env is not None:
             settings["env"] = factory_path(factory) if factory is not None else env
-        if "run_dir" in settings and settings["run_dir"] is not None:
-            settings["run_dir"] = Path(settings["run_dir"])
-        config = preset_config(preset, algo, **settings)
+        config = _with_paths(preset_config(preset, algo, **settings))
     if config.resume is not None:
         return resume(config.resume, env=factory, trust_run_code=config.trust_run_code)
     from ace_rl.trainer import train as train_run
@@ -114,13 +127,16 @@ def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code
     ``settings`` (``env="my_mod:Env-v0"``, ``algo=...``), with ``trust_run_code=True``, or when its module is listed
     in ACE_RL_TRUSTED_MODULES (ace_rl.trust).
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise ConfigError(f"resume takes a run directory (a str or pathlib.Path), got a {type(run_dir).__name__}")
     run_dir = Path(run_dir)
     trust = CodeTrust.given(trust_run_code, [("env", settings.get("env")), ("algo", settings.get("algo"))])
     stored = load_run_config(run_dir, trust)
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}")
-    requested = dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code)
+    requested = _with_paths(dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code))
+    validate(requested)  # the types first: comparing with the stored settings needs values of the right type
     check_resume_overrides(stored, requested, set(settings))
     from ace_rl.trainer import train as train_run
 

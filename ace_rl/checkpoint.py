@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -90,6 +92,16 @@ def load_policy(
     return actor, payload
 
 
+def policy_env_step(path: Path) -> int | None:
+    """The env step a best.pt / final.pt was written at; None where there is no such file or it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["env_step"])
+    except Exception:  # noqa: BLE001 - an unreadable file has no step, whatever the reason
+        return None
+
+
 # --------------------------------------------------------------------------------------------------
 # Full training state: everything needed to continue a run exactly
 # --------------------------------------------------------------------------------------------------
@@ -104,13 +116,70 @@ def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+# What torch.load(weights_only=True) unpickles without being told of more types (torch._weights_only_unpickler).
+LOADABLE_CONTAINERS: tuple[type, ...] = (dict, OrderedDict, Counter, list, tuple, set)
+LOADABLE_VALUES: tuple[type, ...] = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    bool,
+    complex,
+    type(None),
+    torch.Tensor,
+    nn.Parameter,
+    torch.Size,
+    torch.device,
+    torch.dtype,
+)
+
+
+def unloadable_entry(value: object, where: str) -> tuple[str, str] | None:
+    """The first entry of ``value`` (named ``where``, keys joined by ".", list items as [i]) that
+    torch.load(weights_only=True) refuses, and its type's name; None when it loads whole. Exact types: a subclass
+    (numpy.float64 of float, a defaultdict of dict) is pickled as itself and refused."""
+    kind = type(value)
+    if kind in LOADABLE_VALUES:
+        return None
+    if kind not in LOADABLE_CONTAINERS:
+        return where, kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = unloadable_entry(key, f"{where} key {key!r}") or unloadable_entry(item, f"{where}.{key}")
+            if found is not None:
+                return found
+        return None
+    for index, item in enumerate(cast(Iterable[object], value)):  # a list, tuple or set
+        found = unloadable_entry(item, f"{where}[{index}]")
+        if found is not None:
+            return found
+    return None
+
+
+def check_loadable(state: dict[str, Any]) -> None:
+    """Refuse, in one line naming the entry, a state that could be saved but not loaded again (checkpoints are
+    loaded with weights_only=True): a NumPy array in an agent's state_dict() would otherwise fail only at --resume."""
+    for key, value in state.items():
+        found = unloadable_entry(value, str(key))
+        if found is not None:
+            where, type_name = found
+            owner = "agent state" if key == "agent" else "training state"
+            raise CheckpointError(
+                f"{owner} {where!r} holds a {type_name}, which a checkpoint cannot load with weights_only=True; "
+                "store a torch.Tensor or a plain list"
+            )
+
+
 def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], keep: int = KEEP_STATES) -> Path:
-    """Write a full-state checkpoint safely and keep only the latest ``keep`` of them.
+    """Write a full-state checkpoint safely and keep only the latest ``keep`` of them; CheckpointError, before
+    anything is written, for a state that torch.load(weights_only=True) would refuse (check_loadable).
 
     The file is written under a temporary name, flushed to disk and renamed; its SHA-256 digest is written
     (the same way) beside it, so that a truncated or altered file is recognised when it is read back. If
     either write fails, neither file is left behind and the older checkpoints are untouched.
     """
+    check_loadable(state)
     path = state_path(run_dir, env_step)
     digest = hashlib.sha256()
     write_atomically(path, lambda file: torch.save(state, cast(IO[bytes], _HashingWriter(file, digest))))

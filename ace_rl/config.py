@@ -229,56 +229,30 @@ MAX_SEED = (
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ConfigError naming the first invalid setting and what it accepts."""
-    if not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+    """Raise ConfigError naming the first invalid setting, the value given (with its type where that is what is
+    wrong) and what it accepts. Settings given from Python are checked here as the command line's are: a bool is
+    not an integer, a number is an int or a float (not a string), and env_kwargs is plain JSON."""
+    _check_types(config)
+    if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {config.seed}")
-    if config.preset not in PRESETS:
-        raise ConfigError(f"unknown --preset {config.preset!r}; accepted: {', '.join(PRESETS)}")
     agent = _agent(config.algo)
-    positive_ints = (
-        "total_steps",
-        "hidden_size",
-        "batch_size",
-        "buffer_size",
-        "causal_interval",
-        "causal_samples",
-        "reset_interval",
-        "eval_every",
-        "eval_episodes",
-        "log_every",
-        "checkpoint_every",
-        "policy_frequency",
-        "updates_per_step",
-    )
-    for name in positive_ints:
+    for name in POSITIVE_INTS:
         value = getattr(config, name)
-        if not isinstance(value, int) or value <= 0:
+        if value <= 0:
             raise ConfigError(f"--{_flag(name)} must be a positive integer, got {value}")
-    for name in ("start_steps", "reset_start", "threads"):
+    for name in NON_NEGATIVE_INTS:
         value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
+        if value < 0:
             raise ConfigError(f"--{_flag(name)} must be zero or a positive integer, got {value}")
-    if not isinstance(config.distractor_actions, int) or not 0 <= config.distractor_actions <= MAX_DISTRACTORS:
+    if not 0 <= config.distractor_actions <= MAX_DISTRACTORS:
         raise ConfigError(
             f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}"
         )
-    if config.reward not in REWARDS:
-        raise ConfigError(f"unknown --reward {config.reward!r}; accepted: {', '.join(REWARDS)}")
-    if config.reset not in RESET_KINDS:
-        raise ConfigError(f"unknown --reset {config.reset!r}; accepted: {', '.join(RESET_KINDS)}")
-    if config.log_prob_correction not in LOG_PROB_CORRECTIONS:
-        raise ConfigError(
-            f"unknown --log-prob-correction {config.log_prob_correction!r}; accepted: {', '.join(LOG_PROB_CORRECTIONS)}"
-        )
-    if config.causal_method not in CAUSAL_METHODS:
-        raise ConfigError(f"unknown --causal-method {config.causal_method!r}; accepted: {', '.join(CAUSAL_METHODS)}")
-    if not isinstance(config.warmup_updates, bool):
-        raise ConfigError(f"--warmup-updates must be true or false, got {config.warmup_updates!r}")
     if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
     for name in ("policy_noise", "noise_clip", "exploration_noise"):
         value = getattr(config, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{_flag(name)} must be a non-negative number, got {value}")
     if config.batch_size > config.buffer_size:
         raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
@@ -296,7 +270,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
     if not _valid_device(config.device):
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
-    if not isinstance(config.video_every, int) or config.video_every < 0:
+    if config.video_every < 0:
         raise ConfigError(f"--video-every must be zero (no videos) or a positive integer, got {config.video_every}")
     if config.video_every > 0 and missing_modules("imageio", "imageio_ffmpeg"):
         raise ConfigError(
@@ -309,6 +283,113 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"--wandb-project needs wandb, which is not installed; install it with: {install_hint('wandb')}"
         )
+
+
+POSITIVE_INTS = (
+    "total_steps",
+    "hidden_size",
+    "batch_size",
+    "buffer_size",
+    "causal_interval",
+    "causal_samples",
+    "reset_interval",
+    "eval_every",
+    "eval_episodes",
+    "log_every",
+    "checkpoint_every",
+    "policy_frequency",
+    "updates_per_step",
+)
+NON_NEGATIVE_INTS = ("start_steps", "reset_start", "threads")
+NUMBERS = ("dormancy_threshold", "learning_rate", "gamma", "tau", "policy_noise", "noise_clip", "exploration_noise")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": PRESETS,
+    "reward": REWARDS,
+    "reset": RESET_KINDS,
+    "causal_method": CAUSAL_METHODS,
+    "log_prob_correction": LOG_PROB_CORRECTIONS,
+}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Refuse a setting of the wrong type (from Python: the command line parses each to its type), so that the
+    checks of values after it compare numbers with numbers and config.json and checkpoints can hold it."""
+    if not isinstance(config.env, str) or not config.env:
+        raise _wrong_type("env", "a task id (a non-empty str)", config.env)
+    for name in ("seed", "distractor_actions", "video_every", *POSITIVE_INTS, *NON_NEGATIVE_INTS):
+        if type(getattr(config, name)) is not int:  # a bool or a numpy.int64 is not
+            raise _wrong_type(name, "an integer (int)", getattr(config, name))
+    for name in NUMBERS:
+        if type(getattr(config, name)) not in (int, float):
+            raise _wrong_type(name, "a number (int or float)", getattr(config, name))
+    if config.causal_time_limit is not None and type(config.causal_time_limit) not in (int, float):
+        raise _wrong_type("causal_time_limit", "a number of seconds (int or float) or None", config.causal_time_limit)
+    for name in ("warmup_updates", "compile", "progress", "trust_run_code"):
+        if not isinstance(getattr(config, name), bool):
+            raise _wrong_type(name, "true or false", getattr(config, name))
+    for name, accepted in CHOICES.items():
+        value = getattr(config, name)
+        if not isinstance(value, str) or value not in accepted:
+            shown = repr(value) if isinstance(value, str) else _shown(value)
+            raise ConfigError(f"unknown --{_flag(name)} {shown}; accepted: {', '.join(accepted)}")
+    if not isinstance(config.device, str):
+        raise _wrong_type("device", "a str: auto, cpu, cuda or cuda:N", config.device)
+    for name in ("wandb_project", "wandb_entity", "wandb_group"):
+        if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
+            raise _wrong_type(name, "a str or None", getattr(config, name))
+    tags = config.wandb_tags
+    if not isinstance(tags, (tuple, list)) or not all(isinstance(tag, str) for tag in tags):
+        raise _wrong_type("wandb_tags", "a tuple (or list) of str", tags)
+    for name in ("run_dir", "resume"):
+        if getattr(config, name) is not None and not isinstance(getattr(config, name), Path):
+            raise _wrong_type(name, "a pathlib.Path or None", getattr(config, name))
+    if not isinstance(config.env_kwargs, dict):
+        raise _wrong_type("env_kwargs", "a JSON object (a dict)", config.env_kwargs)
+    problem = _json_problem(config.env_kwargs, "env_kwargs")
+    if problem is not None:
+        raise ConfigError(
+            f"--env-kwargs must be plain JSON (str keys; str, int, float, bool, None, lists and dicts of them), so "
+            f"that config.json holds it and reads back equal: {problem}"
+        )
+
+
+def _json_problem(value: object, where: str) -> str | None:
+    """Why ``value`` (named ``where``) would not read back equal from JSON, or None when it would."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where} has the key {_shown(key)}, not a str"
+            problem = _json_problem(item, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    if type(value) is list:
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if type(value) is float and math.isnan(value):
+        return f"{where} is nan, which equals nothing, not even itself read back"
+    if type(value) in (str, int, float, bool, type(None)):
+        return None
+    hint = " (JSON reads it back as a list: pass a list)" if isinstance(value, tuple) else ""
+    return f"{where} is a {_type_name(value)}{hint}"
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message about its type: as Python writes it (shortened), and its type."""
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} ({_type_name(value)})"
+
+
+def _wrong_type(name: str, accepted: str, value: object) -> ConfigError:
+    return ConfigError(f"--{_flag(name)} must be {accepted}, got {_shown(value)}")
 
 
 def _agent(algo: object) -> Any:

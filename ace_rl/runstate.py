@@ -3,11 +3,12 @@
 
     fresh      no run there yet (no config.json): training starts one, in a directory create_run_dir made
     running    a live process holds the directory's lock (ace_rl.rundir.RunLock); nobody else touches it
-    resumable  a run that has not reached its total_steps: it continues from its latest full-state checkpoint or,
-               stopped before its first one, starts again from env step 0 in place. Nothing is deleted but the
-               run's own unusable files, so what is not its output (wandb_id.txt: the same W&B run) is kept
-    done       it reached its total_steps: a full-state checkpoint at total_steps, or final.pt (written at the
-               end of the run's own total_steps)
+    resumable  a run that is not done: it continues from its latest full-state checkpoint (from one at total_steps it
+               only writes final.pt) or, stopped before its first one, starts again from env step 0 in place. Nothing
+               is deleted but the run's own unusable files, so what is not its output (wandb_id.txt: the same W&B
+               run) is kept
+    done       it reached its total_steps and wrote its final.pt: final.pt and a full-state checkpoint at total_steps
+               (written after final.pt), or final.pt alone where no checkpoint is left
     failed     whoever ran it recorded why it failed (a sweep, in sweep_status.json) and it was not done since;
                the directory alone never says failed: a run stopped by an error resumes like any other
 
@@ -84,19 +85,21 @@ def own_total_steps(run_dir: Path) -> int | None:
 
 
 def reached_total_steps(run_dir: Path, total_steps: int | None = None, steps: list[int] | None = None) -> bool:
-    """Whether the run is done: a full-state checkpoint at ``total_steps`` (default: its config.json's), or its
-    final.pt, unless ``total_steps`` extends the run beyond the total that final.pt was written at.
-    ``steps``: the env steps of its checkpoints, where the caller has listed them."""
-    steps = [step for step, _ in checkpoints(run_dir)] if steps is None else steps
-    target = own_total_steps(run_dir) if total_steps is None else total_steps
-    if target is not None and any(step >= target for step in steps):
-        return True
+    """Whether the run is done: its final.pt was written at ``total_steps`` (default: its config.json's) or later.
+
+    A run writes final.pt and then its last full-state checkpoint, the only one at or past its total
+    (ace_rl.trainer.Trainer.finish), so final.pt with a checkpoint at ``total_steps`` or later is done, and a run
+    stopped between its last checkpoint and final.pt is not (`--resume` finishes it). Where no checkpoint is left at
+    all (deleted to save space), final.pt alone says done, unless ``total_steps`` extends the run beyond its
+    config.json's total. ``steps``: the env steps of its checkpoints, where the caller has listed them."""
     if not RunDir(run_dir).policy("final").is_file():
         return False
-    if total_steps is None:
-        return True  # final.pt was written at the run's own total
-    own = own_total_steps(run_dir)  # read only here: a finished run's last checkpoint answers above
-    return own is None or total_steps <= own
+    steps = [step for step, _ in checkpoints(run_dir)] if steps is None else steps
+    own = own_total_steps(run_dir)
+    if steps:
+        target = own if total_steps is None else total_steps
+        return target is None or max(steps) >= target
+    return total_steps is None or own is None or total_steps <= own
 
 
 def run_state(

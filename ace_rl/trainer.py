@@ -32,7 +32,9 @@ from ace_rl.actions import action_box, action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.checkpoint import (
+    check_loadable,
     load_training_state,
+    policy_env_step,
     remove_unusable_files,
     save_policy,
     save_training_state,
@@ -79,6 +81,16 @@ from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 EVAL_SEED_OFFSET = 10_000  # the evaluation environment gets a seed of its own
 VIDEO_SEED_OFFSET = 20_000  # and so does the environment that --video-every records
 STATE_FORMAT = 1
+TEST_KILL_POINT = "ACE_RL_TEST_SIGKILL_AT"
+
+
+def _test_kill_point(point: str) -> None:
+    """Test hook (tests/test_run_finishing.py): with ACE_RL_TEST_SIGKILL_AT=``point`` in its environment, the process
+    kills itself here with SIGKILL, as an OOM kill or a lost machine would, so that a test can stop a run at a point
+    no timing could reach. Points: ``final`` (before final.pt), ``last-state`` (after final.pt, before the last
+    checkpoint)."""
+    if os.environ.get(TEST_KILL_POINT) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrainingStopped(Exception):
@@ -414,7 +426,8 @@ class Trainer:
         episode_over = terminated or truncated
         if episode_over:
             self.end_episode(terminated)
-        if self.stop_signal is not None:
+        # At the run's last step a stop waits for finish(), which writes final.pt and the last checkpoint.
+        if self.stop_signal is not None and self.env_step < config.total_steps:
             self.save_state(mid_episode=not episode_over)
             raise TrainingStopped(
                 f"stopped by {self.stop_signal} at env step {self.env_step}; checkpoint {self.last_state_path}; "
@@ -482,12 +495,20 @@ class Trainer:
         self.logger.scalars({"train/episode_return": self.episode_return}, self.env_step)
         self.episode_return, self.episode_length = 0.0, 0
         self.episode_running = False
-        if self.checkpoints.due(self.env_step):
+        # The checkpoint at the run's total is finish()'s (the schedule still advances, as in a longer run).
+        if self.checkpoints.due(self.env_step) and self.env_step < self.config.total_steps:
             self.save_state(mid_episode=False)
 
     def finish(self) -> None:
-        """The final policy and a last full-state checkpoint (from which a longer run can continue)."""
+        """The final policy, then a last full-state checkpoint (from which a longer run can continue).
+
+        In this order, a checkpoint at the run's total says that final.pt was written: a run stopped before it is
+        not done (ace_rl.runstate) and `--resume` finishes it. An agent state that could not be loaded again is
+        refused before final.pt is written."""
+        check_loadable({"agent": self.agent.state_dict()})
+        _test_kill_point("final")
         self.write_policy("final", self.agent.actor, self.env_step, self.evaluation.last_return)
+        _test_kill_point("last-state")
         self.save_state(mid_episode=self.episode_running)
 
     def _request_stop(self, signum: int, frame: object) -> None:
@@ -536,43 +557,63 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
 
 def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None) -> Trainer:
     """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
-    zero, when it was stopped before its first checkpoint)."""
+    zero, when it was stopped before its first checkpoint; or only finishes it, when it was stopped at its total
+    before final.pt was written).
+
+    Nothing is written before everything that can be checked has passed (the checkpoint read, its settings
+    compared, the environments built and the agent loaded by Trainer before it opens the logs): a refused
+    `--resume` changes no file, config.json included."""
     # The lock is ours: what the directory is apart from it (ace_rl.runstate, as a sweep's worker asks it).
-    if run_state(run_dir, config.total_steps, check_lock=False).restarts:
-        for note in remove_unusable_files(run_dir, resumed_from=None):
-            print(f"ace-rl: removed {note}", file=sys.stderr)
-        print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
-        write_config(run_dir, config)
-        return Trainer(config, run_dir, restart=True, env_factory=env_factory)
-    state, path, skipped = load_training_state(run_dir)
-    for problem in skipped:
-        print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
-    stored = config_from_json_dict(state.get("config"), f"checkpoint {path}", code_trust(config))
-    differences = experiment_differences(stored, config)
-    if differences:
-        raise ConfigError(
-            f"--resume {run_dir}: config.json differs from the configuration stored in {path.name} in "
-            + ", ".join(f"{name} ({getattr(config, name)!r} vs {getattr(stored, name)!r})" for name in differences)
-            + "; restore config.json or start a new run"
-        )
-    if state["env_step"] >= config.total_steps:
-        raise ConfigError(
-            f"the run in {run_dir} already reached {state['env_step']} env steps; "
-            "pass a larger --total-steps to continue it"
-        )
-    for note in remove_unusable_files(run_dir, resumed_from=path):
-        print(f"ace-rl: removed {note}", file=sys.stderr)
-    write_config(run_dir, config)
-    trainer = Trainer(config, run_dir, resume_state=state, env_factory=env_factory)
-    trainer.last_state_path = path
+    restarts = run_state(run_dir, config.total_steps, check_lock=False).restarts
+    state: dict[str, Any] | None = None
+    path: Path | None = None
+    if not restarts:
+        state, path, skipped = load_training_state(run_dir)
+        for problem in skipped:
+            print(f"ace-rl: skipped checkpoint {problem}", file=sys.stderr)
+        stored = config_from_json_dict(state.get("config"), f"checkpoint {path}", code_trust(config))
+        differences = experiment_differences(stored, config)
+        if differences:
+            raise ConfigError(
+                f"--resume {run_dir}: config.json differs from the configuration stored in {path.name} in "
+                + ", ".join(f"{name} ({getattr(config, name)!r} vs {getattr(stored, name)!r})" for name in differences)
+                + "; restore config.json or start a new run"
+            )
+        check_not_finished(run_dir, int(state["env_step"]), config.total_steps)
+    trainer = Trainer(config, run_dir, resume_state=state, restart=restarts, env_factory=env_factory)
     try:
-        best_note = trainer.restore_best_policy(state)
+        for note in remove_unusable_files(run_dir, resumed_from=path):
+            print(f"ace-rl: removed {note}", file=sys.stderr)
+        if restarts:
+            print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
+        write_config(run_dir, config)
+        if state is not None:
+            trainer.last_state_path = path
+            best_note = trainer.restore_best_policy(state)
+            if best_note is not None:
+                print(f"ace-rl: {best_note}", file=sys.stderr)
     except BaseException:
         trainer.close(failed=True)
         raise
-    if best_note is not None:
-        print(f"ace-rl: {best_note}", file=sys.stderr)
     return trainer
+
+
+def check_not_finished(run_dir: Path, reached: int, total_steps: int) -> None:
+    """Refuse to continue a run whose latest checkpoint is at ``reached`` env steps, at or past ``total_steps``,
+    unless it was stopped there before its final.pt was written: then resuming only finishes it."""
+    if reached < total_steps:
+        return
+    unfinished = policy_env_step(RunDir(run_dir).policy("final")) != reached
+    if reached == total_steps and unfinished:
+        print(
+            f"ace-rl: {run_dir} reached {reached} env steps but has no final.pt of them; finishing it", file=sys.stderr
+        )
+        return
+    finish = f"pass --total-steps {reached} to finish it (write its final.pt) or a larger one to continue it"
+    raise ConfigError(
+        f"the run in {run_dir} already reached {reached} env steps; "
+        + (finish if unfinished else "pass a larger --total-steps to continue it")
+    )
 
 
 def _run(trainer: Trainer) -> None:

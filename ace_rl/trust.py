@@ -75,7 +75,7 @@ class CodeTrust:
         ``("algo", id)`` pairs; None where not given) and the allow-list of the environment."""
         modules = {module.strip() for module in os.environ.get(TRUSTED_MODULES_VARIABLE, "").split(",")}
         for kind, value in ids:
-            if value is not None:
+            if isinstance(value, str):
                 modules.add((env_module if kind == "env" else algo_module)(value) or "")
         modules.discard("")
         return cls(everything=bool(trust_run_code), modules=frozenset(modules))

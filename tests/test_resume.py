@@ -157,7 +157,8 @@ def test_resume_refuses_contradicting_options_and_finished_runs(reference_run: P
 
 
 class RewardBreaksAt(gym.Env):
-    """s' = s + a; from its 300th step on the reward is NaN, as from a simulator that has blown up."""
+    """s' = s + a; from its 300th step on the reward is 1e30: finite (a NaN reward is refused as the environment's
+    fault, tests/test_user_faults.py), but its square overflows float32, so the critic's loss becomes inf."""
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -175,7 +176,7 @@ class RewardBreaksAt(gym.Env):
     def step(self, action):
         self.steps += 1
         self.state = (self.state + float(action[0])).astype(np.float32)
-        reward = float("nan") if self.steps >= self.breaks_at else -float(np.abs(self.state).sum())
+        reward = 1e30 if self.steps >= self.breaks_at else -float(np.abs(self.state).sum())
         return self.state, reward, False, False, {}
 
 
@@ -209,13 +210,13 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
         train(config)
     message = str(error.value)
     found = re.fullmatch(
-        r"loss/critic became nan at env step (\d+) \(update (\d+)\); training stopped\. "
+        r"loss/critic became (?:nan|inf) at env step (\d+) \(update (\d+)\); training stopped\. "
         r"Last good checkpoint: (\S+)",
         message,
     )
     assert found, message
     step, update, last_good = int(found[1]), int(found[2]), Path(found[3])
-    # The first NaN reward is stored at step 300; a batch that holds one makes the critic's loss NaN. Updates
+    # The first huge reward is stored at step 300; a batch that holds one makes the critic's loss inf. Updates
     # start at step 32, one per step.
     assert 300 <= step < 400 and update == step - 31
     # Checkpoints are written every 20 steps at episode ends; none from the step that failed or later.
