@@ -17,9 +17,9 @@ own so that ROBEL's registrations never meet ace-rl's:
     python tests/robel_reference.py ROBEL_DIR TASK SEED ACTIONS.npy OUT.npz [face]
 
 It resets the task with SEED (ROBEL's `seed`, then `reset`), steps it through the actions, resets whenever an
-episode terminates or reaches 80 steps, and saves every observation, reward, termination and success flag. With
-`face` (Orient), each reset is followed by turning the D'Kitty to face its target (`facing_yaw`), so that holding
-still succeeds and the success flags are tested on both values.
+episode terminates or reaches its length (80 steps, Walk 160), and saves every observation, reward, termination and success flag. With
+`face` (Orient, Walk), each reset is followed by turning the D'Kitty to face its target (Walk: and moving it close
+to it; `face_target`), so that holding still succeeds and the success flags are tested on both values.
 """
 
 from __future__ import annotations
@@ -33,18 +33,21 @@ from pathlib import Path
 ROBEL_WHEEL = "robel-0.1.2-py3-none-any.whl"
 TRANSFORMS3D_WHEEL = "transforms3d-0.4.2-py3-none-any.whl"
 REQUIREMENTS = ("robel==0.1.2", "transforms3d==0.4.2")
-EPISODE_STEPS = 80
+EPISODE_STEPS = {"Stand": 80, "Orient": 80, "Walk": 160}
 
 TASK_CLASSES = {
     "DKittyStandRandom-v0": ("robel.dkitty.stand", "DKittyStandRandom"),
     "DKittyStandFixed-v0": ("robel.dkitty.stand", "DKittyStandFixed"),
     "DKittyOrientRandom-v0": ("robel.dkitty.orient", "DKittyOrientRandom"),
     "DKittyOrientFixed-v0": ("robel.dkitty.orient", "DKittyOrientFixed"),
+    "DKittyWalkRandom-v0": ("robel.dkitty.walk", "DKittyWalkRandom"),
+    "DKittyWalkFixed-v0": ("robel.dkitty.walk", "DKittyWalkFixed"),
 }
 
 _XML_FILES = (
     "robel/dkitty/assets/dkitty_stand-v0.xml",
     "robel/dkitty/assets/dkitty_orient-v0.xml",
+    "robel/dkitty/assets/dkitty_walk-v0.xml",
     "robel/robel-scenes/scenes/basic_scene.xml",
     "robel/robel-scenes/dkitty/assets/dependenciesA_xh-v2.1.xml",
     "robel/robel-scenes/dkitty/assets/chainA_xh-v2.1.xml",
@@ -61,6 +64,15 @@ def facing_yaw(target_xy) -> float:
     """The torso yaw (its z hinge) at which a D'Kitty at the origin faces ``target_xy``: it faces along its
     y-axis, (-sin yaw, cos yaw)."""
     return math.atan2(-target_xy[0], target_xy[1])
+
+
+def face_target(qpos, target_xy, walk: bool) -> None:
+    """Turn a D'Kitty at the origin to face its target (qpos: the model's, changed in place); ``walk``: also move
+    it to 0.3 m short of the target, where holding still succeeds."""
+    if walk:
+        shortfall = 0.3 / math.hypot(target_xy[0], target_xy[1])
+        qpos[0], qpos[1] = target_xy[0] * (1 - shortfall), target_xy[1] * (1 - shortfall)
+    qpos[5] = facing_yaw(target_xy)
 
 
 def download_wheels(cache: Path) -> str | None:
@@ -108,12 +120,13 @@ def run(task: str, seed: int, actions_path: Path, out: Path, face: bool) -> None
     module, class_name = TASK_CLASSES[task]
     env = getattr(importlib.import_module(module), class_name)(sim_backend=SimBackend.DM_CONTROL)
     env.seed(seed)
+    episode_steps = next(steps for name, steps in EPISODE_STEPS.items() if name in task)
 
     def reset() -> np.ndarray:
         observation = env.reset()
         if face:
             data = env.sim_scene.data
-            data.qpos[5] = facing_yaw(data.site_xpos[env.model.site_name2id("target")][:2])
+            face_target(data.qpos, data.site_xpos[env.model.site_name2id("target")][:2].copy(), "Walk" in task)
             env.sim.forward()
         return observation
 
@@ -127,7 +140,7 @@ def run(task: str, seed: int, actions_path: Path, out: Path, face: bool) -> None
         terminations.append(done)
         successes.append(info["score/success"])
         observations.append(observation)
-        if done or episode_step == EPISODE_STEPS:
+        if done or episode_step == episode_steps:
             observations.append(reset())
             episode_starts.append(len(observations) - 1)
             episode_step = 0

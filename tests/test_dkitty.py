@@ -35,7 +35,14 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE_SCRIPT = Path(robel_reference.__file__)
 GOLDEN_STEPS = 400
 OBSERVATION_TOLERANCE = 1e-9
-SIZES = {"DKittyStandRandom-v0": 61, "DKittyStandFixed-v0": 61, "DKittyOrientRandom-v0": 53, "DKittyOrientFixed-v0": 53}
+SIZES = {
+    "DKittyStandRandom-v0": 61,
+    "DKittyStandFixed-v0": 61,
+    "DKittyOrientRandom-v0": 53,
+    "DKittyOrientFixed-v0": 53,
+    "DKittyWalkRandom-v0": 52,
+    "DKittyWalkFixed-v0": 52,
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +59,18 @@ def robel_code(robel_wheels: Path, tmp_path_factory) -> Path:
     return robel_reference.prepare_robel(robel_wheels, tmp_path_factory.mktemp("robel"))
 
 
+def hold_actions(steps: int, seed: int = 0) -> np.ndarray:
+    """float32 actions that hold the standing pose (every joint at 0), with a little noise."""
+    hold = -dkitty._ACTION_CENTRE / dkitty._ACTION_HALF_RANGE
+    return (hold + np.random.default_rng(seed).uniform(-0.05, 0.05, size=(steps, 12))).astype(np.float32)
+
+
 def golden_actions(steps: int) -> np.ndarray:
     """Blocks of 80 float32 actions: random ones, 30 % beyond [-1, 1] so that clipping is exercised, then ones
-    that hold the standing pose (all joints at 0) with a little noise, so that episodes succeed too."""
+    that hold the standing pose, so that episodes succeed too."""
     rng = np.random.default_rng(2019)
-    hold = -dkitty._ACTION_CENTRE / dkitty._ACTION_HALF_RANGE
     blocks = [
-        rng.uniform(-1.3, 1.3, size=(80, 12)) if block % 2 == 0 else hold + rng.uniform(-0.05, 0.05, size=(80, 12))
+        rng.uniform(-1.3, 1.3, size=(80, 12)) if block % 2 == 0 else hold_actions(80, seed=block)
         for block in range(math.ceil(steps / 80))
     ]
     return np.concatenate(blocks)[:steps].astype(np.float32)
@@ -83,7 +95,8 @@ def port_run(task: str, seed: int, actions: np.ndarray, face: bool) -> dict:
     def reset(**seed_arguments) -> np.ndarray:
         observation, _ = env.reset(**seed_arguments)
         if face:
-            base.data.qpos[5] = robel_reference.facing_yaw(base.data.site_xpos[base.model.site("target").id][:2])
+            target_xy = base.data.site_xpos[base.model.site("target").id][:2].copy()
+            robel_reference.face_target(base.data.qpos, target_xy, "Walk" in task)
             mujoco.mj_forward(base.model, base.data)
         return observation
 
@@ -116,6 +129,8 @@ def port_run(task: str, seed: int, actions: np.ndarray, face: bool) -> dict:
         ("DKittyOrientRandom-v0", 5, True),
         ("DKittyOrientRandom-v0", 6, False),
         ("DKittyOrientFixed-v0", 7, False),
+        ("DKittyWalkRandom-v0", 8, True),
+        ("DKittyWalkFixed-v0", 9, False),
     ],
 )
 def test_the_port_follows_robels_own_code_step_for_step(robel_code: Path, tmp_path: Path, task: str, seed, face):
@@ -130,7 +145,7 @@ def test_the_port_follows_robels_own_code_step_for_step(robel_code: Path, tmp_pa
     np.testing.assert_array_equal(got["successes"], expected["successes"])
     # The comparison means something: the episodes moved, and (where the protocol allows) ended and succeeded.
     assert np.ptp(expected["observations"][:, 6:18], axis=0).min() > 0.1
-    if task.startswith("DKittyOrient"):
+    if task.startswith(("DKittyOrient", "DKittyWalk")):
         assert expected["terminations"].sum() >= 3
     if task == "DKittyStandRandom-v0" or face:
         assert 0 < expected["successes"].sum() < GOLDEN_STEPS
@@ -139,7 +154,7 @@ def test_the_port_follows_robels_own_code_step_for_step(robel_code: Path, tmp_pa
 def test_vendored_models_are_the_wheels_without_the_xml_declaration(robel_wheels: Path):
     vendored = sorted(path for path in dkitty.ASSETS.rglob("*") if path.is_file())
     models = [path for path in vendored if path.name not in ("LICENSE", "NOTICE")]
-    assert len(models) == 5 + 13 + 1  # XML files, meshes, the floor's texture
+    assert len(models) == 6 + 13 + 1  # XML files, meshes, the floor's texture
     with zipfile.ZipFile(robel_wheels / robel_reference.ROBEL_WHEEL) as wheel:
         for path in models:
             original = wheel.read("robel/" + path.relative_to(dkitty.ASSETS).as_posix())
@@ -167,7 +182,7 @@ def test_a_built_wheel_ships_the_models(tmp_path: Path):
         for path in dkitty.ASSETS.rglob("*")
         if path.is_file()
     }
-    assert "ace_rl/suites/robel_assets/NOTICE" in expected and len(expected) == 21
+    assert "ace_rl/suites/robel_assets/NOTICE" in expected and len(expected) == 22
     assert shipped == expected
 
 
@@ -185,6 +200,21 @@ def stand_reward_from_observation(observation: np.ndarray) -> tuple[float, bool,
         + 10 * (mean_error < np.pi / 12 and upright > 0.9)
     )
     return reward, bool(upright < 0), bool(mean_error < np.pi / 12 and upright > 0.9)
+
+
+def walk_reward_from_observation(observation: np.ndarray) -> tuple[float, bool, bool]:
+    """ROBEL's Walk reward from the 52 observed values (uprightness 48, heading cosine 49, target offset 50:52)."""
+    upright, heading = observation[48], observation[49]
+    distance = math.hypot(*observation[50:52])
+    reward = (
+        10 * (upright - 0.9)
+        - 500 * (upright < 0.9)
+        - 4 * distance
+        + 20 * (heading - 0.9)
+        + 5 * (distance < 0.5 or heading > 0.9)
+        + 10 * (distance < 0.5 and heading > 0.9)
+    )
+    return reward, bool(upright < 0.9), bool(distance < 0.5 and heading > 0.9)
 
 
 def orient_reward_from_observation(observation: np.ndarray) -> tuple[float, bool, bool]:
@@ -207,6 +237,7 @@ def orient_reward_from_observation(observation: np.ndarray) -> tuple[float, bool
     [
         ("DKittyStandRandom-v0", stand_reward_from_observation),
         ("DKittyOrientRandom-v0", orient_reward_from_observation),
+        ("DKittyWalkRandom-v0", walk_reward_from_observation),
     ],
 )
 def test_rewards_follow_from_the_observation(task: str, from_observation):
@@ -251,25 +282,26 @@ def test_actions_map_to_the_joint_ranges_and_move_at_most_pi_rad_per_second():
     assert base.step_seconds == pytest.approx(0.1) and dkitty.FRAME_SKIP == 40
 
 
-def test_episodes_last_80_steps_report_success_and_have_a_sparse_reward():
+def test_episodes_last_80_steps_walk_160_report_success_and_have_a_sparse_reward():
     for task, size in SIZES.items():
         env = make_env(task, reward="sparse")
+        length = 160 if "Walk" in task else 80
         assert (observation_size(env), env.action_space.shape, episode_steps(env), has_success(env)) == (
             size,
             (12,),
-            80,
+            length,
             True,
         )
         seed_env(env, 1)
         steps = 0
-        for action in golden_actions(160)[80:]:
+        for action in hold_actions(length):
             _, reward, terminated, truncated, info = env.step(action)
             steps += 1
             assert reward == float(info["success"]) and isinstance(info["success"], bool)
             if terminated:
                 break
         assert truncated or terminated
-        assert truncated == (steps == 80 and not terminated)
+        assert truncated == (steps == length and not terminated)
         env.close()
 
 
@@ -279,7 +311,7 @@ def test_orient_facing_its_target_succeeds():
     base = env.unwrapped
     base.data.qpos[5] = robel_reference.facing_yaw(base.data.site_xpos[base.model.site("target").id][:2])
     assert base.angle_error() < 1e-7  # facing exactly, with the arccos guarded against a cosine just past 1
-    successes = [env.step(action)[4]["success"] for action in golden_actions(160)[80:90]]
+    successes = [env.step(action)[4]["success"] for action in hold_actions(10)]
     assert any(successes)
 
 

@@ -1,4 +1,5 @@
-"""ROBEL's D'Kitty on MuJoCo 3 (`DKittyStandRandom-v0`, `DKittyOrientRandom-v0`, and their Fixed variants).
+"""ROBEL's D'Kitty on MuJoCo 3 (`DKittyStandRandom-v0`, `DKittyOrientRandom-v0`, `DKittyWalkRandom-v0`, and their
+Fixed variants).
 
 ROBEL 0.1.2 (Ahn et al., CoRL 2019) needs mujoco-py and gym<0.14, which cannot be installed next to MuJoCo 3 and
 Gymnasium. Its models are vendored in `robel_assets/` (see the NOTICE there); the tasks are ported here from
@@ -16,10 +17,14 @@ ROBEL's definitions, and tests/test_dkitty.py checks them step for step against 
   degrees from the y-axis (Fixed: 0 and 180 degrees). Observation (53): as Stand's up to uprightness, then the
   torso's facing direction and the direction to the target (xy). Success: facing within 0.087 rad and uprightness
   above 0.96; termination when uprightness drops under 0.9.
+- Walk: standing at the origin, facing along y, with a target 1 to 2 m away within +/-60 degrees of that
+  direction (Fixed: 2 m straight ahead); 160-step episodes. Observation (52): as Stand's up to uprightness, then
+  the cosine between the facing direction and the direction to the target, and the target's offset (xy).
+  Success: within 0.5 m of the target facing it within about 25 degrees (cosine over 0.9); termination as Orient.
 
 ROBEL's quirks that change rewards are kept (docs/task-suites.md lists them): the centre-distance cost is the 3-D
 norm of the torso position, height included (ROBEL takes `[:2]` of a batch of one, which keeps every coordinate);
-Orient's small bonus is 5 when either condition holds, not 5 per condition (ROBEL adds two booleans, which NumPy
+Orient's and Walk's small bonus is 5 when either condition holds, not 5 per condition (ROBEL adds two booleans, which NumPy
 treats as "or"); the direction to the target is divided by the norm of itself plus 1e-8 per component.
 """
 
@@ -36,6 +41,7 @@ import numpy as np
 PREFIX = "DKitty"
 SUCCESS_KEY = "success"
 EPISODE_STEPS = 80
+WALK_EPISODE_STEPS = 160
 FRAME_SKIP = 40
 SETTLE_STEPS = 100
 """MuJoCo steps of settling after the reset's first 40 (one action's worth), Stand only."""
@@ -43,6 +49,7 @@ SETTLE_STEPS = 100
 ASSETS = Path(__file__).parent / "robel_assets"
 STAND_MODEL = ASSETS / "dkitty" / "assets" / "dkitty_stand-v0.xml"
 ORIENT_MODEL = ASSETS / "dkitty" / "assets" / "dkitty_orient-v0.xml"
+WALK_MODEL = ASSETS / "dkitty" / "assets" / "dkitty_walk-v0.xml"
 
 TORSO_QPOS = slice(0, 6)  # x, y, z slides, then x, y, z hinges (rxyz Euler angles)
 JOINT_QPOS = slice(6, 18)
@@ -63,10 +70,19 @@ _ACTION_HALF_RANGE = 0.5 * (JOINT_RANGES[:, 1] - JOINT_RANGES[:, 0])
 STAND_CROUCH = np.array([0.0, np.pi / 4, -np.pi / 2] * 4)
 ORIENT_START_YAW = (-np.pi / 3, np.pi / 3)
 ORIENT_TARGET_ANGLE = (2 * np.pi / 3, 4 * np.pi / 3)
+WALK_TARGET_DISTANCE = (1.0, 2.0)
+WALK_TARGET_ANGLE = (-np.pi / 3, np.pi / 3)
 
 _EULER_EPSILON = np.finfo(float).eps * 4.0
 
-ENV_IDS = ("DKittyStandRandom-v0", "DKittyStandFixed-v0", "DKittyOrientRandom-v0", "DKittyOrientFixed-v0")
+ENV_IDS = (
+    "DKittyStandRandom-v0",
+    "DKittyStandFixed-v0",
+    "DKittyOrientRandom-v0",
+    "DKittyOrientFixed-v0",
+    "DKittyWalkRandom-v0",
+    "DKittyWalkFixed-v0",
+)
 
 
 def is_dkitty_id(env_id: str) -> bool:
@@ -352,19 +368,70 @@ class DKittyOrient(DKittyEnv):
         }
 
 
+class DKittyWalk(DKittyEnv):
+    """Walk to a target 1 to 2 m away (ROBEL's `DKittyWalkRandom-v0`); ``fixed=True``: 2 m straight ahead."""
+
+    upright_threshold = 0.9
+    upright_reward = 1
+    falling_reward = -500
+
+    def __init__(self, fixed: bool = False, render_mode: str | None = None) -> None:
+        super().__init__(WALK_MODEL, observation_size=52, render_mode=render_mode)
+        self.fixed = fixed
+        self._target_site = self.model.site("target").id
+        self._heading_site = self.model.site("heading").id
+
+    def _reset_task(self) -> None:
+        if self.fixed:
+            distance, angle = 2.0, np.pi / 2
+        else:
+            distance = self.np_random.uniform(*WALK_TARGET_DISTANCE)
+            angle = np.pi / 2 + self.np_random.uniform(*WALK_TARGET_ANGLE)
+        target = distance * np.array([np.cos(angle), np.sin(angle), 0])
+        # Both markers (the target disc and the heading post) go to the target, on the ground, as in ROBEL.
+        self.model.site_pos[self._target_site] = target
+        self.model.site_pos[self._heading_site] = target
+        self._place(np.zeros(JOINT_COUNT), np.zeros(3))
+
+    def heading(self) -> float:
+        """The cosine between the torso's facing direction (its y-axis, in the ground plane) and the direction to
+        the target."""
+        facing = self.torso_rotation()[:2, 1]
+        towards = self.data.site_xpos[self._heading_site][:2] - self.data.qpos[0:2]
+        norms = np.linalg.norm(facing) * np.linalg.norm(towards)
+        return float(np.dot(facing, towards) / (norms if norms != 0 else 1.0))
+
+    def target_offset(self) -> np.ndarray:
+        return self.data.site_xpos[self._target_site][:2] - self.data.qpos[0:2]
+
+    def _observe(self) -> np.ndarray:
+        return np.concatenate([*self._torso_observation(), [self.heading()], self.target_offset()])
+
+    def _reward_terms(self) -> dict[str, float]:
+        distance = float(np.linalg.norm(self.target_offset()))
+        heading = self.heading()
+        return {
+            **self._upright_terms(),
+            "target_dist_cost": -4 * distance,
+            "heading": 2 * (heading - 0.9) / 0.1,
+            "bonus_small": 5 * float(distance < 0.5 or heading > 0.9),
+            "bonus_big": 10 * float(distance < 0.5 and heading > 0.9),
+        }
+
+
 def register() -> None:
-    """Register the D'Kitty ids with Gymnasium (80-step episodes), once."""
+    """Register the D'Kitty ids with Gymnasium (80-step episodes, Walk 160), once."""
     tasks = {
-        "DKittyStandRandom-v0": ("DKittyStand", False),
-        "DKittyStandFixed-v0": ("DKittyStand", True),
-        "DKittyOrientRandom-v0": ("DKittyOrient", False),
-        "DKittyOrientFixed-v0": ("DKittyOrient", True),
+        "DKittyStandRandom-v0": ("DKittyStand", False, EPISODE_STEPS),
+        "DKittyStandFixed-v0": ("DKittyStand", True, EPISODE_STEPS),
+        "DKittyOrientRandom-v0": ("DKittyOrient", False, EPISODE_STEPS),
+        "DKittyOrientFixed-v0": ("DKittyOrient", True, EPISODE_STEPS),
+        "DKittyWalkRandom-v0": ("DKittyWalk", False, WALK_EPISODE_STEPS),
+        "DKittyWalkFixed-v0": ("DKittyWalk", True, WALK_EPISODE_STEPS),
     }
-    for env_id, (task, fixed) in tasks.items():
+    for env_id, (task, fixed, steps) in tasks.items():
         if env_id not in gym.registry:
-            gym.register(
-                env_id, entry_point=f"{__name__}:{task}", max_episode_steps=EPISODE_STEPS, kwargs={"fixed": fixed}
-            )
+            gym.register(env_id, entry_point=f"{__name__}:{task}", max_episode_steps=steps, kwargs={"fixed": fixed})
 
 
 def known_names() -> list[str]:
