@@ -197,7 +197,7 @@ class DKittyEnv(gym.Env[np.ndarray, np.ndarray]):
             # software (Mesa), 0.25 s without either. Only the pictures change.
             self.model.vis.quality.offsamples = 0
             self.model.vis.quality.shadowsize = 0
-            camera = {"distance": 1.6, "elevation": -25.0, "azimuth": 135.0, "lookat": np.array([0.0, 0.0, 0.15])}
+            camera = {"distance": 3.5, "elevation": -55.0, "azimuth": 135.0, "lookat": np.array([0.0, 0.0, 0.0])}
             self._renderer = MujocoRenderer(self.model, self.data, camera, self.render_size, self.render_size)
         return self._renderer.render("rgb_array")
 
