@@ -26,6 +26,10 @@ ROBEL's quirks that change rewards are kept (docs/task-suites.md lists them): th
 norm of the torso position, height included (ROBEL takes `[:2]` of a batch of one, which keeps every coordinate);
 Orient's and Walk's small bonus is 5 when either condition holds, not 5 per condition (ROBEL adds two booleans, which NumPy
 treats as "or"); the direction to the target is divided by the norm of itself plus 1e-8 per component.
+
+Where ROBEL gives nothing to copy: the arccos of Orient's angle is guarded against a cosine rounded past 1, and a
+step in which MuJoCo finds the simulation unstable (and resets it to the model's standing start) ends the episode
+as a fall, with `info["unstable"]`; ROBEL's simulators raised an exception there.
 """
 
 from __future__ import annotations
