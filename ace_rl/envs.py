@@ -4,7 +4,8 @@ Accepted ids:
 
 - a Gymnasium id: `Hopper-v5`, `Humanoid-v5`, ...; with the `robotics` extra also the Adroit hands
   (`AdroitHandDoor-v1`, ...) and Shadow Hand manipulation (`HandManipulateBlockDense-v1`, ...), with the
-  `panda` extra the panda-gym arm tasks (`PandaReachJoints-v3`, `PandaPushDense-v3`, ...);
+  `panda` extra the panda-gym arm tasks (`PandaReachJoints-v3`, `PandaPushDense-v3`, ...), and in the base install
+  ROBEL's D'Kitty tasks ported to MuJoCo 3 (`DKittyStandRandom-v0`, `DKittyOrientRandom-v0`, ...);
 - `dmc:DOMAIN-TASK` for the DeepMind Control Suite (`dmc:walker-run`, `dmc:ball_in_cup-catch`), `dmc` extra;
 - `metaworld:TASK` for Meta-World v3 single tasks with the goal observable (`metaworld:assembly-v3`),
   `metaworld` extra;
@@ -18,7 +19,7 @@ finite first observation and Gymnasium's five-value ``step``.
 
 Observations are always one flat vector: goal-conditioned Dict observations become the observation followed
 by the desired goal, other Dict observations are flattened whole. Tasks with a success signal (Meta-World,
-Adroit, Shadow Hand, Fetch, mazes, Panda) put a boolean `info["success"]` on every step, and `reward="sparse"`
+Adroit, Shadow Hand, Fetch, mazes, Panda, D'Kitty) put a boolean `info["success"]` on every step, and `reward="sparse"`
 turns their reward into `float(info["success"])`; `has_success(env)` says whether an environment does.
 `render_mode="rgb_array"` makes `env.render()` return RGB frames (see ace_rl.video for the OpenGL back-end).
 """
@@ -41,7 +42,7 @@ import numpy as np
 from ace_rl.actions import DistractorActions, action_box
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
-from ace_rl.suites import dmc, meta_world, panda, robotics
+from ace_rl.suites import dkitty, dmc, meta_world, panda, robotics
 from ace_rl.trust import DMC_PREFIX, METAWORLD_PREFIX, is_standard_library
 from ace_rl.user_code import describe_error
 
@@ -71,6 +72,8 @@ _DMC = _Package("dm_control", "dm_control", "dmc", dmc.import_suite)
 _METAWORLD = _Package("Meta-World", "metaworld", "metaworld", lambda: importlib.import_module("metaworld"))
 _ROBOTICS = _Package("Gymnasium-Robotics", "gymnasium_robotics", "robotics", robotics.register)
 _PANDA = _Package("panda-gym", "panda_gym", "panda", panda.register)
+
+dkitty.register()  # plain Gymnasium ids; its models ship with ace-rl, so nothing is installed or imported for them
 
 
 def _require(package: _Package, env_id: str) -> None:
@@ -209,7 +212,7 @@ def _call_factory(factory: EnvFactory, env_id: str, render_mode: str | None, env
 def _needs_mujoco(name: str) -> bool:
     spec = gym.registry.get(name)
     entry_point = "" if spec is None else str(spec.entry_point)
-    return "mujoco" in entry_point or robotics.is_robotics_id(name)
+    return "mujoco" in entry_point or robotics.is_robotics_id(name) or dkitty.is_dkitty_id(name)
 
 
 def _resolve(env_id: str) -> tuple[str, str]:
@@ -269,7 +272,7 @@ def _success_key(suite: str, name: str) -> str | None:
     if suite == "panda":
         return panda.SUCCESS_KEY
     if suite == "gymnasium":
-        return robotics.success_key(name)
+        return dkitty.SUCCESS_KEY if dkitty.is_dkitty_id(name) else robotics.success_key(name)
     return None
 
 
@@ -301,7 +304,7 @@ def make_env(
     if reward == "sparse" and key is None:
         raise EnvError(
             f"environment {env_id!r} reports no success signal, so it has no sparse reward; use the dense "
-            "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand, Panda)"
+            "reward, or a task that reports success (Meta-World, Adroit, Shadow Hand, Panda, D'Kitty)"
         )
     env: gym.Env
     if suite == "dmc":
@@ -624,6 +627,7 @@ _SUITES = (
         "panda",
         ("PandaReachJoints-v3", "PandaReachJointsDense-v3", "PandaPush-v3", "PandaPickAndPlace-v3"),
     ),
+    ("robel d'kitty", "DKitty*-v0", "mujoco", None, dkitty.ENV_IDS),
 )
 
 

@@ -549,8 +549,25 @@ def test_missing_suite_names_the_extra_to_install(suites_missing, env_id: str, e
 
 def test_list_suites_without_the_optional_suites(suites_missing):
     suites = {suite.name: suite for suite in list_suites()}
-    assert list(suites) == ["gymnasium-mujoco", "dm_control", "metaworld", "adroit", "shadow hand", "panda"]
+    assert list(suites) == [
+        "gymnasium-mujoco",
+        "dm_control",
+        "metaworld",
+        "adroit",
+        "shadow hand",
+        "panda",
+        "robel d'kitty",
+    ]
     assert suites["gymnasium-mujoco"].installed and suites["gymnasium-mujoco"].extra is None
+    assert suites["robel d'kitty"].installed and suites["robel d'kitty"].extra is None  # its models ship with ace-rl
+    stand = suites["robel d'kitty"].examples[0]
+    assert (stand.env_id, stand.observation_size, stand.action_size, stand.episode_steps, stand.success) == (
+        "DKittyStandRandom-v0",
+        61,
+        12,
+        80,
+        True,
+    )
     hopper = suites["gymnasium-mujoco"].examples[0]
     assert (hopper.env_id, hopper.observation_size, hopper.action_size, hopper.success) == ("Hopper-v5", 11, 3, False)
     for name, extra in (("dm_control", "dmc"), ("metaworld", "metaworld"), ("adroit", "robotics"), ("panda", "panda")):
@@ -570,7 +587,7 @@ def test_envs_command_lists_every_suite_with_its_sizes():
     lines = result.stdout.rstrip("\n").splitlines()
     header = ["suite", "id", "form", "installed", "extra", "example", "id", "obs", "act", "steps", "success"]
     assert lines[0].split() == header
-    suite_names = ["gymnasium-mujoco", "dm_control", "metaworld", "adroit", "shadow hand", "panda"]
+    suite_names = ["gymnasium-mujoco", "dm_control", "metaworld", "adroit", "shadow hand", "panda", "robel d'kitty"]
     assert [line.split("  ")[0] for line in lines[1:] if not line.startswith(" ")] == suite_names
     assert all(" yes " in line for line in lines[1:] if not line.startswith(" "))  # every suite is installed
     assert "pip install" not in result.stdout
@@ -584,6 +601,8 @@ def test_envs_command_lists_every_suite_with_its_sizes():
         "metaworld:assembly-v3": ("39", "4", "200", "yes"),
         "AdroitHandDoor-v1": ("39", "28", "200", "yes"),
         "HandManipulateBlockDense-v1": ("68", "20", "100", "yes"),
+        "DKittyStandRandom-v0": ("61", "12", "80", "yes"),
+        "DKittyOrientRandom-v0": ("53", "12", "80", "yes"),
     }
     for env_id, cells in expected.items():
         assert rows[env_id] == cells, env_id
