@@ -186,7 +186,8 @@ def _specification(
             )
         if not given:
             raise SweepError(
-                f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4"
+                f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4, or a "
+                "plan, e.g. --plan paper"
             )
     if given:
         spec = build_spec(args, train_tokens)
