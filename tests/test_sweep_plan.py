@@ -193,6 +193,7 @@ BAD_PLANS = {
     "bad toml": ("[[block]\nname = 1\n", "not valid TOML ("),
     "wrong type": (BLOCK + 'total_steps = "many"\n', "block b: total_steps must be an integer, got 'many'"),
     "unknown reward": (BLOCK + 'reward = "shaped"\n', "block b: unknown reward 'shaped'; accepted: dense, sparse"),
+    "unknown preset": (BLOCK + 'preset = "big"\n', "block b: unknown preset 'big'; accepted: paper, small"),
     "unknown key": ('title = "x"\n' + BLOCK, "unknown key title;"),
     "repeated block": (BLOCK + BLOCK, "block name b is used more than once"),
     "bad reference": (

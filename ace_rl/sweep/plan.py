@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ace_rl.argv import TRAIN_FIELDS, is_switch, takes_list, without_settings
-from ace_rl.config import REWARDS, TrainConfig
+from ace_rl.config import CHOICES, TrainConfig
 from ace_rl.sweep.args import NOT_SWEEP_OPTIONS, SweepError
 from ace_rl.trust import CodeTrust, UntrustedCodeError
 
@@ -168,7 +168,7 @@ def parse_plan(data: Mapping[str, Any], source: str, where: str, trust: CodeTrus
         raise SweepError(f"{where}: no blocks; give each as a [[block]] table with a name and tasks = [...]")
     blocks = [_parse_block(table, index, where, trust) for index, table in enumerate(tables, 1)]
     names = [block.name for block in blocks]
-    repeated = sorted({block for block in names if names.count(block) > 1})
+    repeated = sorted({block_name for block_name in names if names.count(block_name) > 1})
     if repeated:
         raise SweepError(f"{where}: block name {', '.join(repeated)} is used more than once")
     return Plan(str(name), source, tuple(blocks), str(description), str(note))
@@ -196,8 +196,6 @@ def _parse_block(table: Mapping[str, Any], index: int, where: str, trust: CodeTr
             )
         _check_type(setting, value, here)
         options[setting] = value
-    if options.get("reward", _DEFAULTS.reward) not in REWARDS:
-        raise SweepError(f"{here}: unknown reward {options['reward']!r}; accepted: {', '.join(REWARDS)}")
     tasks = table.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise SweepError(f'{here}: no tasks; give tasks = ["Hopper-v5", ...]')
@@ -227,6 +225,8 @@ def _check_type(setting: str, value: Any, here: str) -> None:
         ok, accepted = isinstance(value, str), "a string"
     if not ok:
         raise SweepError(f"{here}: {setting} must be {accepted}, got {value!r}")
+    if setting in CHOICES and value not in CHOICES[setting]:
+        raise SweepError(f"{here}: unknown {setting} {value!r}; accepted: {', '.join(CHOICES[setting])}")
 
 
 def _parse_task(task: Any, here: str, trust: CodeTrust) -> PlanTask:
