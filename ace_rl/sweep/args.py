@@ -42,6 +42,9 @@ class SweepArgs:
     Every `ace-rl train` option (see `ace-rl train --help`) may be given once for all runs, e.g.
     `--preset small --total-steps 20000`. Running the same command again, with or without the grid options,
     finishes what is missing and leaves finished runs untouched; a changed specification is refused.
+
+    `--plan paper` runs the ACE paper's 29 tasks, each with the paper's budget and reward, as one sweep
+    (`--plan paper --dry-run` lists them); `--budget-scale 0.01` runs it at 1 % of those budgets.
     """
 
     out: Path | None = None
@@ -51,7 +54,7 @@ class SweepArgs:
     """Print the table of runs of this sweep directory and exit, without running anything."""
     plan: str | None = None
     """A plan instead of --env: blocks of tasks, each with its own budget, reward, evaluation schedule and options
-    (docs/sweeps.md#plans). `paper`: the ACE paper's 29 tasks (shipped with ace-rl); or FILE.toml. --algo, --seed
+    (docs/sweeps.md, Plans). `paper`: the ACE paper's 29 tasks (shipped with ace-rl); or FILE.toml. --algo, --seed
     and train options given once apply to every block, unless a block sets the option."""
     dry_run: bool = False
     """Print the planned runs (per task: reward, total steps, evaluation interval, runs) and exit: nothing starts
