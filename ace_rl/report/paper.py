@@ -95,7 +95,7 @@ def plan_reference(runs: Sequence[Run]) -> PlanReference | None:
 
 
 def reference_text(value: Any) -> str:
-    """A reference value as the table shows it: `~3,500`, `~0.83`, `~0.93-1.0`; `-` where there is none."""
+    """A reference value as the table shows it: `~3,500`, `~0.83`, `~0.93-1.00`; `-` where there is none."""
     if isinstance(value, list) and len(value) == 2:
         return f"~{_number(value[0])}-{_number(value[1])}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -104,4 +104,4 @@ def reference_text(value: Any) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
