@@ -68,3 +68,15 @@ def setting_of(flag: str) -> str:
 def given_settings(tokens: Sequence[str]) -> set[str]:
     """The settings that options among ``tokens`` set (`--total-steps 10 --no-compile` -> total_steps, compile)."""
     return {setting_of(split_flag(token)[0]) for token in tokens if is_flag(token)}
+
+
+def without_settings(tokens: Sequence[str], settings: set[str]) -> list[str]:
+    """``tokens`` (options, each followed by its values) without the options that set one of ``settings``."""
+    kept: list[str] = []
+    dropping = False
+    for token in tokens:
+        if is_flag(token):
+            dropping = setting_of(split_flag(token)[0]) in settings
+        if not dropping:
+            kept.append(token)
+    return kept

@@ -174,6 +174,10 @@ class TrainConfig:
     module is listed in ACE_RL_TRUSTED_MODULES. Never stored in config.json."""
     progress: bool = True
     """Show a progress bar."""
+    budget_scale: float = 1.0
+    """The fraction of its plan's budget this run was given: `ace-rl sweep --budget-scale F` multiplies the total
+    steps and the schedule's intervals (BUDGET_SCALED_SETTINGS) itself and records F here, so that a report shows
+    a smaller run as such. `ace-rl train` only records it."""
 
 
 PRESET_VALUES: dict[str, dict[str, int]] = {
@@ -266,6 +270,8 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"--{_flag(name)} must lie in ({low}, {high}], got {value}")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+    if not (math.isfinite(config.budget_scale) and config.budget_scale > 0):
+        raise ConfigError(f"--budget-scale must be a positive number, got {config.budget_scale}")
     if config.causal_time_limit is not None and not config.causal_time_limit > 0:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
     if not _valid_device(config.device):
@@ -301,7 +307,16 @@ POSITIVE_INTS = (
     "updates_per_step",
 )
 NON_NEGATIVE_INTS = ("start_steps", "reset_start", "threads")
-NUMBERS = ("dormancy_threshold", "learning_rate", "gamma", "tau", "policy_noise", "noise_clip", "exploration_noise")
+NUMBERS = (
+    "budget_scale",
+    "dormancy_threshold",
+    "learning_rate",
+    "gamma",
+    "tau",
+    "policy_noise",
+    "noise_clip",
+    "exploration_noise",
+)
 CHOICES: dict[str, tuple[str, ...]] = {
     "preset": PRESETS,
     "reward": REWARDS,
@@ -402,6 +417,39 @@ def _agent(algo: object) -> Any:
         return agent_spec(algo)
     except UnknownAgentError as error:
         raise ConfigError(str(error)) from None
+
+
+# What `--budget-scale F` multiplies: the budget and every interval of the schedule that counts env steps or
+# updates, so that a smaller run keeps the shape of the full one (as many evaluations, checkpoints, causal fits and
+# resets, random steps as the same share of the run). causal_samples scales with causal_interval: every transition
+# enters one fit, as in the paper (both 10,000). Sizes do not scale (networks, replay, evaluation episodes), except
+# that a batch never exceeds the run's steps.
+BUDGET_SCALED_SETTINGS = (
+    "total_steps",
+    "start_steps",
+    "eval_every",
+    "checkpoint_every",
+    "log_every",
+    "causal_interval",
+    "causal_samples",
+    "reset_interval",
+    "reset_start",
+)
+_MAY_BE_ZERO = frozenset({"start_steps", "reset_start"})
+
+
+def scaled_budget(config: TrainConfig, factor: float) -> dict[str, Any]:
+    """The settings ``config`` takes at ``factor`` times its budget: each of BUDGET_SCALED_SETTINGS times
+    ``factor``, rounded (at least 1; start_steps and reset_start at least 0), batch_size at most the scaled
+    total_steps, and budget_scale = config.budget_scale * factor. Only settings that change are returned."""
+    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+        raise ConfigError(f"--budget-scale must be a positive number, got {factor}")
+    values: dict[str, Any] = {}
+    for name in BUDGET_SCALED_SETTINGS:
+        values[name] = max(0 if name in _MAY_BE_ZERO else 1, round(getattr(config, name) * factor))
+    values["batch_size"] = min(config.batch_size, int(values["total_steps"]))
+    values["budget_scale"] = config.budget_scale * factor
+    return {name: value for name, value in values.items() if getattr(config, name) != value}
 
 
 def causal_fit_due_step(config: TrainConfig) -> int:

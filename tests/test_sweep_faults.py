@@ -199,8 +199,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def ray_head(port: int, client_port: int) -> Iterator[Path]:
-    """A real Ray head on this machine (token authentication: Ray's default), with its Ray Client server."""
+def ray_head(port: int, client_port: int, num_gpus: int = 0) -> Iterator[Path]:
+    """A real Ray head on this machine (token authentication: Ray's default), with its Ray Client server; it declares
+    ``num_gpus`` GPUs, whether or not the machine has them (Ray then accounts for them as for real ones)."""
     with short_temp_dir() as temp:
         started = subprocess.run(
             [
@@ -217,6 +218,8 @@ def ray_head(port: int, client_port: int) -> Iterator[Path]:
                 str(temp),
                 "--num-cpus",
                 "2",
+                "--num-gpus",
+                str(num_gpus),
                 "--include-dashboard",
                 "false",
                 "--disable-usage-stats",

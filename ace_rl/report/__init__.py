@@ -12,6 +12,7 @@ of improvement. The same inputs, ``reps`` and ``seed`` give the same report.
 The modules, in the order a report flows through them:
 
 - ``runs``: reading run directories, collecting them and grouping them into labelled groups;
+- ``paper``: the plan of the runs' sweep (``ace-rl sweep --plan``): domains, budgets and reference values;
 - ``stats``: alignment, the IQM with its bootstrap intervals, each run's final score, AUC and best;
 - ``analysis``: per task and across tasks, what is compared and what enters the aggregates, and the notes;
 - ``figures``: the matplotlib figures; ``summary``: summary.md, summary.csv and curves.csv;

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ace_rl.report.libraries import ReportError, libraries
+from ace_rl.report.paper import PlanReference, plan_reference
 from ace_rl.report.runs import (
     ALGO_ORDER,
     Group,
@@ -123,6 +124,8 @@ class Report:
     figures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     """The notes the command also prints: runs left out that the user should look at."""
+    plan: PlanReference | None = None
+    """The plan the runs' sweep was made from (--plan): the table beside its reference and a figure per domain."""
 
 
 # ------------------------------------------------------------------------------------------------ per task
@@ -468,4 +471,5 @@ def build_report(dirs: Sequence[Path], reps: int = 2000, seed: int = 0, skip_emp
     aggregate, aggregate_notes = analyse_aggregate(tasks, reps, seed)
     notes += aggregate_notes
     notes += [result.causal_note for task in tasks for result in task.groups if result.causal_note]
-    return Report(list(dirs), counted, tasks, aggregate, notes, reps, seed, warnings=warnings)
+    plan = plan_reference(counted)
+    return Report(list(dirs), counted, tasks, aggregate, notes, reps, seed, warnings=warnings, plan=plan)

@@ -67,7 +67,16 @@ def write_figures(report: Report, out: Path) -> list[str]:
     """Every figure as PNG and PDF; returns their file stems."""
     colours = _colours(report)
     figures: list[str] = []
-    plot_learning_curves(report, colours, out, figures)
+    plot_learning_curves(report.tasks, colours, out, figures)
+    if report.plan is not None:  # the paper's layout: one figure per domain, a panel per task of the plan
+        by_name = {task.name: task for task in report.tasks}
+        for domain in report.plan.domains:
+            tasks = [by_name[t.task] for t in report.plan.tasks if t.domain == domain and t.task in by_name]
+            if tasks:
+                stem = f"plan_domain__{safe_name(domain, compact=True)}"
+                plot_learning_curves(
+                    tasks, colours, out, figures, stem=stem, title=f"{domain} (plan {report.plan.name})"
+                )
     for task in report.tasks:
         for result in task.groups:
             plot_causal_weights(task, result, out, figures)
@@ -89,20 +98,28 @@ def learning_curves_layout(tasks: int, labels: Sequence[str]) -> tuple[tuple[flo
     return (width, PANEL_SIZE[1] * rows + legend), wrapped, columns
 
 
-def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, figures: list[str]) -> None:
+def plot_learning_curves(
+    tasks: Sequence[TaskResult],
+    colours: Mapping[str, Any],
+    out: Path,
+    figures: list[str],
+    stem: str = "learning_curves",
+    title: str | None = None,
+) -> None:
     """One panel per task: each group's IQM over seeds with its 95 % band; dashed where fewer runs cover the
     step; a dotted vertical line at the task's comparison step when some runs go beyond it. One legend below
-    for all panels (a group has the same colour on every task)."""
+    for all panels (a group has the same colour on every task and figure), of the groups these tasks have."""
     plt, _, _, _ = libraries()
-    count = len(report.tasks)
+    count = len(tasks)
     columns = min(PANEL_COLUMNS, count)
     rows = math.ceil(count / columns)
     seeds: dict[str, set[int]] = defaultdict(set)
-    for task in report.tasks:
+    for task in tasks:
         for result in task.groups:
             seeds[result.group.label].add(len(result.group.runs))
+    shown = {label: colour for label, colour in colours.items() if label in seeds}
     labels = []
-    for label in colours:
+    for label in shown:
         low, high = min(seeds[label]), max(seeds[label])
         labels.append(f"{label} ({low if low == high else f'{low}-{high}'} seed{'s' if high != 1 else ''})")
     size, wrapped, legend_columns = learning_curves_layout(count, labels)
@@ -110,7 +127,9 @@ def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, 
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
-    for ax, task in zip(axes.flat, report.tasks):
+    if title is not None:
+        fig.suptitle(title)
+    for ax, task in zip(axes.flat, tasks):
         for result in task.groups:
             curve, runs = result.curve, len(result.group.runs)
             colour = colours[result.group.label]
@@ -126,10 +145,10 @@ def plot_learning_curves(report: Report, colours: Mapping[str, Any], out: Path, 
         ax.set_ylabel(f"{task.score_name} (IQM, 95% CI)")
         ax.grid(alpha=0.25)
     handles = [
-        plt.Line2D([], [], color=colour, linewidth=1.8, label=text) for colour, text in zip(colours.values(), wrapped)
+        plt.Line2D([], [], color=colour, linewidth=1.8, label=text) for colour, text in zip(shown.values(), wrapped)
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=legend_columns, fontsize="small", frameon=False)
-    _save(fig, out, "learning_curves", figures)
+    _save(fig, out, stem, figures)
 
 
 def plot_causal_weights(task: TaskResult, result: GroupResult, out: Path, figures: list[str]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ace_rl.report.analysis import Report
 from ace_rl.report.output import writing
+from ace_rl.report.paper import reference_text
 from ace_rl.report.stats import METRIC_NAMES, Curve, Estimate
 from ace_rl.report.text import steps_text
 
@@ -27,6 +28,22 @@ SUMMARY_COLUMNS = [
     "env_step",
     "unit",
     "few_seeds",
+]
+PAPER_COLUMNS = [
+    "domain",
+    "task",
+    "group",
+    "algo",
+    "seeds",
+    "final_iqm",
+    "ci_low",
+    "ci_high",
+    "unit",
+    "reference",
+    "env_step",
+    "plan_budget",
+    "budget_percent",
+    "budget_scale",
 ]
 
 
@@ -108,13 +125,104 @@ def summary_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
+def paper_rows(report: Report) -> list[dict[str, Any]]:
+    """For a report of a plan's sweep: per task of the plan (in its order) and group, the final IQM with its
+    interval beside the reference's value, and the env steps the runs reached (the task's comparison step, where
+    the final is taken) against the plan's budget. A task of the plan without runs has one row without numbers."""
+    if report.plan is None:
+        return []
+    results = {task.name: task for task in report.tasks}
+    rows: list[dict[str, Any]] = []
+    for reference in report.plan.tasks:
+        task = results.get(reference.task)
+        base = dict(domain=reference.domain, task=reference.task, plan_budget=reference.budget)
+        if task is None:
+            rows.append({**base, "group": "", "algo": "", "seeds": 0, "reference": None})
+            continue
+        for result in task.groups:
+            scales = sorted({float(run.config.get("budget_scale", 1.0)) for run in result.group.runs})
+            percent = None if not reference.budget else 100.0 * task.comparison_step / reference.budget
+            final = result.final
+            rows.append(
+                {
+                    **base,
+                    "group": result.group.label,
+                    "algo": result.group.algo,
+                    "seeds": 0 if final is None else final.runs,
+                    "final_iqm": None if final is None else final.value,
+                    "ci_low": None if final is None else final.low,
+                    "ci_high": None if final is None else final.high,
+                    "unit": task.score_name,
+                    "reference": reference.reference.get(result.group.algo),
+                    "env_step": task.comparison_step,
+                    "budget_percent": percent,
+                    "budget_scale": " ".join(f"{scale:g}" for scale in scales),
+                }
+            )
+    return rows
+
+
+def _budget_text(row: dict[str, Any]) -> str:
+    """`2 % (20,000 of 1,000,000 env steps; --budget-scale 0.02): not a reproduction`."""
+    if row.get("budget_percent") is None:
+        return f"{steps_text(row['env_step'])} env steps (the plan's budget is not known)"
+    scale = "" if row["budget_scale"] == "1" else f"; --budget-scale {row['budget_scale']}"
+    text = f"{row['budget_percent']:.3g} % ({row['env_step']:,.0f} of {row['plan_budget']:,} env steps{scale})"
+    return text if row["budget_percent"] >= 100 else f"{text}: not a reproduction"
+
+
+def paper_markdown(report: Report) -> list[str]:
+    """summary.md's section beside the plan's reference, for a report of a plan's sweep."""
+    plan = report.plan
+    if plan is None:
+        return []
+    note = plan.note or "the plan's reference values"
+    lines = [
+        f"## Beside the plan's reference (plan {plan.name})",
+        "",
+        f"Per task of the plan, each algorithm's final IQM [95 % CI] beside the reference's final value ({note}), "
+        "and the env steps the runs reached (where the final is taken) as a share of the plan's budget. A run "
+        "short of the plan's budget is not a reproduction: its value is what it reached at that step, not at the "
+        "reference's. Figures per domain: `plan_domain__*.png`; the same rows in `paper_table.csv`.",
+        "",
+        f"| domain | task | algorithm | seeds | final IQM [95% CI] | reference ({note}) | budget reached |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in paper_rows(report):
+        if not row["group"]:
+            budget = "-" if row["plan_budget"] is None else f"0 of {row['plan_budget']:,} env steps: no runs"
+            lines.append(f"| {row['domain']} | {row['task']} | - | 0 | - | - | {budget} |")
+            continue
+        final = "-"
+        if row["final_iqm"] is not None:
+            unit = row["unit"]
+            final = (
+                f"{_number(row['final_iqm'], unit)} [{_number(row['ci_low'], unit)}, {_number(row['ci_high'], unit)}]"
+            )
+        lines.append(
+            f"| {row['domain']} | {row['task']} | {row['group']} | {_seeds_text(row['seeds'])} | {final} | "
+            f"{reference_text(row['reference'])} | {_budget_text(row)} |"
+        )
+    return lines
+
+
 def write_summary(report: Report, out: Path) -> None:
-    """summary.csv and summary.md."""
+    """summary.csv and summary.md; paper_table.csv for a report of a plan's sweep."""
     with writing(out / "summary.csv") as path, open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         for row in summary_rows(report):
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    if report.plan is not None:
+        with writing(out / "paper_table.csv") as path, open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=PAPER_COLUMNS, restval="")
+            writer.writeheader()
+            for row in paper_rows(report):
+                value = row["reference"]  # a number, or "low-high" for a range
+                row["reference"] = "-".join(f"{v:g}" for v in value) if isinstance(value, list) else value
+                writer.writerow(
+                    {k: "" if v is None else f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()}
+                )
     with writing(out / "summary.md") as path:
         path.write_text(summary_markdown(report))
 
@@ -194,6 +302,7 @@ def summary_markdown(report: Report) -> str:
                 f"{_interval(result.auc, unit)} ({steps_text(task.start_step)}-{steps_text(task.comparison_step)}) | "
                 f"{_interval(result.best, unit)} |"
             )
+    lines += ["", *paper_markdown(report)] if report.plan is not None else []
     lines += [
         "",
         "## Normalisation",

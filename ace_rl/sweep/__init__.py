@@ -1,14 +1,15 @@
 """`ace-rl sweep`: a grid of ordinary runs executed on Ray, continued where it stopped, watched live.
 
     DIR/
-      sweep.json             the specification: grid, common options, every run's argv and resolved config,
-                             the ace-rl version and git commit it was created with (written once)
+      sweep.json             the specification: grid, common options, plan and budget scale, every run's argv and
+                             resolved config, the resources each run asked of Ray, the ace-rl version and git commit
+                             it was created with (written once)
       sweep_status.json      what the directories cannot tell: runs that failed (with their one-line error),
                              which runs the sweep now running has in flight
       logs/RUN.log           each run's output, one header per attempt (fresh start, resume or restart)
       logs/ray.log           what Ray's core printed in the driver while the runs ran (not for the terminal)
       .lock                  held by the one `ace-rl sweep` process working on DIR
-      ENV__ALGO__sSEED[__OPTION-VALUE...]/   one ordinary run directory per grid point
+      ENV__ALGO__sSEED[__reward-sparse][__OPTION-VALUE...]/   one ordinary run directory per grid point
 
 Each run is built exactly as `ace-rl train` with the same options would build it (the command's own parser
 is handed in by ace_rl/cli.py) and executed in a Ray worker by ace_rl.trainer.train. Everything the driver shows
@@ -19,7 +20,9 @@ ace_rl.runstate's answer, the same for the driver, its workers and `--status`.
 The modules, each with one job:
 
     args       the command line: SweepArgs, the train options given once or as new grid axes
-    spec       the grid, run names and train options, sweep.json and its checks, git provenance (no Ray)
+    plan       plan files (TOML, read as data): blocks of tasks with their own options; plans/ the shipped ones
+    spec       the grid (or a plan's runs), run names and train options, --budget-scale, sweep.json and its
+               checks, git provenance (no Ray)
     progress   what the run directories say, sweep_status.json, the table, `--status`
     worker     execute_run: one run in a Ray worker
     cluster    Ray's life cycle: start or join, probe, leave

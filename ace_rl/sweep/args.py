@@ -3,6 +3,7 @@ given once (for every run) or with several values (a new grid axis)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class SweepArgs:
     Every `ace-rl train` option (see `ace-rl train --help`) may be given once for all runs, e.g.
     `--preset small --total-steps 20000`. Running the same command again, with or without the grid options,
     finishes what is missing and leaves finished runs untouched; a changed specification is refused.
+
+    `--plan paper` runs the ACE paper's 29 tasks, each with the paper's budget and reward, as one sweep
+    (`--plan paper --dry-run` lists them); `--budget-scale 0.01` runs it at 1 % of those budgets.
     """
 
     out: Path | None = None
@@ -48,6 +52,16 @@ class SweepArgs:
     cluster it must be on a filesystem every node sees."""
     status: Path | None = None
     """Print the table of runs of this sweep directory and exit, without running anything."""
+    plan: str | None = None
+    """A plan instead of --env: blocks of tasks, each with its own budget, reward, evaluation schedule and options
+    (docs/sweeps.md, Plans). `paper`: the ACE paper's 29 tasks (shipped with ace-rl); or FILE.toml. --algo, --seed
+    and train options given once apply to every block, unless a block sets the option."""
+    dry_run: bool = False
+    """Print the planned runs (per task: reward, total steps, evaluation interval, runs) and exit: nothing starts
+    and nothing is written."""
+    budget_scale: float = 1.0
+    """Multiply every run's total steps, and the intervals that scale with it (start steps, evaluation,
+    checkpoint, log, causal and reset intervals, causal samples), by this; recorded in each run's config.json."""
     env: list[str] = field(default_factory=list)
     """Tasks (as `ace-rl train --env`); default Hopper-v5."""
     algo: Annotated[
@@ -82,8 +96,8 @@ class SweepArgs:
 
     @property
     def gives_grid(self) -> bool:
-        """Whether any grid option (--env, --algo, --seed) was given."""
-        return bool(self.env or self.algo or self.seed)
+        """Whether any option of the specification (--plan, --env, --algo, --seed, --budget-scale) was given."""
+        return bool(self.plan or self.env or self.algo or self.seed or self.budget_scale != 1.0)
 
 
 def parse_sweep_argv(argv: Sequence[str]) -> tuple[SweepArgs, list[str]]:
@@ -98,6 +112,10 @@ def check_execution(args: SweepArgs) -> Path:
         raise SweepError("give --out DIR (a new sweep directory, or one to continue) or --status DIR")
     if args.threads_per_run < 1:
         raise SweepError(f"--threads-per-run must be a positive integer, got {args.threads_per_run}")
+    if not (math.isfinite(args.budget_scale) and args.budget_scale > 0):
+        raise SweepError(f"--budget-scale must be a positive number, got {args.budget_scale}")
+    if args.plan is not None and args.env:
+        raise SweepError("--plan names its tasks; give --env without --plan, or put the tasks in the plan's blocks")
     if args.gpus_per_run < 0:
         raise SweepError(f"--gpus-per-run must be zero or positive, got {args.gpus_per_run}")
     if args.max_retries < 0:

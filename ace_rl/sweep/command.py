@@ -4,7 +4,9 @@ start Ray, write sweep.json, and hand the runs to the driver. A refused invocati
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -41,12 +43,23 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
     """`ace-rl sweep ...`; returns the exit status. ``parse_train`` is `ace-rl train`'s parser."""
     args, train_tokens = parse_sweep_argv(argv)
     if args.status is not None:
-        if args.out is not None or train_tokens or args.gives_grid:
+        if args.out is not None or train_tokens or args.gives_grid or args.dry_run:
             raise SweepError("--status DIR takes no other option")
         return show_status(args.status)
+    if args.dry_run and args.out is None:  # a new sweep's runs, wherever it will go
+        check_execution(dataclasses.replace(args, out=Path(".")))
+        if not (args.gives_grid or train_tokens):
+            raise SweepError("--dry-run: give the grid (--env ... or --plan ...), or --out DIR of a sweep")
+        spec = build_spec(args, train_tokens)
+        print("\n".join(dry_run_lines(spec, plan_runs(spec, Path("."), parse_train, args.threads_per_run))))
+        return 0
     shown = check_execution(args)
-    require("ray", "rich")
     out = shown.resolve()
+    if args.dry_run:
+        _, spec, planned = _specification(args, train_tokens, out, shown, parse_train)
+        print("\n".join(dry_run_lines(spec, planned)))
+        return 0
+    require("ray", "rich")
     document, spec, planned = _specification(args, train_tokens, out, shown, parse_train)
     grid, to_run, status = classify([run for run, _ in planned], out, args.retry_failed)
     configs = {run.name: config for run, config in planned}
@@ -79,7 +92,8 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             session = cluster.start_ray(ray, args)
         if document is None:
             rebuilt = holds_files(out)  # check_existing_runs found that every run there matches this command
-            written = spec_document(spec, planned, argv)
+            resources = {"threads_per_run": args.threads_per_run, "gpus_per_run": args.gpus_per_run}
+            written = spec_document(spec, planned, argv, resources)
             write_json(out / SPEC_FILE, written)
             document = written
             if rebuilt:
@@ -94,6 +108,37 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
         sweep_lock.release()
         if document is None:  # refused before anything was written: leave no trace
             _leave_no_trace(sweep_lock.path, lock_existed, created)
+
+
+def dry_run_lines(spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> list[str]:
+    """What `--dry-run` prints: per task (and block of a plan), its reward, total steps, evaluation interval and
+    runs (algorithms x seeds x swept options), then the totals."""
+    block_of = {}
+    if spec.plan is not None:
+        block_of = {(task.env, block.reward): block.name for block, task in spec.plan.tasks}
+    rows: dict[tuple[str, str, str, int, int], list[PlannedRun]] = defaultdict(list)
+    for run, config in planned:
+        block = block_of.get((config.env, config.reward), "")
+        rows[(block, config.env, config.reward, config.total_steps, config.eval_every)].append(run)
+    axes = [f"{len(values)} {axis}" for axis, values in spec.grid.items() if axis != "env"]
+    if spec.plan is not None:
+        envs = len({task.env for _, task in spec.plan.tasks})
+        pairs = f" ({len(spec.plan.tasks)} with their rewards)" if envs != len(spec.plan.tasks) else ""
+        head = f"plan {spec.plan.name} ({spec.plan.source}): {envs} tasks{pairs} x {' x '.join(axes)}"
+    else:
+        head = f"grid: {len(spec.grid['env'])} env x {' x '.join(axes)}"
+    lines = [f"{head} = {len(planned)} runs, budget scale {spec.budget_scale:g}"]
+    width = max([len(env) for _, env, *_ in rows] + [4])
+    block_width = max([len(block) for block, *_ in rows] + [5]) if spec.plan is not None else 0
+    header = f"{'task':<{width}}  reward  {'total steps':>11}  {'eval every':>10}  runs"
+    lines.append((f"{'block':<{block_width}}  " if block_width else "") + header)
+    for (block, env, reward, total, every), runs in rows.items():
+        line = f"{env:<{width}}  {reward:<6}  {total:>11,}  {every:>10,}  {len(runs):>4}"
+        lines.append((f"{block:<{block_width}}  " if block_width else "") + line)
+    steps = sum(config.total_steps for _, config in planned)
+    envs = len({env for _, env, *_ in rows})
+    lines.append(f"{envs} tasks, {len(planned)} runs, {steps:,} env steps in all; nothing started (--dry-run)")
+    return lines
 
 
 def _create_out(out: Path, shown: Path) -> list[Path]:
@@ -141,7 +186,8 @@ def _specification(
             )
         if not given:
             raise SweepError(
-                f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4"
+                f"--out {shown} holds no sweep yet; give the grid, e.g. --env Hopper-v5 --algo ace sac --seed 0-4, or a "
+                "plan, e.g. --plan paper"
             )
     if given:
         spec = build_spec(args, train_tokens)

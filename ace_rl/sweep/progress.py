@@ -226,7 +226,11 @@ def show_status(out: Path) -> int:
     terminal = console()
     terminal.print(render_table(rows))
     holder = RunLock(out).holder() if running else None
+    plan = document.get("plan")
+    made_of = f"plan {plan.get('name')}, " if isinstance(plan, dict) else ""
+    scale = f"budget scale {document.get('budget_scale', 1.0):g}, " if document.get("budget_scale", 1.0) != 1.0 else ""
     terminal.print(
-        f"sweep {out}: " + (f"running (ace-rl sweep pid {holder})" if running else "not running"), highlight=False
+        f"sweep {out}: {made_of}{scale}" + (f"running (ace-rl sweep pid {holder})" if running else "not running"),
+        highlight=False,
     )
     return 1 if any(row.state == "failed" for row in rows) else 0

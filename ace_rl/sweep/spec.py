@@ -1,6 +1,7 @@
-"""What a sweep runs: the grid (env x algo x seed x any swept option), each grid point's name and `ace-rl train`
-options, the specification written once to sweep.json (with the ace-rl version and git commit), and the checks
-that a later invocation asks for the same sweep. Nothing here imports Ray."""
+"""What a sweep runs: the grid (env x algo x seed x any swept option; or a plan's blocks of tasks x algo x seed x any
+swept option), each grid point's name and `ace-rl train` options (scaled by --budget-scale), the specification
+written once to sweep.json (with the ace-rl version and git commit), and the checks that a later invocation asks for
+the same sweep. Nothing here imports Ray."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import ace_rl
-from ace_rl.argv import given_settings
+from ace_rl.argv import given_settings, without_settings
 from ace_rl.config import (
     EXECUTION_SETTINGS,
     ConfigError,
     TrainConfig,
     code_trust,
     config_from_json_dict,
+    scaled_budget,
     to_json_dict,
     validate,
 )
@@ -36,6 +38,7 @@ from ace_rl.sweep.args import (
     execution_argv,
     split_train_options,
 )
+from ace_rl.sweep.plan import SPARSE_MARK, Plan, load_plan, parse_plan, plan_points
 from ace_rl.trust import CodeTrust, UntrustedCodeError
 
 TrainParser = Callable[[Sequence[str]], TrainConfig]
@@ -131,34 +134,60 @@ PlannedRun.__module__ = "ace_rl.sweep"
 
 @dataclass
 class SweepSpec:
-    """What a sweep runs: the grid's axes (env, algo, seed, then any swept option) and the common options."""
+    """What a sweep runs: the grid's axes (env, algo, seed, then any swept option; a plan's sweep has no env axis,
+    its blocks name the tasks), the common options, the plan and the budget scale."""
 
     grid: dict[str, list[Any]]
     options: list[str]
+    plan: Plan | None = None
+    budget_scale: float = 1.0
 
-    def points(self) -> list[dict[str, Any]]:
+    def points(self) -> list[tuple[dict[str, Any], list[str]]]:
+        """Each grid point and its `ace-rl train` options (before --budget-scale and the sweep's own)."""
+        if self.plan is not None:
+            return [
+                (point, [*options, *_point_argv(point, marks=SPARSE_MARK)])
+                for point, options in plan_points(self.plan, self.grid, self.options)
+            ]
         axes = list(self.grid)
-        return [dict(zip(axes, values)) for values in itertools.product(*(self.grid[axis] for axis in axes))]
+        points = [dict(zip(axes, values)) for values in itertools.product(*(self.grid[axis] for axis in axes))]
+        return [(point, [*self.options, *_point_argv(point)]) for point in points]
+
+
+def _point_argv(point: dict[str, Any], marks: Iterable[str] = ()) -> list[str]:
+    """The options a grid point sets: --env, --algo, --seed and each swept option, except ``marks`` (a plan's
+    `reward: sparse`, which its block's options set)."""
+    argv = ["--env", str(point["env"]), "--algo", str(point["algo"]), "--seed", str(point["seed"])]
+    for axis, value in point.items():
+        if axis not in AXES and axis not in marks:
+            argv.extend([f"--{axis}", str(value)])
+    return argv
 
 
 def build_spec(args: SweepArgs, train_tokens: Sequence[str]) -> SweepSpec:
     common, swept = split_train_options(train_tokens)
     defaults = TrainConfig()
-    grid: dict[str, list[Any]] = {
-        "env": _unique("--env", args.env) or [defaults.env],
-        "algo": _unique("--algo", args.algo) or [defaults.algo],
-        "seed": parse_seeds(args.seed) if args.seed else [defaults.seed],
-    }
+    plan = None
+    if args.plan is not None:
+        plan = load_plan(args.plan, CodeTrust.given(args.trust_run_code, [("algo", algo) for algo in args.algo]))
+    grid: dict[str, list[Any]] = {} if plan is not None else {"env": _unique("--env", args.env) or [defaults.env]}
+    grid["algo"] = _unique("--algo", args.algo) or [defaults.algo]
+    grid["seed"] = parse_seeds(args.seed) if args.seed else [defaults.seed]
     grid.update(swept)
-    runs = 1
+    runs = len(plan.tasks) if plan is not None else 1
     for values in grid.values():
         runs *= len(values)
     if runs > MAX_RUNS:
-        shape = " x ".join(f"{len(values)} {axis}" for axis, values in grid.items())
+        shape = " x ".join(
+            [
+                *([f"{len(plan.tasks)} tasks of plan {plan.name}"] if plan else []),
+                *(f"{len(v)} {a}" for a, v in grid.items()),
+            ]
+        )
         raise SweepError(
             f"the grid has {runs:,} runs ({shape}), more than the {MAX_RUNS:,} a sweep takes; split it over several sweeps"
         )
-    return SweepSpec(grid=grid, options=common)
+    return SweepSpec(grid=grid, options=common, plan=plan, budget_scale=args.budget_scale)
 
 
 def group_wandb_runs(spec: SweepSpec, out: Path) -> None:
@@ -189,28 +218,38 @@ def plan_runs(
     planned: list[tuple[PlannedRun, TrainConfig]] = []
     names: dict[str, dict[str, Any]] = {}
     # The seed sets nothing but itself, so each grid point without its seed is parsed once (20 ms a parse).
-    parsed: dict[tuple[tuple[str, str], ...], TrainConfig] = {}
-    for point in spec.points():
+    parsed: dict[tuple[str, ...], tuple[TrainConfig, list[str]]] = {}
+    for point, argv in spec.points():
         name = run_name(point)
         if name in names:
             raise SweepError(f"grid points {names[name]} and {point} would share the run directory {name}")
         names[name] = point
-        argv = [*spec.options, "--env", str(point["env"]), "--algo", str(point["algo"]), "--seed", str(point["seed"])]
-        for axis, value in point.items():
-            if axis not in AXES:
-                argv.extend([f"--{axis}", str(value)])
-        run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=0)
-        unseeded = tuple((axis, str(value)) for axis, value in point.items() if axis != "seed")
+        unseeded = tuple(token for index, token in enumerate(argv) if index == 0 or argv[index - 1] != "--seed")
         try:
             if unseeded in parsed:
-                config = dataclasses.replace(parsed[unseeded], seed=int(point["seed"]), run_dir=run.run_dir)
+                config, scaling = parsed[unseeded]
+                config = dataclasses.replace(config, seed=int(point["seed"]), run_dir=out / name)
             else:
-                config = parsed[unseeded] = parse_train([*run.train_argv, *execution_argv(threads_per_run)])
+                config = parse_train([*argv, "--run-dir", str(out / name), *execution_argv(threads_per_run)])
+                config, scaling = _scaled(config, spec.budget_scale)
+                parsed[unseeded] = config, scaling
             validate(config)
         except ConfigError as error:
             raise SweepError(f"run {name}: {error}") from None
-        planned.append((dataclasses.replace(run, total_steps=config.total_steps), config))
+        if scaling:  # the scaled values, given explicitly, so that a worker's parse of the argv builds this config
+            argv = [*without_settings(argv, given_settings(scaling)), *scaling]
+        run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=config.total_steps)
+        planned.append((run, config))
     return planned
+
+
+def _scaled(config: TrainConfig, factor: float) -> tuple[TrainConfig, list[str]]:
+    """``config`` at ``factor`` times its budget (config.scaled_budget), and the options that give it."""
+    if factor == 1.0:
+        return config, []
+    values = scaled_budget(config, factor)
+    tokens = [token for name, value in values.items() for token in (f"--{name.replace('_', '-')}", str(value))]
+    return dataclasses.replace(config, **values), tokens
 
 
 def check_environments(configs: Iterable[TrainConfig]) -> None:
@@ -245,9 +284,15 @@ def experiment_settings(config: TrainConfig) -> dict[str, Any]:
 
 
 def spec_document(
-    spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]], command: Sequence[str]
+    spec: SweepSpec,
+    planned: Sequence[tuple[PlannedRun, TrainConfig]],
+    command: Sequence[str],
+    resources: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """sweep.json: the specification (grid, options, plan, budget scale), every run, the provenance, and the
+    resources each run asked of Ray when the sweep was created (``resources``: threads_per_run, gpus_per_run)."""
     commit, dirty = git_commit(Path(ace_rl.__file__).parent)
+    plan = {} if spec.plan is None else {"plan": spec.plan.document()}
     return {
         "format": SPEC_FORMAT,
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -257,6 +302,9 @@ def spec_document(
         "git_dirty": dirty,
         "grid": spec.grid,
         "options": spec.options,
+        **plan,
+        "budget_scale": spec.budget_scale,
+        "resources": resources or {},
         "runs": [
             {"name": run.name, "point": run.point, "argv": list(run.argv), "config": experiment_settings(config)}
             for run, config in planned
@@ -313,8 +361,15 @@ def load_spec(out: Path) -> dict[str, Any]:
 def stored_spec(document: dict[str, Any], source: Path, trust: CodeTrust) -> SweepSpec:
     """The specification sweep.json holds, for a sweep continued without its grid on the command line. The file is
     data: an --env or --algo of its grid (or options) that would import a module needs ``trust`` (ace_rl.trust)."""
+    plan = None
+    if isinstance(document.get("plan"), dict):  # a plan's task ids are checked against ``trust`` as it is read
+        recorded = dict(document["plan"])
+        plan = parse_plan(recorded, str(recorded.pop("source", "")), f"the plan of {source}", trust)
     spec = SweepSpec(
-        grid={axis: list(values) for axis, values in document["grid"].items()}, options=list(document["options"])
+        grid={axis: list(values) for axis, values in document["grid"].items()},
+        options=list(document["options"]),
+        plan=plan,
+        budget_scale=float(document.get("budget_scale", 1.0)),
     )
     for kind in ("env", "algo"):
         for value in [*spec.grid.get(kind, []), *_option_values(spec.options, f"--{kind}")]:
@@ -350,7 +405,11 @@ def spec_differences(
     stored: dict[str, Any], spec: SweepSpec, planned: Sequence[tuple[PlannedRun, TrainConfig]]
 ) -> list[str]:
     """What differs between sweep.json and this command's specification, one phrase per difference."""
-    differences = []
+    differences = plan_differences(stored.get("plan"), spec.plan)
+    if stored.get("budget_scale", 1.0) != spec.budget_scale:
+        differences.append(
+            f"--budget-scale {stored.get('budget_scale', 1.0):g} in {SPEC_FILE}, {spec.budget_scale:g} now"
+        )
     for axis in [*stored["grid"], *(a for a in spec.grid if a not in stored["grid"])]:
         stored_values, values = stored["grid"].get(axis), spec.grid.get(axis)
         if stored_values != values:
@@ -373,6 +432,24 @@ def spec_differences(
     return [
         f"{name} {before} in {SPEC_FILE}, {now} now (--{name.replace('_', '-')})"
         for name, (before, now) in changed.items()
+    ]
+
+
+def plan_differences(stored: dict[str, Any] | None, plan: Plan | None) -> list[str]:
+    """How the plan of sweep.json and this command's differ: one missing, or the blocks that differ (what a block
+    holds: domain, options, tasks and references; the name and file the plan was read from may change)."""
+    if stored is None and plan is None:
+        return []
+    if stored is None or plan is None:
+        before = "no plan" if stored is None else f"--plan {stored.get('source') or stored.get('name')}"
+        return [f"{before} in {SPEC_FILE}, {'no plan' if plan is None else f'--plan {plan.source}'} now"]
+    blocks_before = {block.get("name"): block for block in stored.get("block", [])}
+    blocks_now = {block["name"]: block for block in plan.document()["block"]}
+    changed = [name for name in [*blocks_before, *blocks_now] if blocks_before.get(name) != blocks_now.get(name)]
+    if not changed and list(blocks_before) == list(blocks_now):
+        return []
+    return [
+        f"the plan's blocks {', '.join(dict.fromkeys(str(name) for name in changed)) or '(their order)'} differ from those in {SPEC_FILE}"
     ]
 
 

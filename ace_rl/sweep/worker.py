@@ -107,7 +107,10 @@ def _failed(run: PlannedRun, error: BaseException) -> RunOutcome:
 def _attempt(run: PlannedRun, extra_argv: Sequence[str], parse_train: TrainParser) -> RunOutcome:
     from ace_rl.trainer import train
 
-    stamp = f"== {datetime.now().isoformat(timespec='seconds')} {socket.gethostname()} pid {os.getpid()}:"
+    # The GPUs Ray gave this worker (--gpus-per-run): Ray sets CUDA_VISIBLE_DEVICES to them.
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    shown_gpus = "" if gpus is None else f" CUDA_VISIBLE_DEVICES={gpus}"
+    stamp = f"== {datetime.now().isoformat(timespec='seconds')} {socket.gethostname()} pid {os.getpid()}{shown_gpus}:"
     state = run_state(run.run_dir, run.total_steps)
     if state.phase is RunPhase.RUNNING:
         holder = f" (pid {state.holder})" if state.holder else ""
