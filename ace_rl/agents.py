@@ -248,7 +248,7 @@ def _make_ace(
 ) -> Agent:
     from ace_rl.ace import ACE
 
-    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile)
+    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile, seed=config.seed)
 
 
 def _make_td3(
@@ -256,7 +256,7 @@ def _make_td3(
 ) -> Agent:
     from ace_rl.td3 import TD3
 
-    return TD3(obs_dim, action_dim, low, high, config, device)
+    return TD3(obs_dim, action_dim, low, high, config, device, seed=config.seed)
 
 
 def _gaussian_policy(obs_dim: int, action_dim: int, hidden_size: int, low: Any, high: Any) -> nn.Module:
