@@ -90,6 +90,7 @@ class ACE:
         draws from PyTorch's global generator."""
         self.config = config
         self.device = device
+        self.action_dim = action_dim
         initial: torch.Generator | None = None
         self.generator: torch.Generator | None = None
         if seed is not None:
@@ -135,7 +136,7 @@ class ACE:
 
     def noise(self, like: torch.Tensor) -> torch.Tensor:
         """The policy's standard normal draws for a batch of observations ``like``, from the agent's generator."""
-        return standard_normal((like.shape[0], self.causal_weights.shape[0]), like, self.generator)
+        return standard_normal((like.shape[0], self.action_dim), like, self.generator)
 
     def set_causal_weights(self, causal_weights: np.ndarray) -> None:
         self.causal_weights = torch.as_tensor(causal_weights, dtype=torch.float32, device=self.device)
