@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ace_rl.config import ConfigError
 from ace_rl.suites.dmc import DMControlEnv
 
 
@@ -109,13 +110,10 @@ def run_thread_count(threads: int) -> Iterator[None]:
 
     The count is the whole process's (torch.set_num_threads), and a run's results are bit-identical only at the same
     count, so a run that would change it under another run of this process is refused (one ConfigError line)."""
-    from ace_rl.config import ConfigError
-
     token = object()
     with _thread_counts_lock:
         current = torch.get_num_threads()
-        others = set(_thread_counts.values())
-        if threads > 0 and threads != current and others:
+        if threads > 0 and threads != current and _thread_counts:
             raise ConfigError(
                 f"--threads {threads}: another run in this process runs with {current} PyTorch thread(s), and the "
                 "thread count is the whole process's (a run's results are bit-identical only at the same count); "
