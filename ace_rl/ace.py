@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ace_rl.config import TrainConfig
-from ace_rl.networks import Actor, TwinCritic
+from ace_rl.networks import Actor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
 from ace_rl.resets import (
     causal_reset_factor,
@@ -36,6 +36,7 @@ from ace_rl.resets import (
     reset_factor,
     soft_reset,
 )
+from ace_rl.rng import agent_generators
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,24 @@ class ACE:
         device: torch.device,
         compile_losses: bool = False,
         fused_adam: bool = True,
+        seed: int | None = None,
     ) -> None:
-        """``compile_losses``: run the critic and actor losses (forward and backward) through torch.compile."""
+        """``compile_losses``: run the critic and actor losses (forward and backward) through torch.compile.
+        ``seed``: the agent draws from generators of its own, seeded from it (ace_rl.rng.agent_generators); None
+        draws from PyTorch's global generator."""
         self.config = config
         self.device = device
+        self.action_dim = action_dim
+        initial: torch.Generator | None = None
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            initial, self.generator = agent_generators(seed, device)
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.actor = Actor(obs_dim, action_dim, config.hidden_size, low, high, config.log_prob_correction).to(device)
-        self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size).to(device)
+        self.actor = Actor(obs_dim, action_dim, config.hidden_size, low, high, config.log_prob_correction, initial).to(
+            device
+        )
+        self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size, initial).to(device)
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
         self.log_alpha = torch.zeros(1, device=device, requires_grad=True)
@@ -120,8 +131,12 @@ class ACE:
         if deterministic:
             action = self.actor.deterministic(obs_tensor)
         else:
-            action = self.actor.sample_action(obs_tensor)
+            action = self.actor.sample_action(obs_tensor, self.generator)
         return action[0].cpu().numpy()
+
+    def noise(self, like: torch.Tensor) -> torch.Tensor:
+        """The policy's standard normal draws for a batch of observations ``like``, from the agent's generator."""
+        return standard_normal((like.shape[0], self.action_dim), like, self.generator)
 
     def set_causal_weights(self, causal_weights: np.ndarray) -> None:
         self.causal_weights = torch.as_tensor(causal_weights, dtype=torch.float32, device=self.device)
@@ -152,6 +167,7 @@ class ACE:
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "causal_weights": self.causal_weights.clone(),
             "updates": self.updates,
+            **({"generator": self.generator.get_state()} if self.generator is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -165,6 +181,8 @@ class ACE:
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.causal_weights = state["causal_weights"].to(self.device)
         self.updates = int(state["updates"])
+        if self.generator is not None and "generator" in state:  # absent from checkpoints before it had its own
+            self.generator.set_state(state["generator"])
         for param, gradient in zip(self.actor.parameters(), state.get("actor_gradients", [])):
             param.grad = None if gradient is None else gradient.to(self.device)
 
@@ -179,18 +197,25 @@ class ACE:
         next_obs: torch.Tensor,
         terminated: torch.Tensor,
         alpha: torch.Tensor,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q1 loss + Q2 loss against r + gamma * (1 - terminated) * (min_j Q'_j(s', a') - alpha * log pi_w(a'|s'))."""
+        """Q1 loss + Q2 loss against r + gamma * (1 - terminated) * (min_j Q'_j(s', a') - alpha * log pi_w(a'|s')).
+
+        ``noise``: the standard normal draws of a' (`noise`; drawn outside, so that a compiled loss takes them as
+        an input)."""
         with torch.no_grad():
-            next_actions, next_log_prob = self.actor.sample(next_obs, self.causal_weights)
+            next_actions, next_log_prob = self.actor.sample(next_obs, self.causal_weights, noise)
             next_q = self.critic_target(next_obs, next_actions).min(dim=0).values
             target_q = soft_bellman_target(rewards, terminated, next_q, next_log_prob, alpha, self.config.gamma)
         q_values = self.critic(obs, actions)  # (2, batch)
         return ((q_values - target_q) ** 2).mean(dim=1).sum(), q_values.detach()
 
-    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """alpha * log pi_w(a|s) - min_j Q_j(s, a), a reparameterised; also returns log pi_w(a|s)."""
-        actions, log_prob = self.actor.sample(obs, self.causal_weights)
+    def actor_loss(
+        self, obs: torch.Tensor, alpha: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha * log pi_w(a|s) - min_j Q_j(s, a), a reparameterised (``noise`` as critic_loss's); also returns
+        log pi_w(a|s)."""
+        actions, log_prob = self.actor.sample(obs, self.causal_weights, noise)
         q_new = self.critic(obs, actions).min(dim=0).values
         return (alpha * log_prob - q_new).mean(), log_prob.detach()
 
@@ -206,7 +231,7 @@ class ACE:
 
         # 1. Critic: soft Bellman target with the causally weighted log-probability of the next action.
         critic_loss, q_values = self.critic_loss(
-            batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, alpha
+            batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminated, alpha, self.noise(batch.next_obs)
         )
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -216,7 +241,7 @@ class ACE:
         if self.updates % config.policy_frequency == 0:
             # 2a. Actor, through the critic but without gradients for the critic's own weights.
             with frozen(self.critic):
-                actor_loss, log_prob = self.actor_loss(batch.obs, alpha)
+                actor_loss, log_prob = self.actor_loss(batch.obs, alpha, self.noise(batch.obs))
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
@@ -272,9 +297,9 @@ class ACE:
             critic_masks = [
                 dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers
             ]
-        soft_reset(self.actor, actor_layers, factor, actor_masks)
-        soft_reset(self.critic, critic_layers, factor, critic_masks)
-        soft_reset(self.critic_target, target_layers, factor, critic_masks)
+        soft_reset(self.actor, actor_layers, factor, actor_masks, self.generator)
+        soft_reset(self.critic, critic_layers, factor, critic_masks, self.generator)
+        soft_reset(self.critic_target, target_layers, factor, critic_masks, self.generator)
         clear_optimizer_state(self.actor_optimizer)
         clear_optimizer_state(self.critic_optimizer)
         return ResetEvent(update=self.updates, dormancy_ratio=beta, factor=factor, kind=config.reset)

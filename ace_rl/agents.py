@@ -17,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,10 +86,12 @@ class Resetting(Protocol):
 
 
 AgentMaker = Callable[["TrainConfig", int, int, "np.ndarray", "np.ndarray", "torch.device"], Agent]
-"""(config, obs_dim, action_dim, action_low, action_high, device) -> a new agent."""
+"""(config, obs_dim, action_dim, action_low, action_high, device) -> a new agent; the action bounds are the
+environment's, as NumPy arrays of shape (action_dim,)."""
 PolicyMaker = Callable[[int, int, int, "torch.Tensor", "torch.Tensor"], "nn.Module"]
 """(obs_dim, action_dim, hidden_size, action_low, action_high) -> an untrained policy of the saved kind, whose
-weights a best.pt / final.pt then loads."""
+weights a best.pt / final.pt then loads; the action bounds are float32 CPU tensors of shape (action_dim,), as the
+policy file stores them (not NumPy arrays, unlike AgentMaker's)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ def _make_ace(
 ) -> Agent:
     from ace_rl.ace import ACE
 
-    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile)
+    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile, seed=config.seed)
 
 
 def _make_td3(
@@ -256,16 +258,20 @@ def _make_td3(
 ) -> Agent:
     from ace_rl.td3 import TD3
 
-    return TD3(obs_dim, action_dim, low, high, config, device)
+    return TD3(obs_dim, action_dim, low, high, config, device, seed=config.seed)
 
 
-def _gaussian_policy(obs_dim: int, action_dim: int, hidden_size: int, low: Any, high: Any) -> nn.Module:
+def _gaussian_policy(
+    obs_dim: int, action_dim: int, hidden_size: int, low: torch.Tensor, high: torch.Tensor
+) -> nn.Module:
     from ace_rl.networks import Actor
 
     return Actor(obs_dim, action_dim, hidden_size, low, high)
 
 
-def _deterministic_policy(obs_dim: int, action_dim: int, hidden_size: int, low: Any, high: Any) -> nn.Module:
+def _deterministic_policy(
+    obs_dim: int, action_dim: int, hidden_size: int, low: torch.Tensor, high: torch.Tensor
+) -> nn.Module:
     from ace_rl.networks import DeterministicActor
 
     return DeterministicActor(obs_dim, action_dim, hidden_size, low, high)

@@ -72,8 +72,8 @@ def load_policy(
             payload["obs_dim"],
             payload["action_dim"],
             payload["hidden_size"],
-            payload["action_low"],
-            payload["action_high"],
+            torch.as_tensor(payload["action_low"], dtype=torch.float32),  # PolicyMaker's promise, whatever the file
+            torch.as_tensor(payload["action_high"], dtype=torch.float32),
         )
         actor.load_state_dict(payload["actor"])
     except UnknownAgentError as error:

@@ -63,8 +63,9 @@ class EvalArgs:
 @dataclass
 class ExportArgs:
     """Write a trained policy as ONNX or TorchScript: a batch of observations in, the deterministic action in the
-    environment's units out (tanh squash and rescaling to the action bounds included). The file is checked against
-    the policy on 1,000 observations of the run's environment before it is written."""
+    environment's units out (tanh squash and rescaling to the action bounds included). A Dict observation is one
+    input per key the policy reads, flattened inside the file. The file is checked against the policy on 1,000
+    observations of the run's environment before it is written."""
 
     run_dir: Annotated[Path, tyro.conf.Positional]
     """The run directory written by `ace-rl train`, or a best.pt / final.pt file."""
@@ -74,6 +75,9 @@ class ExportArgs:
     """onnx (needs the export extra: onnx, onnxruntime) or torchscript."""
     checkpoint: Literal["best", "final"] = "best"
     """best: the best evaluation during training; final: the end of training."""
+    flat: bool = False
+    """For a Dict observation: one input `observation` of the vector flattened as in training, instead of one input
+    per key."""
     trust_run_code: bool = False
     """Import the modules that the policy file names (module:NAME environment or agent), which runs their code, to
     check the export on the run's environment. Without it a built-in agent's policy is checked on observations
@@ -189,10 +193,11 @@ def run_export(args: ExportArgs) -> None:
 
     check_format(args.format)  # a missing extra is said before anything is loaded
     policy = load_policy(args.run_dir, args.checkpoint, trust_run_code=args.trust_run_code)
-    report = policy.export(args.out, args.format)
+    report = policy.export(args.out, args.format, flat=args.flat)
     print(
         f"{report.format} policy written to {report.path}: checked on {report.observations} observations "
-        f"{report.observation_source}, largest difference from the policy {report.max_difference:.2g}"
+        f"{report.observation_source}, largest difference from the policy {report.max_difference:.2g}; "
+        f"inputs {', '.join(report.inputs)}"
     )
 
 

@@ -76,7 +76,8 @@ class TrainConfig:
     reward: Reward = "dense"
     """dense: the task's reward; sparse: 1.0 on steps where the task reports success, else 0.0."""
     seed: int = 0
-    """Seeds Python, NumPy, PyTorch and the environments (each seeded once)."""
+    """Seeds the run's own generators (the agent's, the replay buffer's, the environments': each seeded once);
+    Python's, NumPy's and PyTorch's global ones too, for agents of other modules."""
     algo: str = "ace"
     """ace: causal weights and resets; sac: the same code with all-ones weights and no reset; td3: TD3
     (Fujimoto et al. 2018) with the same network sizes; module:name: an agent that a module registers on import
@@ -157,7 +158,8 @@ class TrainConfig:
     device: str = "auto"
     """auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     threads: int = 0
-    """PyTorch CPU threads (0: leave PyTorch's default)."""
+    """PyTorch CPU threads (0: the process's current count); a run is bit-identical only at the same count, and a
+    count other than that of a run already running in this process is refused."""
     compile: bool = False
     """Run the critic and actor losses through torch.compile; the update computes the same. Off unless given: on
     a 2-core CPU it measured within the noise of the default path, and the first updates wait for the compiler

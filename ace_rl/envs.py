@@ -136,6 +136,12 @@ def factory_path(factory: EnvFactory) -> str:
     return f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', type(factory).__name__)}"
 
 
+def importable_factory(env_id: str) -> bool:
+    """Whether a ``module:NAME`` id can be imported again: not a lambda's, a local function's or a script's."""
+    module_name, _, name = env_id.rpartition(":")
+    return "<" not in name and module_name != "__main__"
+
+
 def _importable_attribute(env_id: str) -> tuple[Any, str]:
     """Import the module of a ``module:NAME`` id, as Gymnasium's make would; the module and NAME."""
     module_name, _, name = env_id.rpartition(":")
@@ -144,7 +150,7 @@ def _importable_attribute(env_id: str) -> tuple[Any, str]:
             f"environment {env_id!r}: {module_name!r} is a module of Python's standard library, which defines no "
             "environment; name a module that registers one or defines a factory returning a gymnasium.Env"
         )
-    if "<" in name or module_name == "__main__":
+    if not importable_factory(env_id):
         raise EnvError(
             f"environment {env_id!r} comes from a factory that cannot be imported (a lambda, a local function or a "
             "script's own function); pass the factory again from Python (ace_rl.train/resume/evaluate(env=...)), "
@@ -511,16 +517,22 @@ class SuccessSignal(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 def observation_layout(env: gym.Env) -> list[dict[str, Any]] | None:
     """How ``env`` (made by `make_env`) flattens a Dict observation: its leaves in order, each as
-    ``{"keys": [key, ...], "size": n}``, so that a policy file can flatten observations without the environment.
+    ``{"keys": [key, ...], "size": n, "shape": [...], "dtype": "float32"}``, so that a policy file can flatten
+    observations, and an exported file take them leaf by leaf, without the environment.
     None for a Box observation, or a Dict with leaves other than Boxes (whose flattening needs the env's spaces)."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, GoalObservation):
             spaces = cast(gym.spaces.Dict, env.env.observation_space)
-            return [{"keys": [key], "size": int(math.prod(spaces[key].shape or ()))} for key in GOAL_KEYS]
+            return [_leaf([key], cast(gym.spaces.Box, spaces[key])) for key in GOAL_KEYS]
         if isinstance(env, gym.wrappers.FlattenObservation) and isinstance(env.env.observation_space, gym.spaces.Dict):
             return _box_leaves(env.env.observation_space, [])
         env = env.env
     return None
+
+
+def _leaf(keys: list[str], space: gym.spaces.Box) -> dict[str, Any]:
+    shape = [int(length) for length in space.shape]
+    return {"keys": keys, "size": int(math.prod(shape)), "shape": shape, "dtype": np.dtype(space.dtype).name}
 
 
 def _box_leaves(space: gym.spaces.Dict, keys: list[str]) -> list[dict[str, Any]] | None:
@@ -533,7 +545,7 @@ def _box_leaves(space: gym.spaces.Dict, keys: list[str]) -> list[dict[str, Any]]
                 return None
             leaves.extend(inner)
         elif isinstance(subspace, gym.spaces.Box):
-            leaves.append({"keys": [*keys, str(key)], "size": int(math.prod(subspace.shape))})
+            leaves.append(_leaf([*keys, str(key)], subspace))
         else:
             return None
     return leaves

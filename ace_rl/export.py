@@ -1,11 +1,18 @@
 """A trained policy as a file that runs without ace-rl: ONNX (onnxruntime, any language) or TorchScript (libtorch).
 
-The exported graph maps a batch of flat observations (Dict observations flattened as in training) to the
-deterministic action in the environment's units: the network, the tanh squash and the rescaling to the action
-bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. Before anything is written, the file's own runtime
-(onnxruntime, or torch.jit.load) is run on observations drawn from the run's environment and compared with
-`ace_rl.policy.Policy.predict`; the export fails, writing nothing, when they differ by more than
-`TOLERANCE`.
+The exported graph maps a batch of observations to the deterministic action in the environment's units: the
+network, the tanh squash and the rescaling to the action bounds, ``low + (tanh(u) + 1) / 2 * (high - low)``. A
+Box observation is one input, ``observation`` of shape (batch, n). A Dict observation is one input per leaf the
+policy reads, named as its key (``observation``, ``desired_goal``; ``outer/inner`` for a nested Dict), of shape
+(batch, *leaf shape) and the leaf's dtype, and the graph flattens them in training's order, so that deployment code
+passes the environment's dict as it is, with a batch axis; ``flat=True`` keeps the one flat input instead.
+
+An ONNX file carries what a deployer needs as metadata (`metadata`: ``session.get_modelmeta().custom_metadata_map``
+in onnxruntime); a TorchScript file the same as the extra file ``ace_rl.json``.
+
+Before anything is written, the file's own runtime (onnxruntime, or torch.jit.load) is run on observations drawn
+from the run's environment and compared with `ace_rl.policy.Policy.predict`; the export fails, writing nothing,
+when they differ by more than `TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
+import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -24,19 +32,20 @@ import torch
 from torch import nn
 
 from ace_rl.agents import PolicyNetwork
-from ace_rl.envs import seed_env
+from ace_rl.envs import EnvFactory, seed_env
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
 from ace_rl.user_code import describe_error
 
 if TYPE_CHECKING:
-    from ace_rl.policy import Policy
+    from ace_rl.policy import ObservationLeaf, Policy
 
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 TOLERANCE = 1e-5
 EXTRA_HINT = install_hint("export")
 INPUT_NAME, OUTPUT_NAME = "observation", "action"
 ONNX_OPSET = 17
+TORCHSCRIPT_METADATA = "ace_rl.json"  # the extra file of a TorchScript export that holds `metadata`
 
 
 class ExportError(ValueError):
@@ -54,23 +63,92 @@ class ExportReport:
     observation_source: str = "of the run's environment"
     """Where the checked observations came from: the run's environment, or drawn from the recorded observation
     space (when building the environment would import a module that is not trusted)."""
+    inputs: tuple[str, ...] = (INPUT_NAME,)
+    """The file's input names, in the order the graph flattens them."""
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of the exported graph: its name, the shape of one observation's part, and its dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def graph_inputs(policy: Policy, flat: bool = False) -> list[GraphInput]:
+    """The inputs of ``policy``'s exported graph: one per Dict leaf it reads, or one flat vector (``flat``, a Box
+    observation, or a policy file written before ace-rl recorded the Dict's layout)."""
+    leaves: list[ObservationLeaf] | None = policy.observation_leaves
+    if flat or leaves is None:
+        return [GraphInput(INPUT_NAME, (policy.observation_size,), np.dtype(np.float32))]
+    return [GraphInput(leaf.name, leaf.shape, leaf.dtype) for leaf in leaves]
 
 
 class DeterministicAction(nn.Module):
-    """The exported graph: observations in, the deterministic action in the environment's units out."""
+    """The exported graph: observations in (one flat batch, or one batch per Dict leaf, flattened and concatenated
+    here as in training), the deterministic action in the environment's units out."""
 
-    def __init__(self, actor: nn.Module) -> None:
+    def __init__(self, actor: nn.Module, sizes: list[int]) -> None:
         super().__init__()
         self.actor = actor
+        self.sizes = sizes
 
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return cast(PolicyNetwork, self.actor).deterministic(observation)
+    def forward(self, *observations: torch.Tensor) -> torch.Tensor:
+        flat = torch.cat(
+            [part.reshape(part.shape[0], size).float() for part, size in zip(observations, self.sizes)], dim=1
+        )
+        return cast(PolicyNetwork, self.actor).deterministic(flat)
 
 
-def sample_observations(policy: Policy, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """``count`` observations for the check, and where they come from: the policy's environment, visited by the
-    policy with every other action random (so that the check covers more than the policy's own path); or, when that
-    environment would import a module the policy's trust does not allow, drawn from the recorded observation space."""
+def metadata(policy: Policy, inputs: list[GraphInput]) -> dict[str, str]:
+    """What a deployer needs to know of the file, as strings (ONNX metadata_props; JSON where not a plain string)."""
+    from ace_rl import __version__
+
+    return {
+        "ace_rl_version": __version__,
+        "env": policy.env_id,
+        "env_kwargs": json.dumps(policy.env_kwargs),
+        "algo": str(policy.metadata.get("algo", "")),
+        "action_low": json.dumps(policy.action_low.tolist()),
+        "action_high": json.dumps(policy.action_high.tolist()),
+        "observation_keys": json.dumps([graph_input.name for graph_input in inputs]),
+        "observation_inputs": json.dumps(
+            [{"name": item.name, "shape": list(item.shape), "dtype": item.dtype.name} for item in inputs]
+        ),
+        "observation_flattening": (
+            "each input raveled, cast to float32 and concatenated in the order of observation_keys (done inside "
+            "this graph); a Dict's other keys (a goal task's achieved_goal) are not read"
+        ),
+        "output": f"{OUTPUT_NAME}: the deterministic action in the environment's units, shape (batch, "
+        f"{policy.action_low.size})",
+    }
+
+
+def split_observations(flat: np.ndarray, inputs: list[GraphInput]) -> dict[str, np.ndarray]:
+    """Flat observations (batch, n) as the graph's inputs: the inverse of its flattening."""
+    parts: dict[str, np.ndarray] = {}
+    offset = 0
+    for graph_input in inputs:
+        part = flat[:, offset : offset + graph_input.size]
+        parts[graph_input.name] = part.reshape(len(flat), *graph_input.shape).astype(graph_input.dtype)
+        offset += graph_input.size
+    return parts
+
+
+def sample_observations(
+    policy: Policy, count: int, seed: int = 0, factory: EnvFactory | None = None
+) -> tuple[np.ndarray, str]:
+    """``count`` observations for the check, and where they come from: the policy's environment (or ``factory``'s),
+    visited by the policy with every other action random (so that the check covers more than the policy's own path);
+    or, when that environment would import a module the policy's trust does not allow, or is a factory that cannot be
+    imported and none is given, drawn from the recorded observation space."""
+    if factory is not None:
+        return environment_observations(policy, count, seed, factory), "of the given environment"
     if not policy.env_is_allowed():
         return drawn_observations(policy, count, seed), "drawn from the recorded observation space"
     return environment_observations(policy, count, seed), "of the run's environment"
@@ -96,9 +174,11 @@ def drawn_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
     return drawn.astype(np.float32)
 
 
-def environment_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` observations of the policy's own environment (see sample_observations)."""
-    env = policy.make_env()
+def environment_observations(
+    policy: Policy, count: int, seed: int = 0, factory: EnvFactory | None = None
+) -> np.ndarray:
+    """``count`` observations of the policy's own environment, or ``factory``'s (see sample_observations)."""
+    env = policy.make_env(factory=factory)
     rng = np.random.default_rng(seed)
     try:
         observation = seed_env(env, seed)
@@ -114,42 +194,55 @@ def environment_observations(policy: Policy, count: int, seed: int = 0) -> np.nd
     return np.stack(observations)
 
 
-def _onnx_bytes(module: nn.Module, observation_size: int) -> bytes:
+Runner = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+def _example_inputs(inputs: list[GraphInput]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.zeros((1, *item.shape), dtype=item.dtype)) for item in inputs)
+
+
+def _onnx_bytes(module: nn.Module, inputs: list[GraphInput], properties: dict[str, str]) -> bytes:
+    import onnx
+
     buffer = io.BytesIO()
+    names = [item.name for item in inputs]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
         torch.onnx.export(
             module,
-            (torch.zeros(1, observation_size),),
+            _example_inputs(inputs),
             buffer,  # type: ignore[arg-type]  # the stubs say a path; this (TorchScript-based) exporter takes a file
-            input_names=[INPUT_NAME],
+            input_names=names,
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={name: {0: "batch"} for name in [*names, OUTPUT_NAME]},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
-    return buffer.getvalue()
+    model = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(model, properties)
+    return model.SerializeToString()
 
 
-def _onnx_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(data: bytes) -> Runner:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    return lambda observations: session.run([OUTPUT_NAME], {INPUT_NAME: observations})[0]
+    return lambda observations: session.run([OUTPUT_NAME], dict(observations))[0]
 
 
-def _torchscript_bytes(module: nn.Module, observation_size: int) -> bytes:
+def _torchscript_bytes(module: nn.Module, inputs: list[GraphInput], properties: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
-    torch.jit.save(torch.jit.trace(module, torch.zeros(1, observation_size)), buffer)
+    traced = torch.jit.trace(module, _example_inputs(inputs))
+    torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_METADATA: json.dumps(properties)})
     return buffer.getvalue()
 
 
-def _torchscript_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+def _torchscript_runner(data: bytes, inputs: list[GraphInput]) -> Runner:
     loaded = torch.jit.load(io.BytesIO(data))
 
-    def run(observations: np.ndarray) -> np.ndarray:
+    def run(observations: Mapping[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            return loaded(torch.as_tensor(observations)).numpy()
+            return loaded(*(torch.as_tensor(observations[item.name]) for item in inputs)).numpy()
 
     return run
 
@@ -174,20 +267,35 @@ def check_format(format: str) -> None:
                 ) from error
 
 
-def export_policy(policy: Policy, out: Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
-    """Export ``policy`` to ``out``, having checked the exported graph against ``policy.predict`` first."""
+def export_policy(
+    policy: Policy,
+    out: Path,
+    format: str = "onnx",
+    observations: int = 1000,
+    flat: bool = False,
+    env: EnvFactory | None = None,
+) -> ExportReport:
+    """Export ``policy`` to ``out``, having checked the exported graph against ``policy.predict`` first.
+
+    ``flat``: one flat input for a Dict observation too. ``env``: a factory whose environment gives the checked
+    observations (a policy trained from a factory that cannot be imported)."""
     check_format(format)
     if observations < 1:
         raise ExportError(f"the check needs at least one observation, got {observations}")
-    module = DeterministicAction(policy.actor.cpu()).eval()
+    if env is not None and not callable(env):
+        raise ExportError(f"env must be a callable that returns a gymnasium.Env, got {type(env).__name__}")
+    inputs = graph_inputs(policy, flat)
+    module = DeterministicAction(policy.actor.cpu(), [item.size for item in inputs]).eval()
+    properties = metadata(policy, inputs)
+    run: Runner
     if format == "onnx":
-        data = _onnx_bytes(module, policy.observation_size)
+        data = _onnx_bytes(module, inputs, properties)
         run = _onnx_runner(data)
     else:
-        data = _torchscript_bytes(module, policy.observation_size)
-        run = _torchscript_runner(data)
+        data = _torchscript_bytes(module, inputs, properties)
+        run = _torchscript_runner(data, inputs)
     try:
-        sample, source = sample_observations(policy, observations)
+        sample, source = sample_observations(policy, observations, factory=env)
     except Exception as error:  # noqa: BLE001 - the run's environment may fail in any way
         raise ExportError(
             f"the check of the export could not draw observations from {policy.env_id} "
@@ -198,11 +306,11 @@ def export_policy(policy: Policy, out: Path, format: str = "onnx", observations:
             f"the check of the export drew observations of {policy.env_id} that are not finite (NaN or infinite): "
             "the environment's fault, not the export's; nothing was written"
         )
-    difference = float(np.max(np.abs(run(sample) - policy.predict(sample))))
+    difference = float(np.max(np.abs(run(split_observations(sample, inputs)) - policy.predict(sample))))
     if not difference <= TOLERANCE:
         raise ExportError(
             f"the exported {format} policy differs from Policy.predict by up to {difference:.3g} on {len(sample)} "
             f"observations {source} ({policy.env_id}; tolerance {TOLERANCE:g}); nothing was written"
         )
     write_atomically(out, lambda file: file.write(data))
-    return ExportReport(out, format, len(sample), difference, source)
+    return ExportReport(out, format, len(sample), difference, source, tuple(item.name for item in inputs))

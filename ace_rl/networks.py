@@ -53,6 +53,14 @@ def weighted_log_prob(per_dimension_log_prob: torch.Tensor, causal_weights: torc
     return (per_dimension_log_prob * causal_weights).sum(dim=-1)
 
 
+def standard_normal(
+    shape: torch.Size | tuple[int, ...], like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """N(0, 1) draws of ``shape`` on ``like``'s device and dtype, from ``generator`` (None: PyTorch's global one, the
+    same numbers as torch.randn_like)."""
+    return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
 class Actor(nn.Module):
     """Tanh-squashed diagonal Gaussian policy mapping observations to actions within the action bounds."""
 
@@ -67,8 +75,10 @@ class Actor(nn.Module):
         action_low: torch.Tensor,
         action_high: torch.Tensor,
         log_prob_correction: str = "exact",
+        generator: torch.Generator | None = None,
     ) -> None:
-        """``log_prob_correction``: the tanh correction of `squashed_gaussian_log_prob`, exact or official."""
+        """``log_prob_correction``: the tanh correction of `squashed_gaussian_log_prob`, exact or official.
+        ``generator``: the run's own generator for the initial weights (None: PyTorch's global one)."""
         super().__init__()
         self.log_prob_correction = log_prob_correction
         self.hidden = nn.ModuleList(
@@ -78,11 +88,11 @@ class Actor(nn.Module):
         self.log_std = nn.Linear(hidden_size, action_dim)
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)
         self.register_buffer("action_bias", (action_high + action_low) / 2.0)
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for layer in self.linear_layers():
-            nn.init.xavier_uniform_(layer.weight)
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
 
     def linear_layers(self) -> list[nn.Linear]:
@@ -99,20 +109,28 @@ class Actor(nn.Module):
         """a = scale * tanh(u) + bias: an unbounded Gaussian draw mapped into the action bounds."""
         return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
 
-    def draw(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """u = mean + std * noise, reparameterised, with the mean and log std it was drawn from."""
+    def draw(
+        self, obs: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u = mean + std * noise, reparameterised, with the mean and log std it was drawn from. ``noise``: standard
+        normal draws of shape (batch, action_dim), from the caller's generator (None: from PyTorch's global one)."""
         mean, log_std = self(obs)
-        return mean + log_std.exp() * torch.randn_like(mean), mean, log_std
+        noise = torch.randn_like(mean) if noise is None else noise
+        return mean + log_std.exp() * noise, mean, log_std
 
-    def sample(self, obs: torch.Tensor, causal_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action and its causally weighted log-probability log pi_w(a|s)."""
-        pre_tanh, mean, log_std = self.draw(obs)
+    def sample(
+        self, obs: torch.Tensor, causal_weights: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action and its causally weighted log-probability log pi_w(a|s) (``noise``: see draw)."""
+        pre_tanh, mean, log_std = self.draw(obs, noise)
         log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std, self.action_scale, self.log_prob_correction)
         return self.squash(pre_tanh), weighted_log_prob(log_prob, causal_weights)
 
-    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action `sample` draws (same random numbers), without its log-probability."""
-        return self.squash(self.draw(obs)[0])
+    def sample_action(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The action `sample` draws (same random numbers), without its log-probability; ``generator``: whose
+        numbers (None: PyTorch's global generator)."""
+        mean, log_std = self(obs)
+        return self.squash(mean + log_std.exp() * standard_normal(mean.shape, mean, generator))
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         mean, _ = self(obs)
@@ -126,8 +144,15 @@ class DeterministicActor(nn.Module):
     action_bias: torch.Tensor
 
     def __init__(
-        self, obs_dim: int, action_dim: int, hidden_size: int, action_low: torch.Tensor, action_high: torch.Tensor
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_size: int,
+        action_low: torch.Tensor,
+        action_high: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> None:
+        """``generator``: as Actor's."""
         super().__init__()
         self.hidden = nn.ModuleList(
             [nn.Linear(obs_dim, hidden_size)] + [nn.Linear(hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
@@ -136,7 +161,7 @@ class DeterministicActor(nn.Module):
         self.register_buffer("action_scale", (action_high - action_low) / 2.0)
         self.register_buffer("action_bias", (action_high + action_low) / 2.0)
         for layer in [*self.hidden, self.output]:
-            nn.init.xavier_uniform_(layer.weight)
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -156,16 +181,18 @@ class StackedLinear(nn.Module):
     is (batch, in_features), shared by all members, or (members, batch, in_features).
     """
 
-    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+    def __init__(
+        self, members: int, in_features: int, out_features: int, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features))
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for member_weight in self.weight.data:
             # xavier_uniform_ reads fan-in/fan-out from the last two dims; they are symmetric for this init.
-            nn.init.xavier_uniform_(member_weight)
+            nn.init.xavier_uniform_(member_weight, generator=generator)
         nn.init.zeros_(self.bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -179,17 +206,20 @@ class TwinCritic(nn.Module):
 
     members = 2
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_size: int) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden_size: int, generator: torch.Generator | None = None
+    ) -> None:
+        """``generator``: as Actor's."""
         super().__init__()
         self.hidden = nn.ModuleList(
-            [StackedLinear(self.members, obs_dim + action_dim, hidden_size)]
-            + [StackedLinear(self.members, hidden_size, hidden_size) for _ in range(HIDDEN_LAYERS - 1)]
+            [StackedLinear(self.members, obs_dim + action_dim, hidden_size, generator)]
+            + [StackedLinear(self.members, hidden_size, hidden_size, generator) for _ in range(HIDDEN_LAYERS - 1)]
         )
-        self.output = StackedLinear(self.members, hidden_size, 1)
+        self.output = StackedLinear(self.members, hidden_size, 1, generator)
 
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for layer in self.linear_layers():
-            layer.reset_parameters()
+            layer.reset_parameters(generator)
 
     def linear_layers(self) -> list[StackedLinear]:
         return [*self.hidden, self.output]

@@ -9,6 +9,7 @@ environment returns them (one, or a batch; Dict observations included) to action
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,12 +21,27 @@ from torch import nn
 from ace_rl.agents import PolicyNetwork
 from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
-from ace_rl.envs import EnvFactory, make_env
+from ace_rl.envs import EnvFactory, importable_factory, make_env
 from ace_rl.rundir import RunDir
 from ace_rl.trust import CodeTrust, env_module, is_standard_library
 
 if TYPE_CHECKING:
     from ace_rl.export import ExportReport
+
+
+@dataclass(frozen=True)
+class ObservationLeaf:
+    """One leaf of a Dict observation, as the environment returns it and training flattens it."""
+
+    keys: tuple[str, ...]
+    size: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def name(self) -> str:
+        """The leaf's key path, as an exported file names its input: ``observation``, ``sensors/joints``."""
+        return "/".join(self.keys)
 
 
 class Policy:
@@ -67,6 +83,23 @@ class Policy:
         return [(tuple(str(key) for key in leaf["keys"]), int(leaf["size"])) for leaf in layout]
 
     @property
+    def observation_leaves(self) -> list[ObservationLeaf] | None:
+        """`observation_layout` with each leaf's shape and dtype as the environment returns it (a policy file written
+        before they were recorded: a vector of float32)."""
+        layout = self.metadata.get("observation_layout")
+        if not isinstance(layout, list):
+            return None
+        return [
+            ObservationLeaf(
+                tuple(str(key) for key in leaf["keys"]),
+                int(leaf["size"]),
+                tuple(int(length) for length in leaf.get("shape", [leaf["size"]])),
+                np.dtype(leaf.get("dtype", "float32")),
+            )
+            for leaf in layout
+        ]
+
+    @property
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The flat observation space's low and high as training saw it; None for an older policy file."""
         if "observation_low" not in self.metadata or "observation_high" not in self.metadata:
@@ -77,9 +110,12 @@ class Policy:
         )
 
     def env_is_allowed(self) -> bool:
-        """Whether the policy's own environment may be built: its id imports no module, or one that is trusted."""
+        """Whether the policy's own environment may be built: its id imports no module, or one that is trusted; and
+        it names no factory that cannot be imported again (a lambda's)."""
         module = env_module(self.env_id)
-        return module is None or (self.trust.allows(module) and not is_standard_library(module))
+        if module is None:
+            return True
+        return self.trust.allows(module) and not is_standard_library(module) and importable_factory(self.env_id)
 
     @property
     def action_low(self) -> np.ndarray:
@@ -169,11 +205,22 @@ class Policy:
             )
         return flat
 
-    def export(self, out: str | Path, format: str = "onnx", observations: int = 1000) -> ExportReport:
-        """Write the policy as ONNX or TorchScript and check the file against `predict` (ace_rl.export)."""
+    def export(
+        self,
+        out: str | Path,
+        format: str = "onnx",
+        observations: int = 1000,
+        flat: bool = False,
+        env: EnvFactory | None = None,
+    ) -> ExportReport:
+        """Write the policy as ONNX or TorchScript and check the file against `predict` (ace_rl.export).
+
+        A Dict observation's policy takes one input per leaf it reads, named as the key (``flat``: one flat vector
+        instead). ``env``: a factory of the task whose observations check the file (the one the policy was trained
+        with, when it cannot be imported); by default the policy's own task, when it may be built."""
         from ace_rl.export import export_policy
 
-        return export_policy(self, Path(out), format, observations)
+        return export_policy(self, Path(out), format, observations, flat=flat, env=env)
 
     def __repr__(self) -> str:
         return f"Policy({self.metadata.get('algo', '?')} on {self.env_id}, from {self.path})"

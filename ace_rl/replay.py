@@ -20,11 +20,20 @@ import torch
 
 @dataclass
 class Batch:
-    obs: torch.Tensor  # (batch, obs_dim)
-    actions: torch.Tensor  # (batch, action_dim)
-    rewards: torch.Tensor  # (batch,)
-    next_obs: torch.Tensor  # (batch, obs_dim)
-    terminated: torch.Tensor  # (batch,) 1.0 where the episode ended in a terminal state: no bootstrapping
+    """Transitions drawn uniformly from the replay buffer: what an agent's ``update`` gets. Every field is a float32
+    tensor on the run's device."""
+
+    obs: torch.Tensor
+    """(batch, obs_dim): the observations, flat as the agent sees them (a Dict observation flattened)."""
+    actions: torch.Tensor
+    """(batch, action_dim): the actions taken, in the environment's units (within its bounds, not rescaled)."""
+    rewards: torch.Tensor
+    """(batch,): the rewards."""
+    next_obs: torch.Tensor
+    """(batch, obs_dim): the next observations (an episode's final observation where it ended)."""
+    terminated: torch.Tensor
+    """(batch,): 1.0 where the episode ended in a terminal state (no bootstrapping), else 0.0; a float, so that
+    ``1 - terminated`` masks the bootstrap. A time limit (truncation) is not terminal."""
 
 
 def bytes_per_transition(obs_dim: int, action_dim: int, episode_length: float) -> float:

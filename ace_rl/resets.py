@@ -64,8 +64,11 @@ def causal_reset_factor(causal_weights: torch.Tensor) -> float:
     return reset_factor(math.exp(-8.0 * spread) - 0.5)
 
 
-def fresh_copy(network: nn.Module, linear_layers: Iterable[LinearLike]) -> nn.Module:
-    """phi: a copy of ``network`` with orthogonal weights and zero biases in the given layers' positions."""
+def fresh_copy(
+    network: nn.Module, linear_layers: Iterable[LinearLike], generator: torch.Generator | None = None
+) -> nn.Module:
+    """phi: a copy of ``network`` with orthogonal weights (drawn from ``generator``, on the network's device; None:
+    PyTorch's global one) and zero biases in the given layers' positions."""
     fresh = copy.deepcopy(network)
     fresh_layers = {name: module for name, module in fresh.named_modules()}
     names = {id(module): name for name, module in network.named_modules()}
@@ -74,9 +77,9 @@ def fresh_copy(network: nn.Module, linear_layers: Iterable[LinearLike]) -> nn.Mo
         with torch.no_grad():
             if isinstance(fresh_layer, StackedLinear):
                 for member_weight in fresh_layer.weight:
-                    nn.init.orthogonal_(member_weight)
+                    nn.init.orthogonal_(member_weight, generator=generator)
             else:
-                nn.init.orthogonal_(fresh_layer.weight)
+                nn.init.orthogonal_(fresh_layer.weight, generator=generator)
             fresh_layer.bias.zero_()
     return fresh
 
@@ -86,13 +89,14 @@ def soft_reset(
     linear_layers: Sequence[LinearLike],
     factor: float,
     dormant_masks: list[torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
 ) -> None:
-    """theta <- f * theta + (1 - f) * phi in place, phi freshly initialised.
+    """theta <- f * theta + (1 - f) * phi in place, phi freshly initialised (from ``generator``: see fresh_copy).
 
     With ``dormant_masks`` (one (groups, neurons) mask per layer, from `dormant_neurons`) only the
     incoming weights and the bias of the dormant neurons are reset; the other neurons keep their values.
     """
-    fresh = fresh_copy(network, linear_layers)
+    fresh = fresh_copy(network, linear_layers, generator)
     fresh_by_name = dict(fresh.named_modules())
     names = {id(module): name for name, module in network.named_modules()}
     with torch.no_grad():

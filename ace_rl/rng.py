@@ -1,18 +1,32 @@
-"""Seeding and capturing every random-number state a run draws from, so that a resumed run continues exactly."""
+"""A run's own random streams, and capturing every random-number state a run draws from, so that a resumed run
+continues exactly.
+
+A run draws from generators it owns, never from process-global state: the agent's (`agent_generators`: initial
+weights, the policy's sampling, TD3's noise, a soft reset's fresh networks), the replay buffer's (its batches),
+and the environments' own (``reset(seed=...)`` once, then their np_random; their action spaces' for the random start
+steps). So a run gives the same rows alone, in a thread beside another run, or in a notebook. The global generators
+are still seeded and captured for agents of other modules (``--algo module:name``) that draw from them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
+import zlib
+from collections.abc import Iterator
 from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from ace_rl.config import ConfigError
 from ace_rl.suites.dmc import DMControlEnv
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's global generators (for agents of other modules that draw from them)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -70,3 +84,47 @@ def restore_env_rng(env: gym.Env, state: dict[str, Any]) -> None:
         cast(DMControlEnv, env.unwrapped).dm_env.task.random.set_state(
             _random_state_from_list(state["dm_control_task"])
         )
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """A seed for one of a run's own generators (``stream``: what it draws), independent of the run's other streams
+    and the same in every process."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(stream.encode())]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def agent_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """An agent's own generators: one on the CPU for the networks' initial weights, one on ``device`` for every later
+    draw (the policy's sampling noise, TD3's noise, the fresh networks of a soft reset)."""
+    initial = torch.Generator().manual_seed(stream_seed(seed, "initial weights"))
+    draws = torch.Generator(device=device).manual_seed(stream_seed(seed, "agent draws"))
+    return initial, draws
+
+
+_thread_counts_lock = threading.Lock()
+_thread_counts: dict[int, int] = {}  # a running run's token -> the PyTorch thread count it runs with
+
+
+@contextlib.contextmanager
+def run_thread_count(threads: int) -> Iterator[None]:
+    """Hold PyTorch's CPU thread count for a run (``threads``; 0 keeps the process's current count).
+
+    The count is the whole process's (torch.set_num_threads), and a run's results are bit-identical only at the same
+    count, so a run that would change it under another run of this process is refused (one ConfigError line)."""
+    token = object()
+    with _thread_counts_lock:
+        current = torch.get_num_threads()
+        if threads > 0 and threads != current and _thread_counts:
+            raise ConfigError(
+                f"--threads {threads}: another run in this process runs with {current} PyTorch thread(s), and the "
+                "thread count is the whole process's (a run's results are bit-identical only at the same count); "
+                f"give both runs the same --threads ({current}), or run them one after the other or in separate "
+                "processes"
+            )
+        if threads > 0:
+            torch.set_num_threads(threads)
+        _thread_counts[id(token)] = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        with _thread_counts_lock:
+            del _thread_counts[id(token)]

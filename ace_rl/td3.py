@@ -24,8 +24,9 @@ import torch
 
 from ace_rl.ace import frozen
 from ace_rl.config import TrainConfig
-from ace_rl.networks import DeterministicActor, TwinCritic
+from ace_rl.networks import DeterministicActor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
+from ace_rl.rng import agent_generators
 
 
 def smoothed_target_actions(
@@ -55,14 +56,21 @@ class TD3:
         action_high: np.ndarray,
         config: TrainConfig,
         device: torch.device,
+        seed: int | None = None,
     ) -> None:
+        """``seed``: the agent draws from generators of its own, seeded from it (ace_rl.rng.agent_generators); None
+        draws from PyTorch's global generator."""
         self.config = config
         self.device = device
+        initial: torch.Generator | None = None
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            initial, self.generator = agent_generators(seed, device)
         low = torch.as_tensor(action_low, dtype=torch.float32)
         high = torch.as_tensor(action_high, dtype=torch.float32)
-        self.actor = DeterministicActor(obs_dim, action_dim, config.hidden_size, low, high).to(device)
+        self.actor = DeterministicActor(obs_dim, action_dim, config.hidden_size, low, high, initial).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size).to(device)
+        self.critic = TwinCritic(obs_dim, action_dim, config.hidden_size, initial).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         adam = functools.partial(torch.optim.Adam, lr=config.learning_rate, fused=True)
         self.actor_optimizer = adam(self.actor.parameters())
@@ -82,7 +90,7 @@ class TD3:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         action = self.actor(obs_tensor)
         if not deterministic:
-            noise = torch.randn_like(action) * self.exploration_noise
+            noise = standard_normal(action.shape, action, self.generator) * self.exploration_noise
             action = (action + noise).clamp(self.action_low, self.action_high)
         return action[0].cpu().numpy()
 
@@ -101,6 +109,7 @@ class TD3:
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "updates": self.updates,
+            **({"generator": self.generator.get_state()} if self.generator is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -111,6 +120,8 @@ class TD3:
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.updates = int(state["updates"])
+        if self.generator is not None and "generator" in state:  # absent from checkpoints before it had its own
+            self.generator.set_state(state["generator"])
 
     # ----------------------------------------------------------------------------------------------
     # One TD3 update
@@ -118,7 +129,7 @@ class TD3:
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Q1 loss + Q2 loss against the clipped double-Q target with target policy smoothing."""
         with torch.no_grad():
-            noise = torch.randn_like(batch.actions) * self.policy_noise
+            noise = standard_normal(batch.actions.shape, batch.actions, self.generator) * self.policy_noise
             next_actions = smoothed_target_actions(
                 self.actor_target(batch.next_obs), noise, self.noise_clip, self.action_low, self.action_high
             )

@@ -72,7 +72,14 @@ from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train'
     finite_parameters_or_raise,
 )
 from ace_rl.replay import ReplayBuffer, allocated_bytes
-from ace_rl.rng import capture_env_rng, capture_global_rng, restore_env_rng, restore_global_rng, seed_everything
+from ace_rl.rng import (
+    capture_env_rng,
+    capture_global_rng,
+    restore_env_rng,
+    restore_global_rng,
+    run_thread_count,
+    seed_everything,
+)
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
 from ace_rl.runstate import create_run_dir, run_state
 from ace_rl.video import TrainingVideo, check_video_support
@@ -244,10 +251,10 @@ class Trainer:
         observation_space = cast(gym.spaces.Box, self.env.observation_space)  # make_env's flat Box
         action_space = action_box(self.env)
         action_dim = int(action_space.shape[0])
-        if config.threads > 0:
+        if config.threads > 0:  # train() holds the count for the run's life (rng.run_thread_count)
             torch.set_num_threads(config.threads)
 
-        seed_everything(config.seed)
+        seed_everything(config.seed)  # the built-in agents draw from their own generators; other modules' may not
         self.agent: Agent = make_agent(config, obs_dim, action_dim, action_space.low, action_space.high, self.device)
         self.causal_agent: CausallyWeighted | None = None  # the agent, when the loop fits causal weights for it
         if agent_spec(config.algo).causal and config.causal_method != "none":
@@ -532,6 +539,11 @@ def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
     """
     config = dataclasses.replace(config)
     validate(config)
+    with run_thread_count(config.threads):
+        return _train(config, env_factory)
+
+
+def _train(config: TrainConfig, env_factory: EnvFactory | None) -> Path:
     pick_device(config.device)
     if config.wandb_project is not None:
         check_wandb_usable()
