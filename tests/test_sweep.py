@@ -195,6 +195,7 @@ def test_a_grid_point_that_ace_rl_train_refuses_is_named(tmp_path: Path):
         (["--env", ENV, "--threads", "2"], "use --threads-per-run"),
         (["--env", ENV, "--seed", "3-1"], "a range goes upwards"),
         (["--env", ENV, "--threads-per-run", "0"], "--threads-per-run must be a positive integer"),
+        (["--env", ENV, "--max-concurrent", "0"], "--max-concurrent must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path: Path, capsys, options, message):
@@ -234,6 +235,23 @@ def write_sweep(out: Path, grid_options: list[str], options: list[str]) -> dict:
     out.mkdir(parents=True)
     (out / "sweep.json").write_text(json.dumps(document))
     return document
+
+
+@needs_sweep_extra
+def test_a_module_agents_runs_are_named_without_a_colon_and_an_older_sweeps_names_are_kept(tmp_path: Path, capsys):
+    grid = ["--env", ENV, "--algo", "ddpg_agent:ddpg", "--seed", "0"]
+    safe, earlier = f"{ENV}__ddpg_agent_ddpg__s0", f"{ENV}__ddpg_agent:ddpg__s0"
+    document = write_sweep(tmp_path / "new", grid, TINY)
+    assert [run["name"] for run in document["runs"]] == [safe]
+    # A sweep created when the name kept the colon continues under its recorded name (it would differ otherwise).
+    old = tmp_path / "old"
+    document = write_sweep(old, grid, TINY)
+    document["runs"][0]["name"] = earlier
+    (old / "sweep.json").write_text(json.dumps(document))
+    main(["sweep", "--out", str(old), *grid, *TINY, "--dry-run"])  # a refusal is SystemExit(2)
+    spec = build_spec(tyro.cli(SweepArgs, args=grid), TINY)
+    ((run, _),) = plan_runs(spec, old, parse_train, recorded_names=[earlier])
+    assert run.name == earlier and run.run_dir == old.resolve() / earlier
 
 
 @needs_sweep_extra

@@ -92,7 +92,11 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             session = cluster.start_ray(ray, args)
         if document is None:
             rebuilt = holds_files(out)  # check_existing_runs found that every run there matches this command
-            resources = {"threads_per_run": args.threads_per_run, "gpus_per_run": args.gpus_per_run}
+            resources = {
+                "threads_per_run": args.threads_per_run,
+                "gpus_per_run": args.gpus_per_run,
+                "max_concurrent": args.max_concurrent,
+            }
             written = spec_document(spec, planned, argv, resources)
             write_json(out / SPEC_FILE, written)
             document = written
@@ -195,7 +199,10 @@ def _specification(
     else:
         assert document is not None
         spec = stored_spec(document, out / SPEC_FILE, CodeTrust.given(args.trust_run_code))
-    planned = plan_runs(spec, out, parse_train, args.threads_per_run)
+    recorded = {str(run.get("name")) for run in document.get("runs", [])} if document is not None else set()
+    if out.is_dir():
+        recorded |= {path.name for path in out.iterdir() if path.is_dir()}
+    planned = plan_runs(spec, out, parse_train, args.threads_per_run, recorded)
     if document is None:
         check_existing_runs(out, shown, planned)
         return document, spec, planned
