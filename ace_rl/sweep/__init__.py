@@ -26,6 +26,7 @@ The modules, each with one job:
     progress   what the run directories say, sweep_status.json, the table, `--status`
     worker     execute_run: one run in a Ray worker
     cluster    Ray's life cycle: start or join, probe, leave
+    modules    the user's modules the runs import: shipped to the workers (runtime_env), import-checked per node
     driver     the runs in flight, their outcomes, signals
     command    sweep_main: `ace-rl sweep` from argv to exit status
 """

@@ -56,12 +56,16 @@ def error_line(error: BaseException) -> str:
     return f"{type(shown).__name__}: {lines[0] if lines else ''}"
 
 
-def start_ray(ray: Any, args: SweepArgs) -> Path | None:
-    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run. Returns
-    the temporary directory of a Ray started here (stop_ray removes it). A cluster that cannot be reached is
-    refused in one line within CLUSTER_FAULT_SECONDS."""
+def start_ray(ray: Any, args: SweepArgs, runtime_env: dict[str, Any] | None = None) -> Path | None:
+    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run; every task
+    of the sweep gets ``runtime_env`` (the user's modules, ace_rl.sweep.modules). Returns the temporary directory
+    of a Ray started here (stop_ray removes it). A cluster that cannot be reached is refused in one line within
+    CLUSTER_FAULT_SECONDS."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    common = {"log_to_driver": False, "logging_level": "WARNING"}  # each run's output goes to DIR/logs/RUN.log
+    # each run's output goes to DIR/logs/RUN.log
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
+    if runtime_env is not None:
+        common["runtime_env"] = runtime_env
     # Ray keeps its default, token authentication, but need not say so on every sweep.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     session: Path | None = None

@@ -18,6 +18,7 @@ from ace_rl.rundir import RunDirBusy, RunDirError, RunLock
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, SweepError, check_execution, parse_sweep_argv
 from ace_rl.sweep.driver import classify, run_grid
+from ace_rl.sweep.modules import check_imports, module_roots, runtime_env, shipped_paths
 from ace_rl.sweep.progress import require, show_status
 from ace_rl.sweep.spec import (
     SPEC_FILE,
@@ -89,7 +90,10 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             import ray
 
             # Before sweep.json is written: a cluster that cannot run the grid is refused first.
-            session = cluster.start_ray(ray, args)
+            roots = module_roots(text for run in to_run for text in (configs[run.name].env, configs[run.name].algo))
+            shipped = shipped_paths(roots)
+            session = cluster.start_ray(ray, args, runtime_env(shipped))
+            check_imports(ray, roots, shipped)
         if document is None:
             rebuilt = holds_files(out)  # check_existing_runs found that every run there matches this command
             resources = {
