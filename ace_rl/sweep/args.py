@@ -79,8 +79,8 @@ class SweepArgs:
     ] = field(default_factory=list)
     address: str | None = None
     """Ray cluster to join: auto (the cluster this machine belongs to), HOST:PORT (its head, as `ray start
-    --address` names it) or ray://HOST:PORT (Ray Client). Default: start Ray on this machine for the duration of
-    the command, with as many runs at once as CPUs allow."""
+    --address` names it) or ray://HOST:PORT (Ray Client). Default: start Ray on this machine for the duration
+    of the command, with as many runs at once as CPUs allow."""
     threads_per_run: int = 1
     """CPUs reserved for each run, and its PyTorch threads (two 1-thread runs beat one 2-thread run on a CPU)."""
     gpus_per_run: float = 0.0
