@@ -493,10 +493,14 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: 
     assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
     assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
     assert (run_dir / "checkpoints" / "final.pt").is_file()
+    # What the raylet reports of the killed worker goes to logs/ray.log, not to the sweep's output.
+    assert "(raylet)" not in sweep.stdout + sweep.stderr and "\x1b[" not in sweep.stderr
+    assert "(raylet) " in (sweep.out / "logs" / "ray.log").read_text()
 
 
 def test_runs_that_fail_are_reported_while_the_others_finish(sweep: SweepResult):
     assert sweep.returncode == 1, sweep.stderr
+    assert "runs: 4 done, 4 failed of 8" in sweep.stdout, sweep.stdout  # the progress bar's counts
     assert "4 of 8 runs failed" in sweep.stderr
     for name in DIVERGED:
         assert name in sweep.stderr
@@ -527,3 +531,17 @@ def test_running_the_sweep_again_touches_no_finished_run(sweep: SweepResult, cap
         main(["sweep", "--out", str(sweep.out)])
     assert exit_info.value.code == 1
     assert modification_times(sweep.out) == before
+
+
+def test_the_progress_bar_counts_the_runs_when_every_run_failed_before_its_first_step(tmp_path: Path):
+    from ace_rl.sweep.driver import Grid
+
+    spec = build_spec(tyro.cli(SweepArgs, args=["--env", ENV, "--seed", "0-1"]), TINY)
+    grid = Grid([run for run, _ in plan_runs(spec, tmp_path / "sweep", parse_train)])
+    for run in grid.runs:
+        grid.observe(run)
+        grid.state[run.name] = "failed"
+    assert grid.steps() == (0, 0)
+    assert grid.counts() == "runs: 2 failed of 2"
+    grid.state[grid.runs[0].name] = "done"
+    assert grid.counts() == "runs: 1 done, 1 failed of 2"

@@ -198,6 +198,33 @@ def native_stderr_to(path: Path) -> Iterator[None]:
 
 
 @contextmanager
+def raylet_lines_to(path: Path) -> Iterator[None]:
+    """What the cluster reports to this driver meanwhile ("(raylet) A worker died or was killed ...") goes to
+    ``path``, without its colours. Ray prints those lines on sys.stdout from a thread of its own (its
+    print_to_stdstream, looked up at each call), which native_stderr_to does not catch."""
+    from ray._private import worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    lock = threading.Lock()
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        source = data.get("pid", "ray")
+        text = "".join(f"({source}) {_ANSI_ESCAPE.sub('', str(line))}\n" for line in data.get("lines", []))
+        with lock, suppress(OSError), open(path, "a") as log:
+            log.write(text)
+
+    if original is None:  # another Ray than this was written for: its lines stay where Ray puts them
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ray_worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = original
+
+
+@contextmanager
 def stderr_kept() -> Iterator[list[str]]:
     """What is written to stderr meanwhile, by Python or by Ray's C++ core (file descriptor 2), is kept from the
     terminal; the list yielded holds it after the block."""

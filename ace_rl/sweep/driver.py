@@ -70,6 +70,13 @@ class Grid:
             for run in self.runs
         ]
 
+    def counts(self) -> str:
+        """The runs by state, e.g. `runs: 3 done, 4 failed, 1 running of 8` (the steps alone read 0 / 0 when every
+        run failed before its first step)."""
+        states = [self.state[run.name] for run in self.runs]
+        shown = [f"{states.count(state)} {state}" for state in ("done", "failed", "running") if state in states]
+        return f"runs: {', '.join(shown) or 'none started'} of {len(states)}"
+
     def steps(self) -> tuple[int, int]:
         """Env steps done and to do over the grid; a failed run counts for the steps it reached."""
         done = sum(self.progress[run.name].env_step for run in self.runs)
@@ -127,8 +134,16 @@ def run_grid(
     driver.submit_waiting()
     driver.save()
     stop = StopRequest()
-    ray_output = cluster.native_stderr_to(out / LOGS / RAY_LOG)
-    with stop.installed(), ray_output, Live(driver.display(), console=terminal, refresh_per_second=2) as live:
+    ray_output, raylet_lines = (
+        cluster.native_stderr_to(out / LOGS / RAY_LOG),
+        cluster.raylet_lines_to(out / LOGS / RAY_LOG),
+    )
+    with (
+        stop.installed(),
+        ray_output,
+        raylet_lines,
+        Live(driver.display(), console=terminal, refresh_per_second=2) as live,
+    ):
         while driver.pending:  # submit_waiting refills it after each outcome; waiting runs need a slot in it
             try:
                 ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
@@ -203,12 +218,13 @@ class Driver:
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
+            TextColumn("{task.fields[runs]}"),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
             console=terminal,
         )
-        self.bar_task = self.bar.add_task("grid", total=None)
+        self.bar_task = self.bar.add_task("grid", total=None, runs="")
         self.max_rows = max(5, terminal.size.height - 8) if terminal.is_terminal else None
 
     def submit_waiting(self) -> None:
@@ -366,7 +382,7 @@ class Driver:
         from rich.console import Group
 
         done_steps, total_steps = self.grid.steps()
-        self.bar.update(self.bar_task, completed=done_steps, total=total_steps)
+        self.bar.update(self.bar_task, completed=done_steps, total=total_steps, runs=self.grid.counts())
         return Group(self.bar, render_table(self.grid.rows(), self.max_rows))
 
 
