@@ -545,3 +545,16 @@ def test_the_progress_bar_counts_the_runs_when_every_run_failed_before_its_first
     assert grid.counts() == "runs: 2 failed of 2"
     grid.state[grid.runs[0].name] = "done"
     assert grid.counts() == "runs: 1 done, 1 failed of 2"
+
+
+def test_the_modules_a_sweep_ships_are_those_its_module_ids_name_not_task_suites_or_installed_ones(tmp_path: Path):
+    from ace_rl.sweep.modules import module_roots, shipped_paths
+
+    envs = ["dmc:walker-walk", "metaworld:reach-v3", ENV, "examples.point_reach:PointReach-v0", "os:Nope-v0"]
+    roots = module_roots(envs, ["sac", "ddpg_agent:ddpg", "ace_rl.agents:td3"])
+    assert roots == ["examples", "ddpg_agent", "ace_rl"]
+    tests = Path(__file__).resolve().parent
+    shipped = shipped_paths([*roots, "gymnasium"])  # neither ace_rl (on every node) nor an installed package
+    assert list(shipped) == ["examples", "ddpg_agent"]
+    assert shipped["examples"].is_dir() and (shipped["examples"] / "point_reach.py").is_file()  # a package's directory
+    assert shipped["ddpg_agent"] == tests / "ddpg_agent.py"  # a module's file

@@ -90,7 +90,7 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             import ray
 
             # Before sweep.json is written: a cluster that cannot run the grid is refused first.
-            roots = module_roots(text for run in to_run for text in (configs[run.name].env, configs[run.name].algo))
+            roots = module_roots((configs[run.name].env for run in to_run), (configs[run.name].algo for run in to_run))
             shipped = shipped_paths(roots)
             session = cluster.start_ray(ray, args, runtime_env(shipped))
             check_imports(ray, roots, shipped)

@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from ace_rl.sweep.args import SweepError
+from ace_rl.trust import algo_module, env_module, is_standard_library
 
 PROBE_TIMEOUT_SECONDS = 300.0  # a node's first import waits for the modules to be uploaded and unpacked there
 
 
-def module_roots(ids: Iterable[str]) -> list[str]:
-    """The top-level modules that ids of the form `module:Name` import (`my_lab.envs:Arm-v0` -> my_lab), in order."""
-    roots = [text.partition(":")[0].split(".")[0] for text in ids if ":" in text]
+def module_roots(envs: Iterable[str], algos: Iterable[str]) -> list[str]:
+    """The top-level modules that the runs' `--env module:Id` and `--algo module:name` import (`my_lab.envs:Arm-v0`
+    -> my_lab), in order; a task suite's id (`dmc:walker-walk`) and the standard library's modules name none."""
+    modules = [*(env_module(env) for env in envs), *(algo_module(algo) for algo in algos)]
+    roots = [module.split(".")[0] for module in modules if module and not is_standard_library(module)]
     return list(dict.fromkeys(root for root in roots if root))
 
 
