@@ -209,9 +209,10 @@ def test_an_algo_is_looked_up_among_its_modules_agents(tmp_path: Path):
     assert agent_spec("ace_rl.agents:td3") is agent_spec("td3")
 
 
-def test_a_worker_that_cannot_import_the_task_module_fails_that_run_in_one_line(tmp_path: Path):
+def test_a_worker_that_cannot_import_the_task_module_refuses_the_sweep_in_one_line_before_any_run(tmp_path: Path):
     """The planning process imports tests/driver_only_env.py; Ray's worker processes cannot (as on a node without
-    the task's dependency): each run fails with one line naming the module, and the sweep says so."""
+    the task's dependency): the sweep's import check on the node refuses it in one line naming the node, the module
+    and its error, before any run starts (no run is recorded as failed: nothing is written)."""
     pytest.importorskip("ray")
     sweep = tmp_path / "sweep"
     result = command(
@@ -239,9 +240,8 @@ def test_a_worker_that_cannot_import_the_task_module_fails_that_run_in_one_line(
         "--eval-episodes",
         "1",
     )
-    assert result.returncode != 0
-    status = json.loads((sweep / "sweep_status.json").read_text())
-    (run,) = status["runs"].values()
-    assert run["state"] == "failed"
-    assert "driver_only_env" in run["error"] and "robot_sdk" in run["error"] and "\n" not in run["error"]
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("ace-rl: error: module driver_only_env does not import on node "), line
+    assert "robot_sdk" in line and "nothing ran" in line, line
+    assert not sweep.exists()

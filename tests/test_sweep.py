@@ -195,6 +195,7 @@ def test_a_grid_point_that_ace_rl_train_refuses_is_named(tmp_path: Path):
         (["--env", ENV, "--threads", "2"], "use --threads-per-run"),
         (["--env", ENV, "--seed", "3-1"], "a range goes upwards"),
         (["--env", ENV, "--threads-per-run", "0"], "--threads-per-run must be a positive integer"),
+        (["--env", ENV, "--max-concurrent", "0"], "--max-concurrent must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_is_written(tmp_path: Path, capsys, options, message):
@@ -234,6 +235,23 @@ def write_sweep(out: Path, grid_options: list[str], options: list[str]) -> dict:
     out.mkdir(parents=True)
     (out / "sweep.json").write_text(json.dumps(document))
     return document
+
+
+@needs_sweep_extra
+def test_a_module_agents_runs_are_named_without_a_colon_and_an_older_sweeps_names_are_kept(tmp_path: Path, capsys):
+    grid = ["--env", ENV, "--algo", "ddpg_agent:ddpg", "--seed", "0"]
+    safe, earlier = f"{ENV}__ddpg_agent_ddpg__s0", f"{ENV}__ddpg_agent:ddpg__s0"
+    document = write_sweep(tmp_path / "new", grid, TINY)
+    assert [run["name"] for run in document["runs"]] == [safe]
+    # A sweep created when the name kept the colon continues under its recorded name (it would differ otherwise).
+    old = tmp_path / "old"
+    document = write_sweep(old, grid, TINY)
+    document["runs"][0]["name"] = earlier
+    (old / "sweep.json").write_text(json.dumps(document))
+    main(["sweep", "--out", str(old), *grid, *TINY, "--dry-run"])  # a refusal is SystemExit(2)
+    spec = build_spec(tyro.cli(SweepArgs, args=grid), TINY)
+    ((run, _),) = plan_runs(spec, old, parse_train, recorded_names=[earlier])
+    assert run.name == earlier and run.run_dir == old.resolve() / earlier
 
 
 @needs_sweep_extra
@@ -475,10 +493,14 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: 
     assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
     assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
     assert (run_dir / "checkpoints" / "final.pt").is_file()
+    # What the raylet reports of the killed worker goes to logs/ray.log, not to the sweep's output.
+    assert "(raylet)" not in sweep.stdout + sweep.stderr and "\x1b[" not in sweep.stderr
+    assert "(raylet) " in (sweep.out / "logs" / "ray.log").read_text()
 
 
 def test_runs_that_fail_are_reported_while_the_others_finish(sweep: SweepResult):
     assert sweep.returncode == 1, sweep.stderr
+    assert "runs: 4 done, 4 failed of 8" in sweep.stdout, sweep.stdout  # the progress bar's counts
     assert "4 of 8 runs failed" in sweep.stderr
     for name in DIVERGED:
         assert name in sweep.stderr
@@ -509,3 +531,30 @@ def test_running_the_sweep_again_touches_no_finished_run(sweep: SweepResult, cap
         main(["sweep", "--out", str(sweep.out)])
     assert exit_info.value.code == 1
     assert modification_times(sweep.out) == before
+
+
+def test_the_progress_bar_counts_the_runs_when_every_run_failed_before_its_first_step(tmp_path: Path):
+    from ace_rl.sweep.driver import Grid
+
+    spec = build_spec(tyro.cli(SweepArgs, args=["--env", ENV, "--seed", "0-1"]), TINY)
+    grid = Grid([run for run, _ in plan_runs(spec, tmp_path / "sweep", parse_train)])
+    for run in grid.runs:
+        grid.observe(run)
+        grid.state[run.name] = "failed"
+    assert grid.steps() == (0, 0)
+    assert grid.counts() == "runs: 2 failed of 2"
+    grid.state[grid.runs[0].name] = "done"
+    assert grid.counts() == "runs: 1 done, 1 failed of 2"
+
+
+def test_the_modules_a_sweep_ships_are_those_its_module_ids_name_not_task_suites_or_installed_ones(tmp_path: Path):
+    from ace_rl.sweep.modules import module_roots, shipped_paths
+
+    envs = ["dmc:walker-walk", "metaworld:reach-v3", ENV, "examples.point_reach:PointReach-v0", "os:Nope-v0"]
+    roots = module_roots(envs, ["sac", "ddpg_agent:ddpg", "ace_rl.agents:td3"])
+    assert roots == ["examples", "ddpg_agent", "ace_rl"]
+    tests = Path(__file__).resolve().parent
+    shipped = shipped_paths([*roots, "gymnasium"])  # neither ace_rl (on every node) nor an installed package
+    assert list(shipped) == ["examples", "ddpg_agent"]
+    assert shipped["examples"].is_dir() and (shipped["examples"] / "point_reach.py").is_file()  # a package's directory
+    assert shipped["ddpg_agent"] == tests / "ddpg_agent.py"  # a module's file

@@ -199,9 +199,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def ray_head(port: int, client_port: int, num_gpus: int = 0) -> Iterator[Path]:
+def ray_head(port: int, client_port: int, num_gpus: int = 0, env: dict[str, str] | None = None) -> Iterator[Path]:
     """A real Ray head on this machine (token authentication: Ray's default), with its Ray Client server; it declares
-    ``num_gpus`` GPUs, whether or not the machine has them (Ray then accounts for them as for real ones)."""
+    ``num_gpus`` GPUs, whether or not the machine has them (Ray then accounts for them as for real ones). ``env``:
+    the environment `ray start` runs in, which its workers inherit (default: this one's, without Ray's address)."""
     with short_temp_dir() as temp:
         started = subprocess.run(
             [
@@ -227,7 +228,9 @@ def ray_head(port: int, client_port: int, num_gpus: int = 0) -> Iterator[Path]:
             capture_output=True,
             text=True,
             timeout=180,
-            env={key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")},
+            env=env
+            if env is not None
+            else {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")},
         )
         assert started.returncode == 0, started.stdout + started.stderr
         yield temp  # killing what holds files under it stops the head (short_temp_dir does)
@@ -333,3 +336,72 @@ def test_cluster_faults_are_one_line_within_the_bound_and_a_lost_clusters_runs_c
         assert (out / run / "checkpoints" / "final.pt").is_file()
         assert "resuming from" in (out / "logs" / f"{run}.log").read_text()
     assert status_runs(out) == {}
+
+
+LAB_DRIVER_ONLY = """
+import os
+
+if "LAB_DRIVER" not in os.environ:
+    raise ImportError("lab_driver_only needs LAB_DRIVER, which only the sweep's command sets")
+
+import lab_reach  # noqa: F401 - registers PointReach-v0
+"""
+
+
+def test_a_user_module_reaches_the_workers_of_a_ray_start_cluster_without_its_pythonpath(tmp_path: Path):
+    """The workers of a `ray start` cluster take their environment from `ray start`: a task module on the sweep
+    command's PYTHONPATH alone is shipped to them, and a module that imports on the driver but not on a node is
+    the sweep's one line before any run starts."""
+    repo = Path(__file__).resolve().parent.parent
+    lab = tmp_path / "lab"  # named only by the sweep command's PYTHONPATH
+    lab.mkdir()
+    shutil.copy(repo / "examples" / "point_reach.py", lab / "lab_reach.py")
+    (lab / "lab_driver_only.py").write_text(LAB_DRIVER_ONLY)
+    plain = {
+        key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "PYTHONPATH")
+    }
+    # The cluster's nodes have ace-rl installed (this checkout), and nothing of lab.
+    node_env = {**plain, "PYTHONPATH": str(repo)}
+    driver_env = {
+        **plain,
+        "PYTHONPATH": os.pathsep.join([str(repo), str(lab)]),
+        "RAY_AUTH_MODE": "token",
+        "LAB_DRIVER": "1",
+    }
+    port, client_port = free_port(), free_port()
+    out, refused = tmp_path / "grid", tmp_path / "refused"
+    runs = ["lab_reach_PointReach-v0__sac__s0", "lab_reach_PointReach-v0__sac__s1"]
+    with ray_head(port, client_port, env=node_env):
+        address = ["--address", f"127.0.0.1:{port}"]
+        grid = ["--env", "lab_reach:PointReach-v0", "--algo", "sac", "--seed", "0-1", "--max-concurrent", "1", *TINY]
+        done = subprocess.run(
+            ace_rl_command("sweep", "--out", str(out), *address, *grid),
+            capture_output=True,
+            text=True,
+            timeout=500,
+            env=driver_env,
+        )
+        failing = subprocess.run(
+            ace_rl_command("sweep", "--out", str(refused), *address, "--env", "lab_driver_only:PointReach-v0", *TINY),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=driver_env,
+        )
+    assert done.returncode == 0, done.stderr
+    assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(done.stderr)), done.stderr
+    assert sorted(path.name for path in out.iterdir() if "__" in path.name) == runs
+    for run in runs:
+        assert (out / run / "checkpoints" / "final.pt").is_file()
+    assert json.loads((out / "sweep.json").read_text())["resources"]["max_concurrent"] == 1
+    # --max-concurrent 1: the second run started after the first was done.
+    spans = sorted(
+        (lines[0].split()[1], lines[-1].split()[-1])
+        for lines in ((out / "logs" / f"{run}.log").read_text().splitlines() for run in runs)
+    )
+    assert spans[0][1] <= spans[1][0], spans
+    assert failing.returncode == 2, failing.stderr
+    (line,) = stderr_lines(failing.stderr)
+    assert line.startswith("ace-rl: error: module lab_driver_only does not import on node "), line
+    assert "lab_driver_only needs LAB_DRIVER" in line and str(lab / "lab_driver_only.py") in line, line
+    assert not refused.exists()

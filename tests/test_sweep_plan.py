@@ -408,7 +408,11 @@ def test_gpus_per_run_places_runs_by_rays_gpu_accounting_and_is_recorded(tmp_pat
     )
     assert not (tmp_path / "refused").exists()
     assert ran.returncode == 0, ran.stderr
-    assert json.loads((out / "sweep.json").read_text())["resources"] == {"threads_per_run": 1, "gpus_per_run": 1.0}
+    assert json.loads((out / "sweep.json").read_text())["resources"] == {
+        "threads_per_run": 1,
+        "gpus_per_run": 1.0,
+        "max_concurrent": None,
+    }
     # Two runs of one GPU each on two GPUs: Ray gave each run a GPU of its own, which it saw as CUDA_VISIBLE_DEVICES
     # (the device itself is not needed: --device auto trains on the CPU where CUDA has none).
     seen = set()

@@ -7,7 +7,8 @@
       sweep_status.json      what the directories cannot tell: runs that failed (with their one-line error),
                              which runs the sweep now running has in flight
       logs/RUN.log           each run's output, one header per attempt (fresh start, resume or restart)
-      logs/ray.log           what Ray's core printed in the driver while the runs ran (not for the terminal)
+      logs/ray.log           what Ray's core printed in the driver while the runs ran, and the raylets' reports
+                             (a worker that died): not for the terminal
       .lock                  held by the one `ace-rl sweep` process working on DIR
       ENV__ALGO__sSEED[__reward-sparse][__OPTION-VALUE...]/   one ordinary run directory per grid point
 
@@ -26,6 +27,7 @@ The modules, each with one job:
     progress   what the run directories say, sweep_status.json, the table, `--status`
     worker     execute_run: one run in a Ray worker
     cluster    Ray's life cycle: start or join, probe, leave
+    modules    the user's modules the runs import: shipped to the workers (runtime_env), import-checked per node
     driver     the runs in flight, their outcomes, signals
     command    sweep_main: `ace-rl sweep` from argv to exit status
 """

@@ -78,12 +78,15 @@ class SweepArgs:
         ),
     ] = field(default_factory=list)
     address: str | None = None
-    """Ray cluster to join: auto (the cluster this machine belongs to) or ray://HOST:PORT. Default: start Ray
-    on this machine for the duration of the command, with as many runs at once as CPUs allow."""
+    """Ray cluster to join: auto (the cluster this machine belongs to), HOST:PORT (its head, as `ray start
+    --address` names it) or ray://HOST:PORT (Ray Client). Default: start Ray on this machine for the duration
+    of the command, with as many runs at once as CPUs allow."""
     threads_per_run: int = 1
     """CPUs reserved for each run, and its PyTorch threads (two 1-thread runs beat one 2-thread run on a CPU)."""
     gpus_per_run: float = 0.0
     """Share of a GPU reserved for each run (e.g. 0.25: four runs per GPU); use with the default --device auto."""
+    max_concurrent: int | None = None
+    """At most this many runs train at once. Default: as many as the cluster's CPUs (and GPUs) allow."""
     max_retries: int = 3
     """How often Ray restarts a run whose worker died (killed, node lost); each retry resumes from the latest
     checkpoint."""
@@ -118,6 +121,8 @@ def check_execution(args: SweepArgs) -> Path:
         raise SweepError("--plan names its tasks; give --env without --plan, or put the tasks in the plan's blocks")
     if args.gpus_per_run < 0:
         raise SweepError(f"--gpus-per-run must be zero or positive, got {args.gpus_per_run}")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise SweepError(f"--max-concurrent must be a positive integer, got {args.max_concurrent}")
     if args.max_retries < 0:
         raise SweepError(f"--max-retries must be zero or positive, got {args.max_retries}")
     return args.out

@@ -56,12 +56,16 @@ def error_line(error: BaseException) -> str:
     return f"{type(shown).__name__}: {lines[0] if lines else ''}"
 
 
-def start_ray(ray: Any, args: SweepArgs) -> Path | None:
-    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run. Returns
-    the temporary directory of a Ray started here (stop_ray removes it). A cluster that cannot be reached is
-    refused in one line within CLUSTER_FAULT_SECONDS."""
+def start_ray(ray: Any, args: SweepArgs, runtime_env: dict[str, Any] | None = None) -> Path | None:
+    """Start Ray on this machine, or join the cluster at --address, and check that it can run one run; every task
+    of the sweep gets ``runtime_env`` (the user's modules, ace_rl.sweep.modules). Returns the temporary directory
+    of a Ray started here (stop_ray removes it). A cluster that cannot be reached is refused in one line within
+    CLUSTER_FAULT_SECONDS."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    common = {"log_to_driver": False, "logging_level": "WARNING"}  # each run's output goes to DIR/logs/RUN.log
+    # each run's output goes to DIR/logs/RUN.log
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
+    if runtime_env is not None:
+        common["runtime_env"] = runtime_env
     # Ray keeps its default, token authentication, but need not say so on every sweep.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     session: Path | None = None
@@ -191,6 +195,33 @@ def native_stderr_to(path: Path) -> Iterator[None]:
                 python_stderr.close()
         os.dup2(original, 2)
         os.close(original)
+
+
+@contextmanager
+def raylet_lines_to(path: Path) -> Iterator[None]:
+    """What the cluster reports to this driver meanwhile ("(raylet) A worker died or was killed ...") goes to
+    ``path``, without its colours. Ray prints those lines on sys.stdout from a thread of its own (its
+    print_to_stdstream, looked up at each call), which native_stderr_to does not catch."""
+    from ray._private import worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    lock = threading.Lock()
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        source = data.get("pid", "ray")
+        text = "".join(f"({source}) {_ANSI_ESCAPE.sub('', str(line))}\n" for line in data.get("lines", []))
+        with lock, suppress(OSError), open(path, "a") as log:
+            log.write(text)
+
+    if original is None:  # another Ray than this was written for: its lines stay where Ray puts them
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ray_worker.print_to_stdstream = to_log
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = original
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from ace_rl.rundir import RunDirBusy, RunDirError, RunLock
 from ace_rl.sweep import cluster
 from ace_rl.sweep.args import SweepArgs, SweepError, check_execution, parse_sweep_argv
 from ace_rl.sweep.driver import classify, run_grid
+from ace_rl.sweep.modules import check_imports, module_roots, runtime_env, shipped_paths
 from ace_rl.sweep.progress import require, show_status
 from ace_rl.sweep.spec import (
     SPEC_FILE,
@@ -89,10 +90,17 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
             import ray
 
             # Before sweep.json is written: a cluster that cannot run the grid is refused first.
-            session = cluster.start_ray(ray, args)
+            roots = module_roots((configs[run.name].env for run in to_run), (configs[run.name].algo for run in to_run))
+            shipped = shipped_paths(roots)
+            session = cluster.start_ray(ray, args, runtime_env(shipped))
+            check_imports(ray, roots, shipped)
         if document is None:
             rebuilt = holds_files(out)  # check_existing_runs found that every run there matches this command
-            resources = {"threads_per_run": args.threads_per_run, "gpus_per_run": args.gpus_per_run}
+            resources = {
+                "threads_per_run": args.threads_per_run,
+                "gpus_per_run": args.gpus_per_run,
+                "max_concurrent": args.max_concurrent,
+            }
             written = spec_document(spec, planned, argv, resources)
             write_json(out / SPEC_FILE, written)
             document = written
@@ -195,7 +203,10 @@ def _specification(
     else:
         assert document is not None
         spec = stored_spec(document, out / SPEC_FILE, CodeTrust.given(args.trust_run_code))
-    planned = plan_runs(spec, out, parse_train, args.threads_per_run)
+    recorded = {str(run.get("name")) for run in document.get("runs", [])} if document is not None else set()
+    if out.is_dir():
+        recorded |= {path.name for path in out.iterdir() if path.is_dir()}
+    planned = plan_runs(spec, out, parse_train, args.threads_per_run, recorded)
     if document is None:
         check_existing_runs(out, shown, planned)
         return document, spec, planned

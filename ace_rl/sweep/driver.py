@@ -70,6 +70,13 @@ class Grid:
             for run in self.runs
         ]
 
+    def counts(self) -> str:
+        """The runs by state, e.g. `runs: 3 done, 4 failed, 1 running of 8` (the steps alone read 0 / 0 when every
+        run failed before its first step)."""
+        states = [self.state[run.name] for run in self.runs]
+        shown = [f"{states.count(state)} {state}" for state in ("done", "failed", "running") if state in states]
+        return f"runs: {', '.join(shown) or 'none started'} of {len(states)}"
+
     def steps(self) -> tuple[int, int]:
         """Env steps done and to do over the grid; a failed run counts for the steps it reached."""
         done = sum(self.progress[run.name].env_step for run in self.runs)
@@ -121,13 +128,23 @@ def run_grid(
     # Seed-major order: with fewer slots than runs, every task and algorithm gets its first seeds first.
     seed_position = {seed: index for index, seed in enumerate(dict.fromkeys(run.point["seed"] for run in grid.runs))}
     driver = Driver(ray, args, out, grid, status, parse_train, terminal)
-    for run in sorted(to_run, key=lambda run: seed_position[run.point["seed"]]):
-        driver.submit(run)
+    driver.waiting = sorted(to_run, key=lambda run: seed_position[run.point["seed"]])
+    for run in driver.waiting:
+        driver.status["runs"][run.name] = {"state": "queued"}
+    driver.submit_waiting()
     driver.save()
     stop = StopRequest()
-    ray_output = cluster.native_stderr_to(out / LOGS / RAY_LOG)
-    with stop.installed(), ray_output, Live(driver.display(), console=terminal, refresh_per_second=2) as live:
-        while driver.pending:
+    ray_output, raylet_lines = (
+        cluster.native_stderr_to(out / LOGS / RAY_LOG),
+        cluster.raylet_lines_to(out / LOGS / RAY_LOG),
+    )
+    with (
+        stop.installed(),
+        ray_output,
+        raylet_lines,
+        Live(driver.display(), console=terminal, refresh_per_second=2) as live,
+    ):
+        while driver.pending:  # submit_waiting refills it after each outcome; waiting runs need a slot in it
             try:
                 ready, _ = ray.wait(list(driver.pending), num_returns=1, timeout=REFRESH_SECONDS)
             except (ray.exceptions.RayError, ConnectionError) as error:
@@ -142,6 +159,7 @@ def run_grid(
                 live.console.print(driver.stop(stop.requested), highlight=False, soft_wrap=True)
             if stop.count > 1 or driver.stop_overdue():
                 driver.abandon()
+            driver.submit_waiting()
             driver.mark_started()
             live.update(driver.display())
         for run in grid.runs:
@@ -184,6 +202,7 @@ class Driver:
         )
         self.remote = ray.remote(execute_run)
         self.pending: dict[Any, PlannedRun] = {}
+        self.waiting: list[PlannedRun] = []  # not yet handed to Ray (--max-concurrent), in submission order
         self.resubmitted: dict[str, int] = {}
         self.started_at = time.time()
         self.stopped_by: str | None = None
@@ -199,13 +218,21 @@ class Driver:
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.completed:,.0f} / {task.total:,.0f}"),
+            TextColumn("{task.fields[runs]}"),
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
             console=terminal,
         )
-        self.bar_task = self.bar.add_task("grid", total=None)
+        self.bar_task = self.bar.add_task("grid", total=None, runs="")
         self.max_rows = max(5, terminal.size.height - 8) if terminal.is_terminal else None
+
+    def submit_waiting(self) -> None:
+        """Hand waiting runs to Ray while fewer than --max-concurrent are in flight (all of them without it: Ray
+        then runs as many at once as the cluster's resources allow). A stopping sweep starts none."""
+        limit = self.args.max_concurrent
+        while self.waiting and self.stopped_by is None and (limit is None or len(self.pending) < limit):
+            self.submit(self.waiting.pop(0))
 
     def submit(self, run: PlannedRun) -> None:
         options = {
@@ -302,15 +329,19 @@ class Driver:
 
     def leave_unfinished(self) -> None:
         """The cluster is gone: the runs in flight are left as they are (resumable, not failed), without asking Ray."""
-        for run in self.pending.values():
+        for run in [*self.pending.values(), *self.waiting]:
             self.grid.observe(run)
             self.grid.state[run.name] = unfinished_state(run)
             self.status["runs"].pop(run.name, None)
         self.pending.clear()
+        self.waiting.clear()
 
     def stop(self, signal_name: str) -> str:
         """Ask every run to checkpoint and stop (Ray interrupts running tasks; the trainer's handler checkpoints)."""
         self.stopped_by = signal_name
+        for run in self.waiting:  # never started: they stay to do
+            self.status["runs"].pop(run.name, None)
+        self.waiting.clear()
         running = sum(self.grid.state[run.name] == "running" for run in self.pending.values())
         for ref in self.pending:
             self.ray.cancel(ref, force=False)
@@ -325,11 +356,13 @@ class Driver:
 
     def abandon(self) -> None:
         """Kill the runs still in flight; each continues from its last checkpoint next time."""
-        for ref, run in self.pending.items():
+        for ref in self.pending:
             self.ray.cancel(ref, force=True)
+        for run in [*self.pending.values(), *self.waiting]:
             self.grid.state[run.name] = unfinished_state(run)
             self.status["runs"].pop(run.name, None)
         self.pending.clear()
+        self.waiting.clear()
 
     def mark_started(self) -> None:
         """Queued runs whose directory is locked or was written since the sweep began are running."""
@@ -349,7 +382,7 @@ class Driver:
         from rich.console import Group
 
         done_steps, total_steps = self.grid.steps()
-        self.bar.update(self.bar_task, completed=done_steps, total=total_steps)
+        self.bar.update(self.bar_task, completed=done_steps, total=total_steps, runs=self.grid.counts())
         return Group(self.bar, render_table(self.grid.rows(), self.max_rows))
 
 

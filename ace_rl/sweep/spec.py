@@ -11,7 +11,7 @@ import json
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -106,10 +106,15 @@ def format_seeds(seeds: Sequence[int]) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # The grid and its runs
 # --------------------------------------------------------------------------------------------------------------
-def run_name(point: dict[str, Any]) -> str:
-    """`Hopper-v5__ace__s0`, then `__OPTION-VALUE` for each further swept option (`__reset-none`)."""
-    extras = [f"__{axis}-{safe_name(str(value))}" for axis, value in point.items() if axis not in AXES]
-    return f"{safe_name(str(point['env']))}__{point['algo']}__s{point['seed']}" + "".join(extras)
+def run_name(point: dict[str, Any], recorded: Collection[str] = ()) -> str:
+    """`Hopper-v5__ace__s0`, then `__OPTION-VALUE` for each further swept option (`__reset-none`); an agent
+    `my_lab.agents:ddpg` is `my_lab.agents_ddpg` in it, as in `ace-rl train`'s run directories. A sweep created
+    before that named such runs `...__my_lab.agents:ddpg__...`: where ``recorded`` (the names in its sweep.json
+    or its directories) holds that name, it is kept, so that the sweep continues in the same directories."""
+    extras = "".join(f"__{axis}-{safe_name(str(value))}" for axis, value in point.items() if axis not in AXES)
+    env, seed = safe_name(str(point["env"])), point["seed"]
+    earlier = f"{env}__{point['algo']}__s{seed}{extras}"
+    return earlier if earlier in recorded else f"{env}__{safe_name(str(point['algo']))}__s{seed}{extras}"
 
 
 @dataclass(frozen=True)
@@ -209,8 +214,10 @@ def plan_runs(
     out: Path,
     parse_train: TrainParser,
     threads_per_run: int = 1,
+    recorded_names: Collection[str] = (),
 ) -> list[tuple[PlannedRun, TrainConfig]]:
     """Every grid point as a run and its configuration, built by `ace-rl train`'s own parser and validated.
+    ``recorded_names``: the runs an existing sweep directory names (run_name keeps their earlier form).
 
     Raises SweepError (one line, naming the run) for the first grid point that `ace-rl train` would refuse.
     """
@@ -220,7 +227,7 @@ def plan_runs(
     # The seed sets nothing but itself, so each grid point without its seed is parsed once (20 ms a parse).
     parsed: dict[tuple[str, ...], tuple[TrainConfig, list[str]]] = {}
     for point, argv in spec.points():
-        name = run_name(point)
+        name = run_name(point, recorded_names)
         if name in names:
             raise SweepError(f"grid points {names[name]} and {point} would share the run directory {name}")
         names[name] = point
@@ -287,10 +294,10 @@ def spec_document(
     spec: SweepSpec,
     planned: Sequence[tuple[PlannedRun, TrainConfig]],
     command: Sequence[str],
-    resources: dict[str, float] | None = None,
+    resources: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """sweep.json: the specification (grid, options, plan, budget scale), every run, the provenance, and the
-    resources each run asked of Ray when the sweep was created (``resources``: threads_per_run, gpus_per_run)."""
+    execution options the sweep was created with (``resources``: threads_per_run, gpus_per_run, max_concurrent)."""
     commit, dirty = git_commit(Path(ace_rl.__file__).parent)
     plan = {} if spec.plan is None else {"plan": spec.plan.document()}
     return {
