@@ -29,7 +29,7 @@ import pytest
 import robel_reference
 from ace_rl.envs import EnvError, episode_steps, has_success, make_env, observation_size, seed_env
 from ace_rl.rng import capture_env_rng, restore_env_rng
-from ace_rl.suites import dkitty
+from ace_rl.suites import dkitty_tasks as dkitty
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_SCRIPT = Path(robel_reference.__file__)
