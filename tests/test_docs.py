@@ -247,6 +247,8 @@ def test_documented_command_parses(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # nothing a parser might touch lands in the repository
     monkeypatch.syspath_prepend(str(REPO))  # examples.point_reach, as from the repository root
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "plans").symlink_to(REPO / "benchmarks" / "plans")  # a benchmark's plan, read only
     value = parse_command(command, tmp_path, monkeypatch, run_configs)
     configs = value if isinstance(value, list) else [value]
     from ace_rl.config import TrainConfig
