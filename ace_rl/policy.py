@@ -23,7 +23,7 @@ from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
 from ace_rl.checkpoint import load_policy as load_policy_file
 from ace_rl.envs import EnvFactory, importable_factory, make_env
 from ace_rl.rundir import RunDir
-from ace_rl.trust import CodeTrust, env_module, is_standard_library
+from ace_rl.trust import CodeTrust, env_module
 
 if TYPE_CHECKING:
     from ace_rl.export import ExportReport
@@ -115,7 +115,7 @@ class Policy:
         module = env_module(self.env_id)
         if module is None:
             return True
-        return self.trust.allows(module) and not is_standard_library(module) and importable_factory(self.env_id)
+        return self.trust.allows(module) and importable_factory(self.env_id)
 
     @property
     def action_low(self) -> np.ndarray:

@@ -81,6 +81,10 @@ class CodeTrust:
         return cls(everything=bool(trust_run_code), modules=frozenset(modules))
 
     def allows(self, module: str) -> bool:
+        """Whether a file may make ace-rl import ``module``: never one of the standard library (`check` refuses it
+        whatever the trust), else as the user allowed."""
+        if is_standard_library(module):
+            return False
         return self.everything or any(_covers(allowed, module) for allowed in self.modules)
 
     def check(self, kind: str, value: object, source: str) -> None:
