@@ -41,6 +41,16 @@ from sklearn.linear_model import lars_path_gram
 from threadpoolctl import ThreadpoolController
 
 METHODS: tuple[str, ...] = ("sink", "directlingam")
+# What the effects are measured on (docs/algorithm.md, "Causal targets"): "reward" is the official model (the
+# linear direct effect b of each action on the immediate reward, weights n * softmax(b)); "reward-interaction" is
+# the scale-free effect of each action on the immediate reward with quadratic and state-dependent terms.
+TARGETS: tuple[str, ...] = ("reward", "reward-interaction")
+INTERACTION_METHOD = "interaction"  # CausalFit.method of a reward-interaction fit
+# reward-interaction: each action's terms are a_i, a_i**2 and a_i * s_j for the INTERACTION_STATES states most
+# correlated with the reward; the weights are n * softmax(effect / EFFECT_TEMPERATURE), the effects being
+# fractions of the reward's standard deviation (an effect of 0.1 more gives e = 2.7 times the weight).
+INTERACTION_STATES = 8
+EFFECT_TEMPERATURE = 0.1
 
 # A column whose spread is below this fraction of its magnitude is constant up to rounding.
 CONSTANT_RELATIVE_TOLERANCE = 1e-12
@@ -490,12 +500,84 @@ def _reward_row(data: CausalData, method: str, time_limit: float | None) -> tupl
     return _directlingam_row(data, time_limit)
 
 
+def interaction_effects(
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    interaction_states: int = INTERACTION_STATES,
+) -> tuple[np.ndarray, dict[str, str], list[str]]:
+    """The scale-free effect of each action dimension on the immediate reward, seeing effects that depend on the
+    state or on the action's size (the ``reward-interaction`` target).
+
+    Every column is standardized; the reward is regressed by least squares on all states and, per action ``i``,
+    on ``a_i``, ``a_i**2`` and ``a_i * s_j`` for the ``interaction_states`` states most correlated with the reward.
+    The effect of action ``i`` is the standard deviation of the fitted contribution of its terms, less what noise
+    alone gives such a contribution (``residual variance * terms / n``, as in an adjusted R^2), in units of the
+    reward's standard deviation: 0 for an action the reward does not depend on, up to about 1 for one that
+    explains it all. It does not depend on the units of the reward, the actions or the states.
+
+    Returns the effects (shape ``(n_actions,)``, zeros when no fit is possible), the dropped columns and notes.
+    """
+    x, n_states, n_actions = _stack(states, actions, rewards)
+    names = _column_names(n_states, n_actions)
+    if not np.isfinite(x).all():
+        _raise_non_finite(x, names)
+    n = x.shape[0]
+    effects = np.zeros(n_actions)
+    if n < 4:
+        return effects, {}, [f"too few samples ({n}) for a causal fit: uniform weights"]
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    constant = std <= CONSTANT_RELATIVE_TOLERANCE * np.abs(x).max(axis=0)
+    if constant[-1]:
+        reason = f"the reward is constant ({x[0, -1]:g}) over the {n} samples: uniform weights"
+        return effects, {"reward": "constant"}, [reason]
+    dropped = {names[j]: "constant" for j in np.flatnonzero(constant[:-1])}
+    z = (x - mean) / np.where(constant, 1.0, std)
+    y = z[:, -1]
+    state_ids = [j for j in range(n_states) if not constant[j]]
+    action_ids = [j for j in range(n_states, n_states + n_actions) if not constant[j]]
+    if not action_ids:
+        return effects, dropped, ["every action column is constant: uniform weights"]
+    strength = np.abs(z[:, state_ids].T @ y) if state_ids else np.empty(0)
+    interacting = [state_ids[k] for k in np.argsort(-strength, kind="stable")[:interaction_states]]
+
+    blocks = [z[:, state_ids]]
+    terms_of_action: list[slice] = []
+    start = len(state_ids)
+    for j in action_ids:
+        action = z[:, j : j + 1]
+        square = action**2
+        block = np.hstack([action, square - square.mean(), action * z[:, interacting]])
+        blocks.append(block - block.mean(axis=0))
+        terms_of_action.append(slice(start, start + block.shape[1]))
+        start += block.shape[1]
+    design = np.hstack(blocks)
+    if design.shape[1] >= n - 1:
+        return effects, dropped, [f"{n} samples for {design.shape[1]} terms: too few for a fit, uniform weights"]
+    gram = design.T @ design
+    ridge = 1e-10 * np.trace(gram) / gram.shape[0]  # keeps exact duplicates of a state from making it singular
+    coefficients = _solve_positive_definite(gram + ridge * np.eye(gram.shape[0]), design.T @ y)
+    residual_variance = float(np.mean((y - design @ coefficients) ** 2))
+    for j, terms in zip(action_ids, terms_of_action, strict=True):
+        contribution = design[:, terms] @ coefficients[terms]
+        excess = float(contribution @ contribution) / n - residual_variance * (terms.stop - terms.start) / n
+        effects[j - n_states] = math.sqrt(max(excess, 0.0))
+    return effects, dropped, []
+
+
+def weights_from_effects(effects: np.ndarray, temperature: float = EFFECT_TEMPERATURE) -> np.ndarray:
+    """Causal weights ``n * softmax(effects / temperature)`` of the reward-interaction target."""
+    return weights_from_coefficients(np.asarray(effects, dtype=np.float64) / temperature)
+
+
 def causal_weights(
     states: np.ndarray,
     actions: np.ndarray,
     rewards: np.ndarray,
     method: str = "sink",
     time_limit: float | None = None,
+    target: str = "reward",
 ) -> CausalFit:
     """Fit the causal model on ``(S, A, R)`` and return the causal weights of the action dimensions.
 
@@ -503,36 +585,52 @@ def causal_weights(
         states: shape ``(N, S)``.
         actions: shape ``(N, A)``.
         rewards: shape ``(N,)`` or ``(N, 1)``.
-        method: ``"sink"`` (fast, default) or ``"directlingam"`` (the official code's estimator).
+        method: for the ``"reward"`` target, ``"sink"`` (fast, default) or ``"directlingam"`` (the official code's
+            estimator). Not used by ``"reward-interaction"``.
         time_limit: for ``"directlingam"``, the most seconds the fit may take by its estimated run time;
             ``None`` means no cap. Ignored by ``"sink"``.
+        target: ``"reward"`` (the official model: weights ``n * softmax(b)``) or ``"reward-interaction"``
+            (`interaction_effects`, weights ``n * softmax(effect / EFFECT_TEMPERATURE)``; its ``CausalFit.method`` is
+            ``"interaction"`` and its ``coefficients`` are the effects).
 
     Raises:
-        ValueError: unknown method, bad shapes or non-finite input (the message names the column).
+        ValueError: unknown method or target, bad shapes or non-finite input (the message names the column).
         CausalTimeLimitError: DirectLiNGAM's estimated run time exceeds ``time_limit``.
     """
+    if target not in TARGETS:
+        raise ValueError(f"unknown causal target {target!r}; accepted targets: {', '.join(TARGETS)}")
     if method not in METHODS:
         raise ValueError(f"unknown causal method {method!r}; accepted methods: {', '.join(METHODS)}")
     start = time.perf_counter()
     with _few_blas_threads():
-        data = prepare_data(states, actions, rewards)
-        n_actions = data.action_columns.shape[0]
-        coefficients = np.zeros(n_actions)
-        notes = list(data.notes)
-        if data.fit_possible:
-            row, note = _reward_row(data, method, time_limit)
-            if note:
-                notes.append(note)
-            present = data.action_columns >= 0
-            coefficients[present] = row[data.action_columns[present]]
-            weights = weights_from_coefficients(coefficients)
+        if target == "reward-interaction":
+            coefficients, dropped, notes = interaction_effects(states, actions, rewards)
+            weights = weights_from_effects(coefficients)
+            method = INTERACTION_METHOD
         else:
-            weights = np.ones(n_actions)
+            coefficients, dropped, notes = _reward_coefficients(states, actions, rewards, method, time_limit)
+            weights = weights_from_coefficients(coefficients)
     return CausalFit(
         weights=weights,
         coefficients=coefficients,
         seconds=time.perf_counter() - start,
         method=method,
-        dropped=dict(data.dropped),
+        dropped=dropped,
         note="; ".join(notes),
     )
+
+
+def _reward_coefficients(
+    states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, method: str, time_limit: float | None
+) -> tuple[np.ndarray, dict[str, str], list[str]]:
+    """The reward target's ``b`` (zeros where no fit is possible or an action column was dropped)."""
+    data = prepare_data(states, actions, rewards)
+    coefficients = np.zeros(data.action_columns.shape[0])
+    notes = list(data.notes)
+    if data.fit_possible:
+        row, note = _reward_row(data, method, time_limit)
+        if note:
+            notes.append(note)
+        present = data.action_columns >= 0
+        coefficients[present] = row[data.action_columns[present]]
+    return coefficients, dict(data.dropped), notes

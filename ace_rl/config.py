@@ -21,6 +21,7 @@ from ace_rl.trust import CodeTrust
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
 CausalMethod = Literal["sink", "directlingam", "none"]
+CausalTarget = Literal["reward", "reward-interaction"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
 
@@ -28,6 +29,7 @@ ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.ag
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
 CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam", "none")
+CAUSAL_TARGETS: tuple[str, ...] = ("reward", "reward-interaction")  # ace_rl.causal.TARGETS
 REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
@@ -106,6 +108,12 @@ class TrainConfig:
     causal_method: CausalMethod = "sink"
     """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM; none: no
     fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as configured)."""
+    causal_target: CausalTarget = "reward"
+    """What the causal weights measure. reward (the official ACE): the linear direct effect b of each action on the
+    immediate reward given the state, weights n * softmax(b). reward-interaction: the effect of each action on the
+    immediate reward in units of the reward's spread, with quadratic and state-dependent terms, weights
+    n * softmax(effect / 0.1) (docs/algorithm.md, "Causal targets"); it fits its own regression, so
+    --causal-method only switches fits off (none)."""
     causal_time_limit: float | None = None
     """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
     reset: ResetKind = "reset"
@@ -274,6 +282,11 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
     if not (math.isfinite(config.budget_scale) and config.budget_scale > 0):
         raise ConfigError(f"--budget-scale must be a positive number, got {config.budget_scale}")
+    if config.causal_target != "reward" and config.causal_method == "directlingam":
+        raise ConfigError(
+            f"--causal-method directlingam estimates the reward target's linear row; --causal-target "
+            f"{config.causal_target} fits its own regression: drop one of them"
+        )
     if config.causal_time_limit is not None and not config.causal_time_limit > 0:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
     if not _valid_device(config.device):
@@ -324,6 +337,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "reward": REWARDS,
     "reset": RESET_KINDS,
     "causal_method": CAUSAL_METHODS,
+    "causal_target": CAUSAL_TARGETS,
     "log_prob_correction": LOG_PROB_CORRECTIONS,
 }
 

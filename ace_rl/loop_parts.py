@@ -159,6 +159,7 @@ class CausalFits:
         self.interval = config.causal_interval
         self.samples = config.causal_samples
         self.method = config.causal_method
+        self.target = config.causal_target
         self.time_limit = config.causal_time_limit
         self.agent = agent
         self.logger = logger
@@ -172,7 +173,9 @@ class CausalFits:
 
     def fit(self, replay: ReplayBuffer, env_step: int) -> None:
         try:
-            fit = causal_weights(*replay.latest(self.samples), method=self.method, time_limit=self.time_limit)
+            fit = causal_weights(
+                *replay.latest(self.samples), method=self.method, time_limit=self.time_limit, target=self.target
+            )
         except CausalTimeLimitError as error:
             raise ConfigError(f"causal fit at env step {env_step}: {error}") from None
         self.agent.set_causal_weights(fit.weights)
