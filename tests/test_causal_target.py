@@ -130,6 +130,20 @@ def test_a_sparse_reward_without_a_success_gives_uniform_weights():
     assert "constant" in fit.note and fit.dropped == {"reward": "constant"}
 
 
+def test_a_sparse_reward_with_few_successes_gives_uniform_weights():
+    # 99 successes out of 5,000 are too few to measure effects on; 100 are enough to fit.
+    rng = np.random.default_rng(7)
+    states, actions = standard_normal(rng, 5000, 3), standard_normal(rng, 5000, 2)
+    rewards = np.zeros(5000)
+    rewards[np.argsort(-actions[:, 0])[:99]] = 1.0  # the successes come with the largest a0
+    fit = causal_weights(states, actions, rewards, target="reward-interaction")
+    np.testing.assert_array_equal(fit.weights, [1.0, 1.0])
+    assert fit.note.startswith("only 99 of 5000 samples have a reward other than 0")
+    rewards[np.argsort(-actions[:, 0])[99]] = 1.0
+    fit = causal_weights(states, actions, rewards, target="reward-interaction")
+    assert fit.note == "" and fit.weights[0] > fit.weights[1]
+
+
 def test_a_constant_action_column_gets_no_effect():
     rng = np.random.default_rng(6)
     states, actions = standard_normal(rng, 2000, 3), standard_normal(rng, 2000, 2)
