@@ -28,6 +28,13 @@ from ace_rl.config import TrainConfig
 from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
 
 
+class TrainingStopped(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written and the run can be resumed.
+
+    Raised by the training loop (ace_rl.trainer) and so by `ace_rl.train` and `ace_rl.resume`; it lives here, beside
+    the states a run goes on from, so that the command line and a sweep's worker name it without loading the loop."""
+
+
 class RunPhase(str, Enum):
     FRESH = "fresh"
     RUNNING = "running"

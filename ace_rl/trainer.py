@@ -81,7 +81,7 @@ from ace_rl.rng import (
     seed_everything,
 )
 from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
-from ace_rl.runstate import create_run_dir, run_state
+from ace_rl.runstate import TrainingStopped, create_run_dir, run_state
 from ace_rl.video import TrainingVideo, check_video_support
 from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
@@ -98,10 +98,6 @@ def _test_kill_point(point: str) -> None:
     checkpoint)."""
     if os.environ.get(TEST_KILL_POINT) == point:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-class TrainingStopped(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written and the run can be resumed."""
 
 
 def pick_device(name: str) -> torch.device:
