@@ -19,12 +19,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
-import numpy as np
 
 from ace_rl.actions import DistractorActions
 from ace_rl.config import (
@@ -38,10 +38,13 @@ from ace_rl.config import (
     validate,
 )
 from ace_rl.envs import EnvFactory, factory_path, seed_env
-from ace_rl.evaluation import Episodes, run_episodes
+from ace_rl.evaluation import Evaluation, run_episodes
 from ace_rl.policy import Policy, load_policy
 from ace_rl.rundir import RunDir
 from ace_rl.trust import CodeTrust
+
+if TYPE_CHECKING:
+    from ace_rl.export import ExportReport
 
 
 @dataclass(frozen=True)
@@ -144,22 +147,6 @@ def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code
     return Run(run_dir, load_run_config(run_dir, code_trust(requested)))
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """Returns of deterministic episodes; the success rate where the task reports success."""
-
-    returns: np.ndarray
-    success_rate: float | None
-
-    @property
-    def mean(self) -> float:
-        return float(self.returns.mean())
-
-    @property
-    def std(self) -> float:
-        return float(self.returns.std())
-
-
 def evaluate(
     policy: Policy | str | Path,
     env: gym.Env | str | EnvFactory | None = None,
@@ -167,33 +154,59 @@ def evaluate(
     seed: int = 0,
     checkpoint: str = "best",
     trust_run_code: bool = False,
+    video: str | Path | None = None,
 ) -> Evaluation:
     """Run ``policy`` (a Policy, a run directory or a policy file) deterministically for ``episodes`` episodes.
 
     ``env``: the policy's own task when None, else a task id, a factory or an environment instance (used as
     given, Dict observations included; it is not closed). ``trust_run_code``: a policy file's own ``module:NAME``
-    environment or agent may be imported (ace_rl.trust); a Policy keeps the trust it was loaded with.
+    environment or agent may be imported (ace_rl.trust); a Policy keeps the trust it was loaded with. ``video``:
+    also write the episodes to this MP4 file (the video extra; an instance must render ``rgb_array``); the returns
+    are those without it. The same episodes as the evaluations during training (ace_rl.evaluation).
     """
     if episodes < 1:
-        raise ConfigError(f"episodes must be a positive integer, got {episodes}")
+        raise ConfigError(f"--episodes must be a positive integer, got {episodes}")
     if not isinstance(policy, Policy):
         policy = load_policy(policy, checkpoint, trust_run_code=trust_run_code)
-    owned = not isinstance(env, gym.Env)
-    if env is None:
-        environment = policy.make_env()
-    elif isinstance(env, str):
-        environment = policy.make_env(env_id=env)
-    elif isinstance(env, gym.Env):
+    render_mode = None if video is None else "rgb_array"
+    name: str | None = None  # how an environment's fault is named: its id, where the policy or the caller gave one
+    if isinstance(env, gym.Env):
         environment = DistractorActions(env, policy.distractor_actions) if policy.distractor_actions else env
+    elif env is None or isinstance(env, str):
+        name = env or policy.env_id
+        environment = policy.make_env(render_mode, env_id=env or None)
     else:
-        environment = policy.make_env(factory=_factory(env))
+        environment = policy.make_env(render_mode, factory=_factory(env))
     try:
-        seed_env(environment, seed)
-        result: Episodes = run_episodes(policy.predict, environment, episodes)
+        with ExitStack() as stack:
+            played = environment
+            if video is not None:
+                from ace_rl.video import recording  # imageio: only for videos
+
+                played = stack.enter_context(recording(environment, Path(video)))
+            seed_env(played, seed)
+            return run_episodes(policy.predict, played, episodes, name)
     finally:
-        if owned:
+        if not isinstance(env, gym.Env):
             environment.close()
-    return Evaluation(result.returns, result.success_rate)
 
 
-__all__ = ["Run", "Evaluation", "train", "resume", "evaluate", "load_policy", "Policy", "RESUMABLE_SETTINGS"]
+def export(
+    policy: Policy | str | Path,
+    out: str | Path,
+    format: str = "onnx",
+    checkpoint: str = "best",
+    flat: bool = False,
+    trust_run_code: bool = False,
+) -> ExportReport:
+    """Write ``policy`` (a Policy, a run directory or a policy file) as ONNX or TorchScript, checked against its
+    `Policy.predict` first (`Policy.export`, ace_rl.export); a missing export extra is said before anything loads."""
+    from ace_rl.export import check_format
+
+    check_format(format)
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy, checkpoint, trust_run_code=trust_run_code)
+    return policy.export(out, format, flat=flat)
+
+
+__all__ = ["Run", "Evaluation", "train", "resume", "evaluate", "export", "load_policy", "Policy", "RESUMABLE_SETTINGS"]

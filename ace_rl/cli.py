@@ -154,22 +154,20 @@ def run_train(config: TrainConfig) -> None:
 
 
 def run_eval(args: EvalArgs) -> None:
-    from ace_rl.evaluation import evaluate_run
-    from ace_rl.video import record_run
+    from ace_rl.api import evaluate, load_policy
+    from ace_rl.rundir import RunDir
 
-    video = None
-    trust = CodeTrust.given(args.trust_run_code)
-    if args.video is None:
-        result = evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.seed, trust=trust)
-    else:
-        result, video = record_run(
-            args.run_dir, args.checkpoint, args.episodes, args.seed, Path(args.video) if args.video else None, trust
-        )
-    success_rate = result.episodes.success_rate
-    success = "" if success_rate is None else f", success rate {success_rate:.2f}"
+    if not args.run_dir.is_dir():
+        raise ConfigError(f"no run directory at {args.run_dir}")
+    video = None  # --video alone: RUN/videos/eval-CHECKPOINT.mp4
+    if args.video is not None:
+        video = Path(args.video) if args.video else RunDir(args.run_dir).eval_video(args.checkpoint)
+    policy = load_policy(args.run_dir, args.checkpoint, trust_run_code=args.trust_run_code)
+    result = evaluate(policy, episodes=args.episodes, seed=args.seed, video=video)
+    success = "" if result.success_rate is None else f", success rate {result.success_rate:.2f}"
     print(
-        f"{result.env} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f}{success} "
-        f"over {len(result.episodes.returns)} episodes"
+        f"{policy.env_id} {args.checkpoint}: return {result.mean:.2f} +- {result.std:.2f}{success} "
+        f"over {len(result.returns)} episodes"
     )
     if video is not None:
         print(f"video written to {video}")
@@ -188,12 +186,11 @@ def run_report(args: ReportArgs) -> None:
 
 
 def run_export(args: ExportArgs) -> None:
-    from ace_rl.export import check_format
-    from ace_rl.policy import load_policy
+    from ace_rl.api import export
 
-    check_format(args.format)  # a missing extra is said before anything is loaded
-    policy = load_policy(args.run_dir, args.checkpoint, trust_run_code=args.trust_run_code)
-    report = policy.export(args.out, args.format, flat=args.flat)
+    report = export(
+        args.run_dir, args.out, args.format, args.checkpoint, flat=args.flat, trust_run_code=args.trust_run_code
+    )
     print(
         f"{report.format} policy written to {report.path}: checked on {report.observations} observations "
         f"{report.observation_source}, largest difference from the policy {report.max_difference:.2g}; "

@@ -67,11 +67,10 @@ class Evaluation:
         return env_step % self.every == 0 or env_step == self.total_steps
 
     def run(self, agent: Agent, env_step: int, wall_time: float) -> None:
-        episodes = run_episodes(
+        evaluation = run_episodes(
             lambda obs: agent.act(obs, deterministic=True), self.eval_env, self.episodes, self.env_id
         )
-        mean_return, std_return = float(episodes.returns.mean()), float(episodes.returns.std())
-        success_rate = episodes.success_rate
+        mean_return, std_return, success_rate = evaluation.mean, evaluation.std, evaluation.success_rate
         self.last_return = mean_return
         self.logger.metrics.write(
             env_step=env_step,

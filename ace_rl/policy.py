@@ -128,12 +128,18 @@ class Policy:
     def make_env(
         self, render_mode: str | None = None, env_id: str | None = None, factory: EnvFactory | None = None
     ) -> gym.Env:
-        """The environment the policy was trained on, as training built it (flat observations); ``env_id`` or
-        ``factory`` build another task (or a factory that cannot be imported) with the same reward and arguments.
+        """The environment the policy was trained on, as training built it (flat observations, its reward, arguments
+        and distractor actions): the one way to rebuild it from the policy file's metadata. ``env_id`` or ``factory``
+        build another task (or a factory that cannot be imported) with the same reward and arguments.
+        ``render_mode="rgb_array"`` (videos) first chooses MuJoCo's OpenGL back-end (ace_rl.video).
 
         The file's own id is data: building it imports a module only as the policy's trust allows (ace_rl.trust)."""
         if env_id is None and factory is None:
             self.trust.check("env", self.env_id, f"policy file {self.path}")
+        if render_mode == "rgb_array":
+            from ace_rl.video import check_video_support  # imageio and OpenGL: only for videos
+
+            check_video_support(env_id or self.env_id)
         return make_env(
             env_id or self.env_id,
             reward=self.metadata.get("reward", "dense"),

@@ -15,8 +15,8 @@ or dm_control first loads OpenGL, so `select_gl_backend` chooses it before that 
   process unable to try OSMesa); the winner goes into ``MUJOCO_GL`` (inherited by child processes);
 - where none works, a one-line `VideoError` names what to install.
 
-Entry points: `record_episodes` (a policy on a fresh environment, to a file), `record_run` (``ace-rl eval RUN
---video``: the evaluation episodes of a run's checkpoint) and `TrainingVideo` (``--video-every``: one
+Entry points: `record_episodes` (a policy on a fresh environment, to a file), `recording` (an environment whose
+episodes go to a file: ``ace_rl.evaluate(..., video=PATH)`` and so ``ace-rl eval RUN --video``) and `TrainingVideo` (``--video-every``: one
 deterministic episode every N env steps into ``RUN/videos/step-XXXXXXXX.mp4``, and into TensorBoard).
 """
 
@@ -28,7 +28,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,11 +39,10 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
-from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
+from ace_rl.evaluation import Policy, run_episodes
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
-from ace_rl.trust import CodeTrust
 
 GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa")
 """Tried in this order when the user names none."""
@@ -366,52 +366,27 @@ def record_episodes(
     """Run ``policy`` for ``episodes`` episodes on a fresh environment seeded with ``seed`` and write them, one
     after the other, to the MP4 file ``path`` (at the environment's real-time rate unless ``fps`` is given)."""
     env = make_render_env(env_id, reward)
-    writer = Mp4Writer(path, fps or frames_per_second(env))
     try:
-        seed_env(env, seed)
-        run_episodes(policy, FrameRecorder(env, writer.append), episodes)
-    except BaseException:
-        writer.discard()
-        raise
-    else:
-        writer.close()
+        with recording(env, path, fps) as recorded:
+            seed_env(env, seed)
+            run_episodes(policy, recorded, episodes)
     finally:
         env.close()
     return path
 
 
-def record_run(
-    run_dir: Path,
-    checkpoint: str = "best",
-    episodes: int = 10,
-    seed: int = 0,
-    path: Path | None = None,
-    trust: CodeTrust | None = None,
-) -> tuple[EvalResult, Path]:
-    """`evaluate_run`, writing its episodes to an MP4 file as they are played (``ace-rl eval RUN --video``).
-
-    The result is the one `evaluate_run` gives without a video (same seed, same episodes). ``path`` defaults
-    to ``RUN/videos/eval-CHECKPOINT.mp4``.
-    """
-    path = RunDir(run_dir).eval_video(checkpoint) if path is None else path
-    writers: list[Mp4Writer] = []
-
-    def make_recording_env(
-        env_id: str, reward: str = "dense", env_kwargs: Mapping[str, Any] | None = None, distractor_actions: int = 0
-    ) -> gym.Env:
-        env = make_render_env(env_id, reward, env_kwargs, distractor_actions=distractor_actions)
-        writers.append(Mp4Writer(path, frames_per_second(env)))
-        return FrameRecorder(env, writers[-1].append)
-
+@contextmanager
+def recording(env: gym.Env, path: Path, fps: float | None = None) -> Iterator[gym.Env]:
+    """``env`` (made with ``render_mode="rgb_array"``) wrapped so that the episodes played on it go, one after the
+    other, to the MP4 file ``path`` (at the environment's real-time rate unless ``fps`` is given). The file is
+    written when the block ends; a block that raises leaves none. ``env`` stays open."""
+    writer = Mp4Writer(path, fps or frames_per_second(env))
     try:
-        result = evaluate_run(run_dir, checkpoint, episodes, seed, make=make_recording_env, trust=trust)
+        yield FrameRecorder(env, writer.append)
     except BaseException:
-        for writer in writers:
-            writer.discard()
+        writer.discard()
         raise
-    for writer in writers:
-        writer.close()
-    return result, path
+    writer.close()
 
 
 @dataclass(frozen=True)

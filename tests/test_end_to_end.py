@@ -15,9 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import ace_rl.trainer as train_module
 from ace_rl.ace import ACE
+from ace_rl.api import evaluate
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
-from ace_rl.evaluation import evaluate_run
 from ace_rl.replay import ReplayBuffer
 from ace_rl.trainer import train
 
@@ -141,9 +141,9 @@ def test_train_writes_every_file(trained_run: Path):
 
 def test_eval_runs_on_the_checkpoint_and_its_seed_decides_the_episodes(trained_run: Path):
     # Hopper-v5 starts every episode from a randomly perturbed state: the seed decides the returns.
-    first = evaluate_run(trained_run, "final", episodes=2, seed=1).episodes.returns
-    again = evaluate_run(trained_run, "final", episodes=2, seed=1).episodes.returns
-    other = evaluate_run(trained_run, "final", episodes=2, seed=2).episodes.returns
+    first = evaluate(trained_run, checkpoint="final", episodes=2, seed=1).returns
+    again = evaluate(trained_run, checkpoint="final", episodes=2, seed=1).returns
+    other = evaluate(trained_run, checkpoint="final", episodes=2, seed=2).returns  # what `ace-rl eval` runs
     np.testing.assert_array_equal(first, again)
     assert not np.any(np.isclose(first, other, rtol=1e-9, atol=0))  # every episode differs
     result = ace_rl("eval", str(trained_run), "--checkpoint", "final", "--episodes", "2", "--seed", "2")

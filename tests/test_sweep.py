@@ -452,8 +452,6 @@ DIVERGED = [f"{ENV}__{algo}__s{seed}__learning-rate-1e38" for algo in ("ace", "s
 
 
 def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(sweep: SweepResult):
-    from ace_rl.evaluation import evaluate_run
-
     document = json.loads((sweep.out / "sweep.json").read_text())
     assert document["grid"] == {"env": [ENV], "algo": ["ace", "sac"], "seed": [0, 1], "learning-rate": ["3e-4", "1e38"]}
     assert document["options"] == TINY
@@ -475,8 +473,8 @@ def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(swee
         written = json.loads((sweep.out / name / "config.json").read_text())
         assert written == json.loads(json.dumps(to_json_dict(expected))), name
         assert [row["env_step"] for row in read_rows(sweep.out / name / "metrics.csv")] == ["150", "300"]
-    result = evaluate_run(sweep.out / FINISHED[1], "final", 1, 0)  # what `ace-rl eval RUN_DIR` does
-    assert len(result.episodes.returns) == 1
+    result = ace_rl.evaluate(sweep.out / FINISHED[1], checkpoint="final", episodes=1)  # as `ace-rl eval RUN_DIR`
+    assert len(result.returns) == 1
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: SweepResult):

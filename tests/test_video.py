@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ace_rl
 from ace_rl import video
 from ace_rl.cli import main
 from ace_rl.envs import make_env, seed_env
-from ace_rl.evaluation import evaluate_run
 from ace_rl.rundir import RunDir
 
 pytestmark = pytest.mark.skipif(
@@ -171,15 +171,15 @@ def test_eval_video_writes_the_evaluated_episodes(opengl, pendulum_run: Path, tm
     path = RunDir(pendulum_run).eval_video("best")
     assert path == pendulum_run / "videos" / "eval-best.mp4"
     assert f"video written to {path}" in result.stdout
-    plain = evaluate_run(pendulum_run, "best", 2, 5)  # the same evaluation without a video
+    plain = ace_rl.evaluate(pendulum_run, episodes=2, seed=5)  # the same evaluation without a video
     assert result.stdout.splitlines()[0] == (
         f"InvertedPendulum-v5 best: return {plain.mean:.2f} +- {plain.std:.2f} over 2 episodes"
     )
     frames, _ = read_video(path)
     # InvertedPendulum-v5 pays 1 for every step but the one where the pole falls, so an episode that falls lasts
     # its return + 1 steps; the video has a frame for every step and every episode's start.
-    assert (plain.episodes.returns < 1000).all()  # untrained: both episodes fall
-    assert len(frames) == sum(int(episode_return) + 1 for episode_return in plain.episodes.returns) + 2
+    assert (plain.returns < 1000).all()  # untrained: both episodes fall
+    assert len(frames) == sum(int(episode_return) + 1 for episode_return in plain.returns) + 2
 
     chosen = tmp_path / "chosen" / "pendulum.mp4"
     main(["eval", str(pendulum_run), "--episodes", "1", "--video", str(chosen)])
