@@ -12,6 +12,9 @@
 Settings are the options of `ace-rl train` as keywords (``total_steps=20_000``), or a whole
 `TrainConfig`. Nothing passed in is modified. Errors are the exceptions the command
 reports in one line (`ConfigError`, `EnvError`, ...).
+
+This is the one front door: `ace-rl train`, `eval` and `export` (ace_rl/cli.py) and a sweep's workers
+(ace_rl/sweep/worker.py) call these functions, and only these reach the training loop (ace_rl.trainer).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ace_rl.config import (
     RESUMABLE_SETTINGS,
     ConfigError,
     TrainConfig,
+    _check_types,
     check_resume_overrides,
     code_trust,
     load_run_config,
@@ -41,6 +45,7 @@ from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Evaluation, run_episodes
 from ace_rl.policy import Policy, load_policy
 from ace_rl.rundir import RunDir
+from ace_rl.runstate import TrainingStopped
 from ace_rl.trust import CodeTrust
 
 if TYPE_CHECKING:
@@ -101,6 +106,11 @@ def train(
     ``env`` is a task id (as ``ace-rl train --env``) or a callable that returns a gymnasium.Env; a factory that
     can be imported (a module's function) is recorded as ``module:function``, so that ``ace-rl eval`` and
     ``resume`` rebuild it; another one (a lambda) must be passed again to `resume` and `evaluate`.
+
+    A TrainConfig whose ``resume`` names a run directory is the whole configuration of that run continued (as
+    ``ace-rl train --resume DIR ...`` builds it): it continues there if every setting but those `resume` may change
+    (and ``run_dir``) equals the run's config.json. With keywords, ``resume=DIR`` is `resume` with the other
+    keywords. A stop by SIGINT or SIGTERM raises `TrainingStopped` once its checkpoint is written.
     """
     factory = _factory(env)
     if config is not None:
@@ -109,27 +119,41 @@ def train(
         if not isinstance(config, TrainConfig):
             raise ConfigError(f"train takes a TrainConfig or settings as keywords, got a {type(config).__name__}")
         config = _with_paths(config)
+        if config.resume is not None:
+            settings = _resumed_settings(config)
+            return _train(resume_config(config.resume, trust_run_code=config.trust_run_code, **settings), factory)
     else:
+        if settings.get("resume") is not None:
+            run_dir, trust_run_code = settings.pop("resume"), settings.pop("trust_run_code", False)
+            return resume(run_dir, env=env, trust_run_code=trust_run_code, **settings)
         if env is not None:
             settings["env"] = factory_path(factory) if factory is not None else env
         config = _with_paths(preset_config(preset, algo, **settings))
-    if config.resume is not None:
-        return resume(config.resume, env=factory, trust_run_code=config.trust_run_code)
-    from ace_rl.trainer import train as train_run
-
-    run_dir = train_run(config, env_factory=factory)
-    return Run(run_dir, load_run_config(run_dir, code_trust(config)))
+    return _train(config, factory)
 
 
-def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code: bool = False, **settings: Any) -> Run:
+def resume(
+    run_dir: str | Path, *, env: str | EnvFactory | None = None, trust_run_code: bool = False, **settings: Any
+) -> Run:
     """Continue the run in ``run_dir`` from its latest intact checkpoint (from zero when it has none yet).
 
     Only the settings that do not change the experiment may be given (``total_steps`` to extend it, ``device``,
     ``threads``, ...); ``env`` is the factory the run was trained with, when it cannot be imported.
-    ``config.json`` is data: a ``module:NAME`` environment or agent it names is imported only when given again as
-    ``settings`` (``env="my_mod:Env-v0"``, ``algo=...``), with ``trust_run_code=True``, or when its module is listed
-    in ACE_RL_TRUSTED_MODULES (ace_rl.trust).
+    ``config.json`` is data: a ``module:NAME`` environment or agent it names is imported only when given again
+    (``env="my_mod:Env-v0"``, ``algo=...``), with ``trust_run_code=True``, or when its module is listed in
+    ACE_RL_TRUSTED_MODULES (ace_rl.trust).
     """
+    factory = _factory(env)
+    if isinstance(env, str):  # the run's task id, given again
+        settings["env"] = env
+    return _train(resume_config(run_dir, trust_run_code=trust_run_code, **settings), factory)
+
+
+def resume_config(run_dir: str | Path, *, trust_run_code: bool = False, **settings: Any) -> TrainConfig:
+    """The configuration `resume` continues ``run_dir`` with, having checked it: the run's config.json with
+    ``settings`` on top, refused in one ConfigError when a setting is of the wrong type, or would change the
+    experiment (only RESUMABLE_SETTINGS may differ from config.json), or is invalid. The one check of what is given
+    with a resume: ``ace-rl train --resume DIR ...`` passes the options it was given here."""
     if not isinstance(run_dir, (str, os.PathLike)):
         raise ConfigError(f"resume takes a run directory (a str or pathlib.Path), got a {type(run_dir).__name__}")
     run_dir = Path(run_dir)
@@ -139,12 +163,28 @@ def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code
     if unknown:
         raise ConfigError(f"unknown settings {', '.join(unknown)}")
     requested = _with_paths(dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code))
-    validate(requested)  # the types first: comparing with the stored settings needs values of the right type
+    _check_types(requested)  # the types first: comparing with the stored settings needs values of the right type
     check_resume_overrides(stored, requested, set(settings))
-    from ace_rl.trainer import train as train_run
+    validate(requested)
+    return requested
 
-    train_run(requested, env_factory=_factory(env))
-    return Run(run_dir, load_run_config(run_dir, code_trust(requested)))
+
+def _resumed_settings(config: TrainConfig) -> dict[str, Any]:
+    """A whole configuration as the settings of `resume`: all but where the run is (its own directory, which
+    ``resume`` names) and what this call trusts."""
+    return {
+        field.name: getattr(config, field.name)
+        for field in dataclasses.fields(TrainConfig)
+        if field.name not in ("run_dir", "resume", "trust_run_code")
+    }
+
+
+def _train(config: TrainConfig, factory: EnvFactory | None) -> Run:
+    """Run the training loop on a checked configuration (a new run, or ``config.resume`` continued)."""
+    from ace_rl.trainer import train as train_run  # the loop, its logs and PyTorch: loaded when a run trains
+
+    run_dir = train_run(config, env_factory=factory)
+    return Run(run_dir, load_run_config(run_dir, code_trust(config)))
 
 
 def evaluate(
@@ -209,4 +249,16 @@ def export(
     return policy.export(out, format, flat=flat)
 
 
-__all__ = ["Run", "Evaluation", "train", "resume", "evaluate", "export", "load_policy", "Policy", "RESUMABLE_SETTINGS"]
+__all__ = [
+    "Run",
+    "Evaluation",
+    "TrainingStopped",
+    "train",
+    "resume",
+    "resume_config",
+    "evaluate",
+    "export",
+    "load_policy",
+    "Policy",
+    "RESUMABLE_SETTINGS",
+]

@@ -1,7 +1,9 @@
 """The `ace-rl` command, a thin layer over the Python API: `train`, `eval`, `export`, `envs`, `sweep`, `report`.
 
-Each command imports what it needs when it runs, so that `ace-rl --help`, `ace-rl report --help` or
-`ace-rl sweep --status DIR` do not pay for PyTorch (see benchmarks/startup.py)."""
+`train` (and `--resume`), `eval` and `export` parse their options and call ace_rl.api, which alone reaches the
+training loop (ace_rl.trainer), evaluation and the policy files. Each command imports what it needs when it runs,
+so that `ace-rl --help`, `ace-rl report --help` or `ace-rl sweep --status DIR` do not pay for PyTorch (see
+benchmarks/startup.py)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from ace_rl.argv import flag_value, given_settings
-from ace_rl.config import (
-    PRESETS,
-    ConfigError,
-    TrainConfig,
-    check_resume_overrides,
-    load_run_config,
-    preset_config,
-)
+from ace_rl.argv import TRAIN_FIELDS, flag_value, given_settings
+from ace_rl.config import PRESETS, ConfigError, TrainConfig, load_run_config, preset_config
 from ace_rl.trust import CodeTrust
 
 USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
@@ -127,30 +122,42 @@ def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, defaul
 
 
 def parse_train(argv: Sequence[str]) -> TrainConfig:
+    """The configuration `ace-rl train` runs: the options on top of the preset, or, with `--resume DIR`, on top of
+    the run's config.json, checked by ace_rl.api.resume_config (the one check of options given with a resume)."""
     resume = _peek(argv, "--resume", None, "")
     if resume:
-        # config.json is data: the modules its --env / --algo name are imported only as this command allows.
-        trust = CodeTrust.given(
-            "--trust-run-code" in argv,
-            [("env", flag_value(argv, "--env", "") or None), ("algo", flag_value(argv, "--algo", "") or None)],
+        from ace_rl.api import resume_config
+
+        # Only the options given count; the defaults shown by --help are the run's own.
+        default = _stored_config(argv, Path(resume)) if {"-h", "--help"} & set(argv) else TrainConfig()
+        parsed = tyro.cli(TrainConfig, args=list(argv), default=default, prog="ace-rl train")
+        given = (given_settings(argv) & TRAIN_FIELDS.keys()) - {"resume", "trust_run_code"}
+        return resume_config(
+            Path(resume), trust_run_code=parsed.trust_run_code, **{name: getattr(parsed, name) for name in given}
         )
-        stored = load_run_config(Path(resume), trust)
-        requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
-        check_resume_overrides(stored, requested, given_settings(argv))
-        return requested
     defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", None, "ace"))
     return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
 
 
+def _stored_config(argv: Sequence[str], run_dir: Path) -> TrainConfig:
+    """The run's config.json, for `--resume DIR --help`. It is data: the modules its --env / --algo name are imported
+    only as this command allows."""
+    trust = CodeTrust.given(
+        "--trust-run-code" in argv,
+        [("env", flag_value(argv, "--env", "") or None), ("algo", flag_value(argv, "--algo", "") or None)],
+    )
+    return load_run_config(run_dir, trust)
+
+
 def run_train(config: TrainConfig) -> None:
-    from ace_rl.trainer import TrainingStopped, train
+    from ace_rl.api import TrainingStopped, train
 
     try:
-        run_dir = train(config)
+        run = train(config)
     except TrainingStopped as stop:
         print(f"ace-rl: {stop}", file=sys.stderr)
         return
-    print(f"run written to {run_dir}")
+    print(f"run written to {run.run_dir}")
 
 
 def run_eval(args: EvalArgs) -> None:

@@ -4,6 +4,7 @@ and TorchScript themselves and against the action formula written out here in Nu
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import json
@@ -21,6 +22,7 @@ import torch
 import ace_rl
 from ace_rl.checkpoint import load_training_state
 from ace_rl.cli import main
+from ace_rl.config import ConfigError
 from test_run_safety import assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +236,14 @@ def test_python_api_from_a_thread_with_a_factory(tmp_path: Path, monkeypatch):
     assert named.run_dir.parent == Path("runs") and named.config.env == "test_library:reach_factory"
     evaluated = ace_rl_command("eval", str(tmp_path / named.run_dir), "--episodes", "1", "--trust-run-code")
     assert evaluated.returncode == 0, evaluated.stderr
+    # A whole configuration naming a run to resume continues it when it is that run's (this one is done); another
+    # experiment is refused as `--resume` refuses it. The run's module id, given again, is trusted.
+    with pytest.raises(ConfigError, match="already reached 300 env steps"):
+        ace_rl.train(dataclasses.replace(named.config, resume=named.run_dir))
+    with pytest.raises(ConfigError, match="--batch-size 32 contradicts the resumed run's batch_size = 64"):
+        ace_rl.train(dataclasses.replace(named.config, resume=named.run_dir, batch_size=32))
+    with pytest.raises(ConfigError, match="already reached 300 env steps"):
+        ace_rl.resume(named.run_dir, env="test_library:reach_factory")
 
 
 def test_predict_takes_dict_observations_as_the_environment_returns_them(tmp_path: Path):
@@ -335,6 +345,69 @@ def test_commands_that_do_not_train_do_not_import_torch(args: list[str]):
     )
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert "torch imported: False" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_command_line_imports_no_module_behind_the_api():
+    """One front door: cli.py reaches training, evaluation and policy files only through ace_rl.api."""
+    from ace_rl import cli
+
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(Path(cli.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    behind = {"trainer", "loop_parts", "evaluation", "policy", "checkpoint", "video", "export"}
+    assert "ace_rl.api" in imported
+    assert not imported & {f"ace_rl.{module}" for module in behind}, sorted(imported)
+
+
+def test_train_eval_and_export_commands_call_the_api(tmp_path: Path, monkeypatch, capsys):
+    """What each command does is the API's call with its parsed options; the command prints the result."""
+    from ace_rl import api
+    from ace_rl.config import TrainConfig
+    from ace_rl.evaluation import Evaluation
+    from ace_rl.export import ExportReport
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(api, "train", lambda config: calls.append(("train", config)) or api.Run(tmp_path, config))
+    main(["train", "--env", "Pendulum-v1", "--preset", "small", "--seed", "3", "--run-dir", str(tmp_path / "r")])
+    (name, config), *_ = calls
+    assert name == "train" and isinstance(config, TrainConfig)
+    assert (config.env, config.seed, config.run_dir, config.hidden_size) == ("Pendulum-v1", 3, tmp_path / "r", 256)
+    assert capsys.readouterr().out == f"run written to {tmp_path}\n"
+
+    class Loaded:
+        env_id = "Pendulum-v1"
+
+    def load_policy(source: Path, checkpoint: str, trust_run_code: bool) -> Loaded:
+        calls.append(("load_policy", (source, checkpoint, trust_run_code)))
+        return Loaded()
+
+    def evaluate(policy: Loaded, **options: object) -> Evaluation:
+        calls.append(("evaluate", options))
+        return Evaluation(np.array([1.0, 3.0]), None)
+
+    monkeypatch.setattr(api, "load_policy", load_policy)
+    monkeypatch.setattr(api, "evaluate", evaluate)
+    main(["eval", str(tmp_path), "--checkpoint", "final", "--episodes", "2", "--seed", "7", "--trust-run-code"])
+    assert calls[1:] == [
+        ("load_policy", (tmp_path, "final", True)),
+        ("evaluate", {"episodes": 2, "seed": 7, "video": None}),
+    ]
+    assert capsys.readouterr().out == "Pendulum-v1 final: return 2.00 +- 1.00 over 2 episodes\n"
+
+    def export(*arguments: object, **options: object) -> ExportReport:
+        calls.append(("export", (arguments, options)))
+        return ExportReport(tmp_path / "p.pt", "torchscript", 10, 0.0)
+
+    monkeypatch.setattr(api, "export", export)
+    main(["export", str(tmp_path), "--out", str(tmp_path / "p.pt"), "--format", "torchscript", "--flat"])
+    assert calls[-1] == (
+        "export",
+        ((tmp_path, tmp_path / "p.pt", "torchscript", "best"), {"flat": True, "trust_run_code": False}),
+    )
+    assert capsys.readouterr().out.startswith(f"torchscript policy written to {tmp_path / 'p.pt'}: checked on 10 ")
 
 
 def test_a_sweep_over_constructor_arguments_and_its_report(tmp_path: Path):
