@@ -2,6 +2,7 @@
 worker is killed with SIGKILL and one run of each pair diverges."""
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import os
@@ -252,6 +253,60 @@ def test_a_module_agents_runs_are_named_without_a_colon_and_an_older_sweeps_name
     spec = build_spec(tyro.cli(SweepArgs, args=grid), TINY)
     ((run, _),) = plan_runs(spec, old, parse_train, recorded_names=[earlier])
     assert run.name == earlier and run.run_dir == old.resolve() / earlier
+
+
+def test_a_worker_trains_the_configuration_its_driver_built_and_parses_no_argv(tmp_path: Path, monkeypatch):
+    """The driver builds each run's TrainConfig once and sends it as the JSON object of config.json; the worker
+    trains it through ace_rl.api, and continues a resumable run with it, checked as `ace-rl train --resume` is."""
+    from ace_rl import api
+    from ace_rl.sweep import execute_run
+
+    spec = build_spec(tyro.cli(SweepArgs, args=["--env", ENV, "--seed", "4"]), TINY)
+    ((run, config),) = plan_runs(spec, tmp_path / "sweep", parse_train, threads_per_run=2)
+    log = tmp_path / "sweep" / "logs" / f"{run.name}.log"
+    trained: list[TrainConfig] = []
+    monkeypatch.setattr(api, "train", trained.append)
+    monkeypatch.setattr("ace_rl.cli.parse_train", None)  # a worker that parsed its options would fail
+    assert execute_run(run, to_json_dict(config), log).state == "done"
+    assert trained == [config] and (config.seed, config.threads, config.progress) == (4, 2, False)
+
+    # Stopped before its first checkpoint: the worker continues it, with the configuration it was sent.
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "config.json").write_text(json.dumps(to_json_dict(config)))
+    assert execute_run(run, to_json_dict(config), log).state == "done"
+    assert trained[1] == dataclasses.replace(config, resume=run.run_dir)
+    assert "restarting from env step 0" in log.read_text()
+
+    # The resume is api.train's: a config.json of another experiment is refused, naming the setting, untouched.
+    monkeypatch.undo()
+    (run.run_dir / "config.json").write_text(json.dumps(to_json_dict(dataclasses.replace(config, batch_size=64))))
+    outcome = execute_run(run, to_json_dict(config), log)
+    assert (outcome.state, outcome.message) == (
+        "failed",
+        "ConfigError: --batch-size 32 contradicts the resumed run's batch_size = 64; only --checkpoint-every, "
+        "--compile, --device, --log-every, --progress, --threads, --total-steps, --trust-run-code, --video-every, "
+        "--wandb-entity, --wandb-group, --wandb-project, --wandb-tags may change on --resume",
+    )
+    assert sorted(path.name for path in run.run_dir.iterdir()) == ["config.json"]
+
+
+def test_a_sweep_json_that_records_argv_continues_with_the_configurations_its_argv_build(tmp_path: Path):
+    """sweep.json records every run's `ace-rl train` options (argv), which workers parsed before they were sent
+    configurations: a sweep continued from its sweep.json alone sends each worker what those options build."""
+    from ace_rl.sweep.args import execution_argv
+    from ace_rl.sweep.spec import load_spec, stored_spec
+    from ace_rl.trust import CodeTrust
+
+    out = tmp_path / "sweep"
+    grid = ["--env", ENV, "--algo", "ace", "sac", "--seed", "0-1", "--budget-scale", "0.5"]
+    write_sweep(out, grid, [*TINY, "--gamma", "0.98", "0.99"])
+    document = load_spec(out)
+    continued = plan_runs(stored_spec(document, out / "sweep.json", CodeTrust.given()), out, parse_train)
+    assert len(continued) == len(document["runs"]) == 8
+    for recorded, (run, config) in zip(document["runs"], continued):
+        assert recorded["argv"] == list(run.argv) and "--budget-scale" in recorded["argv"]
+        as_parsed = parse_train([*recorded["argv"], "--run-dir", str(out.resolve() / run.name), *execution_argv(1)])
+        assert to_json_dict(config) == to_json_dict(as_parsed), run.name
 
 
 @needs_sweep_extra

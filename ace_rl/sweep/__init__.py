@@ -12,10 +12,11 @@
       .lock                  held by the one `ace-rl sweep` process working on DIR
       ENV__ALGO__sSEED[__reward-sparse][__OPTION-VALUE...]/   one ordinary run directory per grid point
 
-Each run is built exactly as `ace-rl train` with the same options would build it (the command's own parser
-is handed in by ace_rl/cli.py) and executed in a Ray worker by ace_rl.trainer.train. Everything the driver shows
-is read from the run directories, so workers need no channel back; a worker that dies is retried by Ray and
-the retry resumes from the run's latest checkpoint. What a run directory is (done, resumable, ...) is
+Each run is built once, in the driver, exactly as `ace-rl train` with the same options would build it (the
+command's own parser is handed in by ace_rl/cli.py); its worker gets that configuration as the JSON object of its
+config.json and trains it by ace_rl.api.train (a resume checked as `ace-rl train --resume` is). Everything the
+driver shows is read from the run directories, so workers need no channel back; a worker that dies is retried by
+Ray and the retry resumes from the run's latest checkpoint. What a run directory is (done, resumable, ...) is
 ace_rl.runstate's answer, the same for the driver, its workers and `--status`.
 
 The modules, each with one job:

@@ -109,7 +109,7 @@ def sweep_main(argv: Sequence[str], parse_train: TrainParser) -> int:
                     f"ace-rl: note: {shown} had no {SPEC_FILE}; written again from this command, which its runs match",
                     file=sys.stderr,
                 )
-        return run_grid(ray, args, out, grid, to_run, status, parse_train)
+        return run_grid(ray, args, out, grid, to_run, status, {run.name: configs[run.name] for run in to_run})
     finally:
         if ray is not None:
             cluster.stop_ray(ray, session)

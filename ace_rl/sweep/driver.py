@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ace_rl.config import TrainConfig, to_json_dict
 from ace_rl.rundir import is_locked
 from ace_rl.runstate import RunPhase, run_state
 from ace_rl.sweep import cluster
-from ace_rl.sweep.args import SweepArgs, execution_argv
+from ace_rl.sweep.args import SweepArgs
 from ace_rl.sweep.cluster import (
     CLUSTER_ERRORS,
     CLUSTER_LOST_SECONDS,
@@ -36,7 +37,7 @@ from ace_rl.sweep.progress import (
     save_status,
     table_state,
 )
-from ace_rl.sweep.spec import LOGS, RAY_LOG, STATUS_FILE, PlannedRun, TrainParser
+from ace_rl.sweep.spec import LOGS, RAY_LOG, STATUS_FILE, PlannedRun
 from ace_rl.sweep.worker import RunOutcome, execute_run
 
 REFRESH_SECONDS = 1.0  # how often the driver reads the run directories
@@ -117,8 +118,10 @@ def run_grid(
     grid: Grid,
     to_run: list[PlannedRun],
     status: dict[str, Any],
-    parse_train: TrainParser,
+    configs: dict[str, TrainConfig],
 ) -> int:
+    """Run ``to_run`` on Ray, each with its configuration in ``configs`` (by run name), until every one has an
+    outcome or the sweep stops; the sweep's exit status."""
     from rich.live import Live
 
     terminal = console()
@@ -127,7 +130,7 @@ def run_grid(
         return finish(out, grid, stopped_by=None)
     # Seed-major order: with fewer slots than runs, every task and algorithm gets its first seeds first.
     seed_position = {seed: index for index, seed in enumerate(dict.fromkeys(run.point["seed"] for run in grid.runs))}
-    driver = Driver(ray, args, out, grid, status, parse_train, terminal)
+    driver = Driver(ray, args, out, grid, status, configs, terminal)
     driver.waiting = sorted(to_run, key=lambda run: seed_position[run.point["seed"]])
     for run in driver.waiting:
         driver.status["runs"][run.name] = {"state": "queued"}
@@ -180,7 +183,7 @@ class Driver:
         out: Path,
         grid: Grid,
         status: dict[str, Any],
-        parse_train: TrainParser,
+        configs: dict[str, TrainConfig],
         terminal: Any,
     ) -> None:
         from rich.progress import (
@@ -192,14 +195,9 @@ class Driver:
             TimeRemainingColumn,
         )
 
-        self.ray, self.args, self.out, self.grid, self.status, self.parse_train = (
-            ray,
-            args,
-            out,
-            grid,
-            status,
-            parse_train,
-        )
+        self.ray, self.args, self.out, self.grid, self.status = ray, args, out, grid, status
+        # What each worker trains: its run's configuration as config.json holds it, serialised once, here.
+        self.configs = {name: to_json_dict(config) for name, config in configs.items()}
         self.remote = ray.remote(execute_run)
         self.pending: dict[Any, PlannedRun] = {}
         self.waiting: list[PlannedRun] = []  # not yet handed to Ray (--max-concurrent), in submission order
@@ -243,9 +241,7 @@ class Driver:
             "name": f"ace-rl {run.name}",
         }
         log = self.out / LOGS / f"{run.name}.log"
-        ref = self.remote.options(**options).remote(
-            run, execution_argv(self.args.threads_per_run), log, self.parse_train
-        )
+        ref = self.remote.options(**options).remote(run, self.configs[run.name], log)
         self.pending[ref] = run
         self.status["runs"][run.name] = {"state": "queued"}
 

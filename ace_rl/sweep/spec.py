@@ -243,7 +243,7 @@ def plan_runs(
             validate(config)
         except ConfigError as error:
             raise SweepError(f"run {name}: {error}") from None
-        if scaling:  # the scaled values, given explicitly, so that a worker's parse of the argv builds this config
+        if scaling:  # the scaled values, given explicitly, so that the argv in sweep.json and logs builds this config
             argv = [*without_settings(argv, given_settings(scaling)), *scaling]
         run = PlannedRun(name=name, point=point, argv=tuple(argv), run_dir=out / name, total_steps=config.total_steps)
         planned.append((run, config))
