@@ -31,10 +31,10 @@ from ace_rl.config import (
     RESUMABLE_SETTINGS,
     ConfigError,
     TrainConfig,
-    check_resume_overrides,
     code_trust,
     load_run_config,
     preset_config,
+    resumed_config,
     validate,
 )
 from ace_rl.envs import EnvFactory, factory_path, seed_env
@@ -137,7 +137,7 @@ def resume(run_dir: str | Path, *, env: EnvFactory | None = None, trust_run_code
         raise ConfigError(f"unknown settings {', '.join(unknown)}")
     requested = _with_paths(dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code))
     validate(requested)  # the types first: comparing with the stored settings needs values of the right type
-    check_resume_overrides(stored, requested, set(settings))
+    requested = resumed_config(stored, requested, set(settings))
     from ace_rl.trainer import train as train_run
 
     train_run(requested, env_factory=_factory(env))

@@ -19,9 +19,9 @@ from ace_rl.config import (
     PRESETS,
     ConfigError,
     TrainConfig,
-    check_resume_overrides,
     load_run_config,
     preset_config,
+    resumed_config,
 )
 from ace_rl.trust import CodeTrust
 
@@ -136,8 +136,7 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
         )
         stored = load_run_config(Path(resume), trust)
         requested = tyro.cli(TrainConfig, args=list(argv), default=stored, prog="ace-rl train")
-        check_resume_overrides(stored, requested, given_settings(argv))
-        return requested
+        return resumed_config(stored, requested, given_settings(argv))
     defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", None, "ace"))
     return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
 

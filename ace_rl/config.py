@@ -20,7 +20,7 @@ from ace_rl.trust import CodeTrust
 
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
-CausalMethod = Literal["sink", "directlingam", "none"]
+CausalMethod = Literal["auto", "sink", "directlingam", "none"]
 CausalTarget = Literal["reward", "reward-interaction"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
@@ -28,7 +28,7 @@ LogProbCorrection = Literal["exact", "official"]
 ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.agents registers more)
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
-CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam", "none")
+CAUSAL_METHODS: tuple[str, ...] = ("auto", "sink", "directlingam", "none")
 CAUSAL_TARGETS: tuple[str, ...] = ("reward", "reward-interaction")  # ace_rl.causal.TARGETS
 REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
@@ -105,9 +105,16 @@ class TrainConfig:
     """Refit the causal weights every this many environment steps (paper: 10,000; small: 5,000)."""
     causal_samples: int = 10_000
     """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
-    causal_method: CausalMethod = "sink"
-    """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM; none: no
-    fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as configured)."""
+    causal_method: CausalMethod = "auto"
+    """directlingam: lingam.DirectLiNGAM, the official code's estimator; sink: adaptive lasso of the reward on all
+    states and actions (fast; DirectLiNGAM's reward row only where DirectLiNGAM orders the reward last); auto:
+    directlingam where its fits are estimated at most 1 % of training time (from the task's size and the preset:
+    Hopper at both presets, up to about 18 variables at small and 44 at paper), else sink, chosen when a run starts
+    and recorded in config.json; none: no fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as
+    configured)."""
+    causal_method_reason: tyro.conf.Suppress[str | None] = None
+    """Why the run uses its causal method: `given`, or `auto: ...` with the estimated cost (written by a new run
+    into config.json; not an option)."""
     causal_target: CausalTarget = "reward"
     """What the causal weights measure. reward (the official ACE): the linear direct effect b of each action on the
     immediate reward given the state, weights n * softmax(b). reward-interaction: the effect of each action on the
@@ -355,6 +362,8 @@ def _check_types(config: TrainConfig) -> None:
             raise _wrong_type(name, "a number (int or float)", getattr(config, name))
     if config.causal_time_limit is not None and type(config.causal_time_limit) not in (int, float):
         raise _wrong_type("causal_time_limit", "a number of seconds (int or float) or None", config.causal_time_limit)
+    if config.causal_method_reason is not None and not isinstance(config.causal_method_reason, str):
+        raise _wrong_type("causal_method_reason", "a str or None", config.causal_method_reason)
     for name in ("warmup_updates", "compile", "progress", "trust_run_code"):
         if not isinstance(getattr(config, name), bool):
             raise _wrong_type(name, "true or false", getattr(config, name))
@@ -557,8 +566,10 @@ RESUMABLE_SETTINGS = frozenset(
         "wandb_tags",
     }
 )
+# What a run records about itself when it starts, never an option: why it uses its causal method.
+RECORDED_SETTINGS = frozenset({"causal_method_reason"})
 # Settings that do not define the experiment: two runs that differ only in them are the same experiment.
-NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS
+NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS | RECORDED_SETTINGS
 # What a report leaves out when it groups runs into one curve: the settings above, the seed (the runs of a group
 # differ in it), the evaluation schedule (curves of other lengths and periods are aligned, not split) and the
 # causal fit's time limit (a guard, not a setting of the algorithm).
@@ -668,9 +679,12 @@ def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]
 
 
 def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> None:
-    """Refuse options given with --resume that contradict the run's config.json."""
+    """Refuse options given with --resume that contradict the run's config.json (`--causal-method auto` does not:
+    the run keeps the method it recorded, see resumed_config)."""
     for name in sorted(given - RESUMABLE_SETTINGS):
         if not hasattr(stored, name):
+            continue
+        if name == "causal_method" and requested.causal_method == "auto":
             continue
         if getattr(requested, name) != getattr(stored, name):
             raise ConfigError(
@@ -678,6 +692,16 @@ def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: s
                 f"{getattr(stored, name)}; only {', '.join('--' + _flag(n) for n in sorted(RESUMABLE_SETTINGS - {'resume'}))} "
                 "may change on --resume"
             )
+
+
+def resumed_config(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> TrainConfig:
+    """The configuration a resumed run continues with: ``requested`` (``stored`` with the options ``given`` on
+    top), checked by check_resume_overrides, keeping the causal method the run recorded (and why) where
+    ``requested`` says auto. A config.json from before auto existed recorded its method explicitly."""
+    check_resume_overrides(stored, requested, given)
+    return dataclasses.replace(
+        requested, causal_method=stored.causal_method, causal_method_reason=stored.causal_method_reason
+    )
 
 
 def to_json_dict(config: TrainConfig) -> dict:

@@ -59,7 +59,7 @@ def test_command_line_preset_fills_defaults_and_flags_override():
         (dict(start_steps=-1), "--start-steps must be zero or a positive integer"),
         (dict(gamma=1.5), "--gamma must lie in"),
         (dict(device="tpu"), "unknown --device 'tpu'; accepted: auto, cpu, cuda, cuda:N"),
-        (dict(causal_method="pc"), "unknown --causal-method 'pc'; accepted: sink, directlingam"),
+        (dict(causal_method="pc"), "unknown --causal-method 'pc'; accepted: auto, sink, directlingam, none"),
         (dict(reset="sometimes"), "unknown --reset 'sometimes'; accepted: none, reset"),
         (dict(batch_size=100, buffer_size=10), "--batch-size (100) must not exceed --buffer-size (10)"),
         (dict(warmup_updates="no"), "--warmup-updates must be true or false, got 'no'"),

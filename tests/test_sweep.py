@@ -453,6 +453,7 @@ DIVERGED = [f"{ENV}__{algo}__s{seed}__learning-rate-1e38" for algo in ("ace", "s
 
 def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(sweep: SweepResult):
     from ace_rl.evaluation import evaluate_run
+    from ace_rl.trainer import probe_environment, with_causal_method
 
     document = json.loads((sweep.out / "sweep.json").read_text())
     assert document["grid"] == {"env": [ENV], "algo": ["ace", "sac"], "seed": [0, 1], "learning-rate": ["3e-4", "1e38"]}
@@ -472,6 +473,8 @@ def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(swee
             progress=False,
             **TINY_SETTINGS,
         )
+        # The run chose its causal method when it started, as `ace-rl train` does (ace_rl.causal_cost).
+        expected = with_causal_method(expected, probe_environment(expected))
         written = json.loads((sweep.out / name / "config.json").read_text())
         assert written == json.loads(json.dumps(to_json_dict(expected))), name
         assert [row["env_step"] for row in read_rows(sweep.out / name / "metrics.csv")] == ["150", "300"]
