@@ -109,7 +109,7 @@ class TrainConfig:
     """directlingam: lingam.DirectLiNGAM, the official code's estimator; sink: adaptive lasso of the reward on all
     states and actions (fast; DirectLiNGAM's reward row only where DirectLiNGAM orders the reward last); auto:
     directlingam where its fits are estimated at most 1 % of training time (from the task's size and the preset:
-    Hopper at both presets, up to about 18 variables at small and 44 at paper), else sink, chosen when a run starts
+    up to 14 variables at small and 33 at paper), else sink, chosen when a run starts
     and recorded in config.json; none: no fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as
     configured)."""
     causal_method_reason: tyro.conf.Suppress[str | None] = None
