@@ -16,7 +16,7 @@ from typing import IO, Any, cast
 import torch
 from torch import nn
 
-from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically  # noqa: F401 - re-exported
+from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically
 from ace_rl.trust import CodeTrust
 
 CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES

@@ -258,7 +258,7 @@ def check_format(format: str) -> None:
         for module in ("onnx", "onnxruntime"):
             try:
                 importlib.import_module(module)
-            except Exception as error:  # noqa: BLE001 - a broken install raises anything: ImportError, OSError, ...
+            except Exception as error:  # a broken install raises anything: ImportError, OSError, ...
                 spec = importlib.util.find_spec(module)
                 where = f" at {spec.origin}" if spec is not None and spec.origin else ""
                 raise ExportError(
@@ -296,7 +296,7 @@ def export_policy(
         run = _torchscript_runner(data, inputs)
     try:
         sample, source = sample_observations(policy, observations, factory=env)
-    except Exception as error:  # noqa: BLE001 - the run's environment may fail in any way
+    except Exception as error:  # the run's environment may fail in any way
         raise ExportError(
             f"the check of the export could not draw observations from {policy.env_id} "
             f"({describe_error(error)}); nothing was written"

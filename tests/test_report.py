@@ -33,8 +33,8 @@ try:
 except ReportError as missing:
     pytest.skip(str(missing), allow_module_level=True)
 
-from rliable import library as rly  # noqa: E402
-from rliable import metrics  # noqa: E402
+from rliable import library as rly
+from rliable import metrics
 
 REPS = 200
 HOPPER_RANDOM, HOPPER_EXPERT = -20.272305, 3234.3
