@@ -199,8 +199,9 @@ def run_state(job: Job) -> str:
 def ace_rl_command(job: Job, state: str) -> list[str]:
     base = [sys.executable, "-c", ACE_RL_RUNNER, "train"]
     if state == "partial":
-        return base + ["--resume", str(job.run_dir), "--no-progress"]
-    command = base + [
+        return [*base, "--resume", str(job.run_dir), "--no-progress"]
+    command = [
+        *base,
         "--env",
         job.env,
         "--algo",
@@ -815,7 +816,7 @@ def main() -> None:
     improvement = improvements(table)
     print_improvements(improvement)
     differences = config_differences(jobs)
-    print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]]))
+    print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in [*UNMATCHED, WARMUP_NOTES[args.sb3_warmup]]))
     print("\nconfig.json differences, SB3 runs vs ace-rl runs:\n" + "\n".join(f"- {line}" for line in differences))
     report_error = None
     if not args.no_report:
@@ -841,7 +842,7 @@ def main() -> None:
         "ace_rl_source": source,
         "versions": probe.stdout.split()[1:] if probe.returncode == 0 else None,
         "wall_minutes_this_invocation": (time.time() - started) / 60,
-        "unmatched": UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]],
+        "unmatched": [*UNMATCHED, WARMUP_NOTES[args.sb3_warmup]],
         "config_differences": differences,
         "failures": runner.failures,
         "report": None if args.no_report else str(report_out),

@@ -290,7 +290,7 @@ def test_non_finite_input_names_the_column(column, message):
 
 def test_unknown_method_lists_the_methods():
     states, actions, rewards = linear_data(n=100)
-    with pytest.raises(ValueError, match="sink.*directlingam"):
+    with pytest.raises(ValueError, match=r"sink.*directlingam"):
         causal_weights(states, actions, rewards, method="pc")
 
 
