@@ -451,7 +451,9 @@ def tensorboard_video_available() -> bool:
     """Whether `SummaryWriter.add_video` can encode (it needs moviepy's `moviepy.editor`, gone in moviepy 2)."""
     try:
         import moviepy.editor  # noqa: F401
-    except Exception:  # ImportError, or a broken moviepy install
+    except (ImportError, OSError, RuntimeError):
+        # ImportError: no moviepy, or moviepy 2 (no moviepy.editor). A moviepy 1 whose ffmpeg or ImageMagick
+        # binary is set but unusable raises OSError from its config, and imageio's ffmpeg lookup RuntimeError.
         return False
     return True
 
