@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, cast
 
 import tyro
 
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.trust import CodeTrust
 
@@ -34,7 +35,7 @@ REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
 
-class ConfigError(ValueError):
+class ConfigError(AceRlError, ValueError):
     """A setting is invalid; the message names the setting and what is accepted."""
 
 
@@ -478,7 +479,7 @@ def _agent(algo: object) -> Any:
     try:
         return agent_spec(algo)
     except UnknownAgentError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(str(error)) from error
 
 
 # What `--budget-scale F` multiplies: the budget and every interval of the schedule that counts env steps or

@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.actions import DistractorActions, action_box
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dkitty, dmc, meta_world, panda, robotics
@@ -54,7 +55,7 @@ ACCEPTED_FORMS = (
 )
 
 
-class EnvError(ValueError):
+class EnvError(AceRlError, ValueError):
     """The environment id is unknown, its suite is not installed, or the environment cannot be trained on."""
 
 

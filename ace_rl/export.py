@@ -33,6 +33,7 @@ from torch import nn
 
 from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import EnvFactory, seed_env
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
 from ace_rl.user_code import describe_error
@@ -48,7 +49,7 @@ ONNX_OPSET = 17
 TORCHSCRIPT_METADATA = "ace_rl.json"  # the extra file of a TorchScript export that holds `metadata`
 
 
-class ExportError(ValueError):
+class ExportError(AceRlError, ValueError):
     """The policy cannot be exported: an unknown format, a missing extra, or an export that does not match."""
 
 

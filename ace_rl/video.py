@@ -38,6 +38,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
+from ace_rl.errors import AceRlError
 from ace_rl.evaluation import EvalResult, Policy, evaluate_run, run_episodes
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
@@ -78,7 +79,7 @@ _selected_backend: str | None = None
 _tensorboard_note_shown = False
 
 
-class VideoError(RuntimeError):
+class VideoError(AceRlError, RuntimeError):
     """A video cannot be made: no working OpenGL back-end, or the `video` extra is not installed."""
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint
 from ace_rl.rundir import RunDir, write_atomically
 
@@ -29,7 +30,7 @@ ENV_STEP = "env_step"
 WANDB_EXTRA_HINT = f"install it with: {install_hint('wandb')}"
 
 
-class WandbError(RuntimeError):
+class WandbError(AceRlError, RuntimeError):
     """W&B logging was asked for but cannot start: wandb is not installed or fails to import, or the W&B run
     cannot be opened."""
 
