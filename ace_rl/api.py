@@ -196,4 +196,4 @@ def evaluate(
     return Evaluation(result.returns, result.success_rate)
 
 
-__all__ = ["Run", "Evaluation", "train", "resume", "evaluate", "load_policy", "Policy", "RESUMABLE_SETTINGS"]
+__all__ = ["RESUMABLE_SETTINGS", "Evaluation", "Policy", "Run", "evaluate", "load_policy", "resume", "train"]

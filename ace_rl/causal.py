@@ -305,7 +305,7 @@ def prepare_data(
         return no_fit("no non-constant state or action column: uniform weights")
 
     # Centered Gram matrix of the candidate predictors and the reward.
-    columns = sorted(candidates) + [reward]
+    columns = [*sorted(candidates), reward]
     centered = x[:, columns]
     centered -= centered.mean(axis=0)
     gram = centered.T @ centered
@@ -336,7 +336,7 @@ def prepare_data(
         dropped[names[columns[pos]]] = f"collinear (1 - R^2 = {residual:.1e})"
 
     kept = sorted(columns[pos] for pos in kept_pos)
-    final_columns = kept + [reward]
+    final_columns = [*kept, reward]
     final_pos = [position[j] for j in final_columns]
     action_columns = np.full(n_actions, -1)
     for i, j in enumerate(final_columns[:-1]):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, cast
 
 import tyro
 
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.trust import CodeTrust
 
@@ -34,7 +35,7 @@ REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
 
-class ConfigError(ValueError):
+class ConfigError(AceRlError, ValueError):
     """A setting is invalid; the message names the setting and what is accepted."""
 
 
@@ -254,9 +255,18 @@ def validate(config: TrainConfig) -> None:
     wrong) and what it accepts. Settings given from Python are checked here as the command line's are: a bool is
     not an integer, a number is an int or a float (not a string), and env_kwargs is plain JSON."""
     _check_types(config)
+    _check_counts(config)
+    _check_agent(config)
+    _check_learning(config)
+    _check_budget(config)
+    _check_causal(config)
+    _check_execution(config)
+
+
+def _check_counts(config: TrainConfig) -> None:
+    """The seed, the settings that count steps, updates or units, and the distractor actions."""
     if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {config.seed}")
-    agent = _agent(config.algo)
     for name in POSITIVE_INTS:
         value = getattr(config, name)
         if value <= 0:
@@ -269,26 +279,43 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}"
         )
+
+
+def _check_agent(config: TrainConfig) -> None:
+    """--algo names a registered agent, and --reset is given only to one that resets."""
+    agent = _agent(config.algo)
     if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
+
+
+def _check_learning(config: TrainConfig) -> None:
+    """The numbers of the updates: exploration noise, discount, Polyak factor, dormancy threshold, learning rate."""
     for name in ("policy_noise", "noise_clip", "exploration_noise"):
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{_flag(name)} must be a non-negative number, got {value}")
-    if config.batch_size > config.buffer_size:
-        raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
-    if config.causal_samples > config.buffer_size:
-        raise ConfigError(
-            f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
-        )
     for name, low, high in (("gamma", 0.0, 1.0), ("tau", 0.0, 1.0), ("dormancy_threshold", 0.0, 1.0)):
         value = getattr(config, name)
         if not (math.isfinite(value) and low < value <= high):
             raise ConfigError(f"--{_flag(name)} must lie in ({low}, {high}], got {value}")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+
+
+def _check_budget(config: TrainConfig) -> None:
+    """What must fit in the replay buffer, and the budget's scale."""
+    if config.batch_size > config.buffer_size:
+        raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
+    if config.causal_samples > config.buffer_size:
+        raise ConfigError(
+            f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
+        )
     if not (math.isfinite(config.budget_scale) and config.budget_scale > 0):
         raise ConfigError(f"--budget-scale must be a positive number, got {config.budget_scale}")
+
+
+def _check_causal(config: TrainConfig) -> None:
+    """The causal fit's method with its target, and its time limit."""
     if config.causal_target != "reward" and config.causal_method == "directlingam":
         raise ConfigError(
             f"--causal-method directlingam estimates the reward target's linear row; --causal-target "
@@ -296,6 +323,10 @@ def validate(config: TrainConfig) -> None:
         )
     if config.causal_time_limit is not None and not config.causal_time_limit > 0:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
+
+
+def _check_execution(config: TrainConfig) -> None:
+    """The device, and the videos and W&B logging with the extras they need."""
     if not _valid_device(config.device):
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
     if config.video_every < 0:
@@ -352,6 +383,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 def _check_types(config: TrainConfig) -> None:
     """Refuse a setting of the wrong type (from Python: the command line parses each to its type), so that the
     checks of values after it compare numbers with numbers and config.json and checkpoints can hold it."""
+    _check_number_types(config)
+    _check_choices(config)
+    _check_text_and_path_types(config)
+    _check_env_kwargs(config)
+
+
+def _check_number_types(config: TrainConfig) -> None:
     if not isinstance(config.env, str) or not config.env:
         raise _wrong_type("env", "a task id (a non-empty str)", config.env)
     for name in ("seed", "distractor_actions", "video_every", *POSITIVE_INTS, *NON_NEGATIVE_INTS):
@@ -367,6 +405,9 @@ def _check_types(config: TrainConfig) -> None:
     for name in ("warmup_updates", "compile", "progress", "trust_run_code"):
         if not isinstance(getattr(config, name), bool):
             raise _wrong_type(name, "true or false", getattr(config, name))
+
+
+def _check_choices(config: TrainConfig) -> None:
     for name, accepted in CHOICES.items():
         value = getattr(config, name)
         if not isinstance(value, str) or value not in accepted:
@@ -374,6 +415,9 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"unknown --{_flag(name)} {shown}; accepted: {', '.join(accepted)}")
     if not isinstance(config.device, str):
         raise _wrong_type("device", "a str: auto, cpu, cuda or cuda:N", config.device)
+
+
+def _check_text_and_path_types(config: TrainConfig) -> None:
     for name in ("wandb_project", "wandb_entity", "wandb_group"):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
             raise _wrong_type(name, "a str or None", getattr(config, name))
@@ -383,6 +427,9 @@ def _check_types(config: TrainConfig) -> None:
     for name in ("run_dir", "resume"):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), Path):
             raise _wrong_type(name, "a pathlib.Path or None", getattr(config, name))
+
+
+def _check_env_kwargs(config: TrainConfig) -> None:
     if not isinstance(config.env_kwargs, dict):
         raise _wrong_type("env_kwargs", "a JSON object (a dict)", config.env_kwargs)
     problem = _json_problem(config.env_kwargs, "env_kwargs")
@@ -441,7 +488,7 @@ def _agent(algo: object) -> Any:
     try:
         return agent_spec(algo)
     except UnknownAgentError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(str(error)) from error
 
 
 # What `--budget-scale F` multiplies: the budget and every interval of the schedule that counts env steps or

@@ -3,6 +3,7 @@ worker is killed with SIGKILL and one run of each pair diverges."""
 
 import csv
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -493,7 +494,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: 
     # and the episodes continue without gap or repetition to the end.
     assert [int(row["episode"]) for row in episodes] == list(range(1, len(episodes) + 1))
     steps = [0] + [int(row["env_step"]) for row in episodes]
-    assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
+    assert [later - earlier for earlier, later in itertools.pairwise(steps)] == [int(row["length"]) for row in episodes]
     assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
     assert (run_dir / "checkpoints" / "final.pt").is_file()
     # What the raylet reports of the killed worker goes to logs/ray.log, not to the sweep's output.
