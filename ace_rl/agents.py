@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ace_rl.errors import AceRlError
+from ace_rl.user_code import describe_error
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -119,7 +122,7 @@ class UnknownAgentError(ValueError):
     """An --algo that names no registered agent, or a module that cannot be imported."""
 
 
-class AgentError(TypeError):
+class AgentError(AceRlError, TypeError):
     """An agent that does not do what the loop asks of it (`Agent`): a method missing, a causal agent without
     set_causal_weights, a state_dict that is not a dict, an update that does not return tensors."""
 
@@ -172,11 +175,10 @@ def agent_spec(algo: str) -> AgentSpec:
     if separator and module:
         try:
             importlib.import_module(module)
-        except Exception as error:  # noqa: BLE001 - any failure of a user's module is reported the same way
-            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        except Exception as error:  # a user's module may fail in any way: one line, where in its code, chained
             raise UnknownAgentError(
-                f"--algo {algo}: module {module!r} does not import ({type(error).__name__}: {cause})"
-            ) from None
+                f"--algo {algo}: module {module!r} does not import ({_import_failure(error, module)})"
+            ) from error
         spec = _REGISTRY.get(name)
         if spec is not None and (spec.module == module or spec.module.startswith(module + ".")):
             return spec
@@ -193,6 +195,14 @@ def agent_spec(algo: str) -> AgentSpec:
         f"unknown --algo {algo!r}; accepted: {', '.join(_REGISTRY)}, or module:name for an agent that a module "
         "registers on import"
     )
+
+
+def _import_failure(error: Exception, module: str) -> str:
+    """Why ``module`` did not import, in a few words: the module missing, or what its code raised and where."""
+    missing = error.name if isinstance(error, ModuleNotFoundError) else None
+    if missing is not None and (module == missing or module.startswith(missing + ".")):
+        return f"{type(error).__name__}: {error}"  # not found: no line of the user's to name
+    return describe_error(error)
 
 
 def registered_agents() -> dict[str, AgentSpec]:

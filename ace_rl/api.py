@@ -31,14 +31,15 @@ import gymnasium as gym
 
 from ace_rl.actions import DistractorActions
 from ace_rl.config import (
+    RECORDED_SETTINGS,
     RESUMABLE_SETTINGS,
     ConfigError,
     TrainConfig,
     _check_types,
-    check_resume_overrides,
     code_trust,
     load_run_config,
     preset_config,
+    resumed_config,
     validate,
 )
 from ace_rl.envs import EnvFactory, factory_path, seed_env
@@ -164,18 +165,18 @@ def resume_config(run_dir: str | Path, *, trust_run_code: bool = False, **settin
         raise ConfigError(f"unknown settings {', '.join(unknown)}")
     requested = _with_paths(dataclasses.replace(stored, **settings, resume=run_dir, trust_run_code=trust_run_code))
     _check_types(requested)  # the types first: comparing with the stored settings needs values of the right type
-    check_resume_overrides(stored, requested, set(settings))
+    requested = resumed_config(stored, requested, set(settings))
     validate(requested)
     return requested
 
 
 def _resumed_settings(config: TrainConfig) -> dict[str, Any]:
     """A whole configuration as the settings of `resume`: all but where the run is (its own directory, which
-    ``resume`` names) and what this call trusts."""
+    ``resume`` names), what this call trusts, and what the run recorded about itself (RECORDED_SETTINGS)."""
     return {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(TrainConfig)
-        if field.name not in ("run_dir", "resume", "trust_run_code")
+        if field.name not in {"run_dir", "resume", "trust_run_code", *RECORDED_SETTINGS}
     }
 
 
@@ -250,15 +251,15 @@ def export(
 
 
 __all__ = [
-    "Run",
+    "RESUMABLE_SETTINGS",
     "Evaluation",
+    "Policy",
+    "Run",
     "TrainingStopped",
-    "train",
-    "resume",
-    "resume_config",
     "evaluate",
     "export",
     "load_policy",
-    "Policy",
-    "RESUMABLE_SETTINGS",
+    "resume",
+    "resume_config",
+    "train",
 ]

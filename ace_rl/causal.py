@@ -5,18 +5,19 @@ ACE's structural model puts the reward last: ``r = f(B_{s->r|a} s, B_{a->r|s} a,
 ``b_i = B_{a->r|s}[i]`` (the effect of action dimension ``i`` on the reward, given the state) become the
 causal weights ``w = |A| * softmax(b)``.
 
-Two estimators of ``b`` are offered:
+Two estimators of ``b`` are offered (a run chooses between them by their cost, ace_rl.causal_cost):
 
-``"sink"`` (default)
-    Because the reward is a sink, its row of the DirectLiNGAM adjacency matrix does not depend on the causal
-    order found among states and actions: it is the adaptive-lasso regression of ``r`` on all of ``(s, a)``,
-    exactly as ``lingam.utils.predict_adaptive_lasso`` computes it. This module implements that estimator
-    itself, from the ``p x p`` correlation matrix instead of the ``n x p`` data, which makes it fast enough
-    for Humanoid (366 variables).
 ``"directlingam"``
-    The faithful reference of the official code: ``lingam.DirectLiNGAM`` on ``X = [S, A, R]``, reading the
-    reward's row at the action columns. Its run time grows about with the cube of the number of variables,
-    so a ``time_limit`` can refuse fits that would take too long.
+    The official code's estimator: ``lingam.DirectLiNGAM`` on ``X = [S, A, R]``, reading the reward's row at the
+    action columns. Its run time grows about with the cube of the number of variables, so a ``time_limit`` can
+    refuse fits that would take too long.
+``"sink"`` (the default of `causal_weights`)
+    If the reward is a sink, its row of the DirectLiNGAM adjacency matrix does not depend on the causal order
+    found among states and actions: it is the adaptive-lasso regression of ``r`` on all of ``(s, a)``, exactly as
+    ``lingam.utils.predict_adaptive_lasso`` computes it. This module implements that estimator itself, from the
+    ``p x p`` correlation matrix instead of the ``n x p`` data, which makes it fast enough for Humanoid (366
+    variables). It equals DirectLiNGAM's row only where DirectLiNGAM orders the reward last, which on real
+    transitions it often does not.
 
 Both methods first clean the columns: constant columns, exact duplicates and near-collinear columns carry no
 causal information (and made the official code crash or return NaN), so they are dropped and reported in
@@ -63,9 +64,10 @@ CONSTANT_RELATIVE_TOLERANCE = 1e-12
 COLLINEAR_TOLERANCE = 1e-8
 # 1 - R^2 of the reward on the kept predictors below which the reward counts as an exact linear function of them.
 EXACT_FIT_TOLERANCE = 1e-20
-# Seconds per causal-order pair evaluation and sample of lingam.DirectLiNGAM, measured on 2 idle cores
-# (10,000 samples: 15 variables 0.9 s, 24 variables 3.3 s, 44 variables 19 s, 89 variables about 2 minutes).
-DIRECTLINGAM_SECONDS_PER_PAIR_SAMPLE = 7e-8
+# Seconds per causal-order pair evaluation and sample of lingam.DirectLiNGAM, measured on 2 nearly idle cores
+# (benchmarks/causal_speed.py, results/causal_speed.json, load average 1.2-1.3; 10,000 samples: Hopper-v5's 15
+# variables 1.80 s, HalfCheetah-v5's 24 variables 7.6 s; 1.6e-7 and 1.65e-7 per pair and sample).
+DIRECTLINGAM_SECONDS_PER_PAIR_SAMPLE = 1.6e-7
 # The time-limit check times DirectLiNGAM on this many columns when the constant-based estimate is within a
 # factor CALIBRATION_RANGE of the limit.
 CALIBRATION_VARIABLES = 8
@@ -303,7 +305,7 @@ def prepare_data(
         return no_fit("no non-constant state or action column: uniform weights")
 
     # Centered Gram matrix of the candidate predictors and the reward.
-    columns = sorted(candidates) + [reward]
+    columns = [*sorted(candidates), reward]
     centered = x[:, columns]
     centered -= centered.mean(axis=0)
     gram = centered.T @ centered
@@ -334,7 +336,7 @@ def prepare_data(
         dropped[names[columns[pos]]] = f"collinear (1 - R^2 = {residual:.1e})"
 
     kept = sorted(columns[pos] for pos in kept_pos)
-    final_columns = kept + [reward]
+    final_columns = [*kept, reward]
     final_pos = [position[j] for j in final_columns]
     action_columns = np.full(n_actions, -1)
     for i, j in enumerate(final_columns[:-1]):
@@ -459,8 +461,9 @@ def _check_directlingam_time(data: CausalData, time_limit: float) -> None:
     if estimate > time_limit:
         raise CausalTimeLimitError(
             f"DirectLiNGAM on {n_columns} variables and {n} samples would take about {estimate:.3g} s, more than "
-            f"the time limit of {time_limit:g} s; use method='sink' (the same reward row whenever the reward is "
-            "a sink, at a small fraction of the cost) or raise time_limit"
+            f"the time limit of {time_limit:g} s; use method='sink' (at a small fraction of the cost: the "
+            "adaptive-lasso regression of the reward on all states and actions, which is DirectLiNGAM's reward row "
+            "only where DirectLiNGAM orders the reward last) or raise time_limit"
         )
 
 
@@ -601,8 +604,8 @@ def causal_weights(
         states: shape ``(N, S)``.
         actions: shape ``(N, A)``.
         rewards: shape ``(N,)`` or ``(N, 1)``.
-        method: for the ``"reward"`` target, ``"sink"`` (fast, default) or ``"directlingam"`` (the official code's
-            estimator). Not used by ``"reward-interaction"``.
+        method: for the ``"reward"`` target, ``"sink"`` (fast, the default here) or ``"directlingam"`` (the
+            official code's estimator); a run chooses with ace_rl.causal_cost. Not used by ``"reward-interaction"``.
         time_limit: for ``"directlingam"``, the most seconds the fit may take by its estimated run time;
             ``None`` means no cap. Ignored by ``"sink"``.
         target: ``"reward"`` (the official model: weights ``n * softmax(b)``) or ``"reward-interaction"``

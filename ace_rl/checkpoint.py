@@ -16,13 +16,14 @@ from typing import IO, Any, cast
 import torch
 from torch import nn
 
-from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically  # noqa: F401 - re-exported
+from ace_rl.errors import AceRlError
+from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically
 from ace_rl.trust import CodeTrust
 
 CHECKPOINT_NAMES: tuple[str, ...] = POLICY_NAMES
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AceRlError, ValueError):
     """A checkpoint is missing or unreadable."""
 
 
@@ -77,7 +78,7 @@ def load_policy(
         )
         actor.load_state_dict(payload["actor"])
     except UnknownAgentError as error:
-        raise CheckpointError(f"{path}: the policy's agent cannot be rebuilt: {error}") from None
+        raise CheckpointError(f"{path}: the policy's agent cannot be rebuilt: {error}") from error
     except (RuntimeError, KeyError, TypeError, IndexError, EOFError, OSError, pickle.UnpicklingError) as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         if isinstance(error, KeyError):

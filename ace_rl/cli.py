@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import tyro
 
 from ace_rl.argv import TRAIN_FIELDS, flag_value, given_settings
 from ace_rl.config import PRESETS, ConfigError, TrainConfig, load_run_config, preset_config
+from ace_rl.errors import AceRlError
 from ace_rl.trust import CodeTrust
 
 USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
@@ -32,7 +34,8 @@ commands:
   sweep     run a grid of training runs (tasks x algorithms x seeds ...) on Ray; --status DIR shows its table
   report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
 
-`ace-rl COMMAND --help` lists the options of a command."""
+`ace-rl COMMAND --help` lists the options of a command. An error is one line (exit status 2: your input or code,
+1: a fault of the run); --traceback (or ACE_RL_TRACEBACK=1) prints its whole traceback instead."""
 
 
 @dataclass
@@ -212,27 +215,22 @@ def run_envs(argv: Sequence[str]) -> None:
     print(format_suites(list_suites()))
 
 
-# Errors reported in one line without a traceback, as (module, class): errors in the user's input (exit 2) and
-# faults of a run (exit 1). Only modules already imported are asked: a module never imported raised nothing.
-USER_ERRORS = (
-    ("ace_rl.config", "ConfigError"),
-    ("ace_rl.envs", "EnvError"),
-    ("ace_rl.checkpoint", "CheckpointError"),
-    ("ace_rl.video", "VideoError"),
-    ("ace_rl.wandb_logger", "WandbError"),
-    ("ace_rl.export", "ExportError"),
-    ("ace_rl.trust", "UntrustedCodeError"),
-    ("ace_rl.agents", "AgentError"),
-)
-RUN_ERRORS = (("ace_rl.trainer", "NonFiniteError"), ("ace_rl.rundir", "RunDirError"))
+TRACEBACK_FLAG = "--traceback"
+TRACEBACK_VARIABLE = "ACE_RL_TRACEBACK"
 
 
-def _imported(errors: Sequence[tuple[str, str]]) -> tuple[type[BaseException], ...]:
-    return tuple(getattr(sys.modules[module], name) for module, name in errors if module in sys.modules)
+def _report(error: AceRlError, whole_traceback: bool) -> None:
+    """One line, or with ``whole_traceback`` the traceback of ``error`` and of what it chains (a user's own)."""
+    if whole_traceback:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    else:
+        print(f"ace-rl: error: {error}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    whole_traceback = TRACEBACK_FLAG in argv or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0")
+    argv = [arg for arg in argv if arg != TRACEBACK_FLAG]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         raise SystemExit(0 if argv else 2)
@@ -256,14 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_report(tyro.cli(ReportArgs, args=rest, prog="ace-rl report"))
         else:
             raise ConfigError(f"unknown command {command!r}; accepted: train, eval, envs, export, sweep, report")
-    except Exception as error:
-        if os.environ.get("ACE_RL_TRACEBACK", "") not in ("", "0"):
-            raise  # the whole traceback, with the user's own code's in its chain
-        for errors, status in ((USER_ERRORS, 2), (RUN_ERRORS, 1)):
-            if isinstance(error, _imported(errors)):
-                print(f"ace-rl: error: {error}", file=sys.stderr)
-                raise SystemExit(status) from None
-        raise
+    except AceRlError as error:  # any other exception propagates, with Python's own traceback
+        _report(error, whole_traceback)
+        raise SystemExit(error.exit_code) from None
     except KeyboardInterrupt:
         print("ace-rl: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal, cast
 
 import tyro
 
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.trust import CodeTrust
 
 Preset = Literal["paper", "small"]
 ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
-CausalMethod = Literal["sink", "directlingam", "none"]
+CausalMethod = Literal["auto", "sink", "directlingam", "none"]
 CausalTarget = Literal["reward", "reward-interaction"]
 Reward = Literal["dense", "sparse"]
 LogProbCorrection = Literal["exact", "official"]
@@ -28,13 +29,13 @@ LogProbCorrection = Literal["exact", "official"]
 ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.agents registers more)
 PRESETS: tuple[str, ...] = ("paper", "small")
 RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
-CAUSAL_METHODS: tuple[str, ...] = ("sink", "directlingam", "none")
+CAUSAL_METHODS: tuple[str, ...] = ("auto", "sink", "directlingam", "none")
 CAUSAL_TARGETS: tuple[str, ...] = ("reward", "reward-interaction")  # ace_rl.causal.TARGETS
 REWARDS: tuple[str, ...] = ("dense", "sparse")
 LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
 
 
-class ConfigError(ValueError):
+class ConfigError(AceRlError, ValueError):
     """A setting is invalid; the message names the setting and what is accepted."""
 
 
@@ -105,9 +106,16 @@ class TrainConfig:
     """Refit the causal weights every this many environment steps (paper: 10,000; small: 5,000)."""
     causal_samples: int = 10_000
     """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
-    causal_method: CausalMethod = "sink"
-    """sink: adaptive lasso of the reward on states and actions (fast); directlingam: lingam.DirectLiNGAM; none: no
-    fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as configured)."""
+    causal_method: CausalMethod = "auto"
+    """directlingam: lingam.DirectLiNGAM, the official code's estimator; sink: adaptive lasso of the reward on all
+    states and actions (fast; DirectLiNGAM's reward row only where DirectLiNGAM orders the reward last); auto:
+    directlingam where its fits are estimated at most 1 % of training time (from the task's size and the preset:
+    up to 14 variables at small and 33 at paper), else sink, chosen when a run starts
+    and recorded in config.json; none: no fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as
+    configured)."""
+    causal_method_reason: tyro.conf.Suppress[str | None] = None
+    """Why the run uses its causal method: `given`, or `auto: ...` with the estimated cost (written by a new run
+    into config.json; not an option)."""
     causal_target: CausalTarget = "reward"
     """What the causal weights measure. reward (the official ACE): the linear direct effect b of each action on the
     immediate reward given the state, weights n * softmax(b). reward-interaction: the effect of each action on the
@@ -247,9 +255,18 @@ def validate(config: TrainConfig) -> None:
     wrong) and what it accepts. Settings given from Python are checked here as the command line's are: a bool is
     not an integer, a number is an int or a float (not a string), and env_kwargs is plain JSON."""
     _check_types(config)
+    _check_counts(config)
+    _check_agent(config)
+    _check_learning(config)
+    _check_budget(config)
+    _check_causal(config)
+    _check_execution(config)
+
+
+def _check_counts(config: TrainConfig) -> None:
+    """The seed, the settings that count steps, updates or units, and the distractor actions."""
     if not 0 <= config.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer from 0 to {MAX_SEED}, got {config.seed}")
-    agent = _agent(config.algo)
     for name in POSITIVE_INTS:
         value = getattr(config, name)
         if value <= 0:
@@ -262,26 +279,43 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(
             f"--distractor-actions must be an integer from 0 to {MAX_DISTRACTORS}, got {config.distractor_actions}"
         )
+
+
+def _check_agent(config: TrainConfig) -> None:
+    """--algo names a registered agent, and --reset is given only to one that resets."""
+    agent = _agent(config.algo)
     if not agent.resets and config.reset != "none":
         raise ConfigError(f"--algo {config.algo} runs without resets; drop --reset {config.reset} or use --algo ace")
+
+
+def _check_learning(config: TrainConfig) -> None:
+    """The numbers of the updates: exploration noise, discount, Polyak factor, dormancy threshold, learning rate."""
     for name in ("policy_noise", "noise_clip", "exploration_noise"):
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{_flag(name)} must be a non-negative number, got {value}")
-    if config.batch_size > config.buffer_size:
-        raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
-    if config.causal_samples > config.buffer_size:
-        raise ConfigError(
-            f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
-        )
     for name, low, high in (("gamma", 0.0, 1.0), ("tau", 0.0, 1.0), ("dormancy_threshold", 0.0, 1.0)):
         value = getattr(config, name)
         if not (math.isfinite(value) and low < value <= high):
             raise ConfigError(f"--{_flag(name)} must lie in ({low}, {high}], got {value}")
     if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
         raise ConfigError(f"--learning-rate must be a positive number, got {config.learning_rate}")
+
+
+def _check_budget(config: TrainConfig) -> None:
+    """What must fit in the replay buffer, and the budget's scale."""
+    if config.batch_size > config.buffer_size:
+        raise ConfigError(f"--batch-size ({config.batch_size}) must not exceed --buffer-size ({config.buffer_size})")
+    if config.causal_samples > config.buffer_size:
+        raise ConfigError(
+            f"--causal-samples ({config.causal_samples}) must not exceed --buffer-size ({config.buffer_size})"
+        )
     if not (math.isfinite(config.budget_scale) and config.budget_scale > 0):
         raise ConfigError(f"--budget-scale must be a positive number, got {config.budget_scale}")
+
+
+def _check_causal(config: TrainConfig) -> None:
+    """The causal fit's method with its target, and its time limit."""
     if config.causal_target != "reward" and config.causal_method == "directlingam":
         raise ConfigError(
             f"--causal-method directlingam estimates the reward target's linear row; --causal-target "
@@ -289,6 +323,10 @@ def validate(config: TrainConfig) -> None:
         )
     if config.causal_time_limit is not None and not config.causal_time_limit > 0:
         raise ConfigError(f"--causal-time-limit must be a positive number of seconds, got {config.causal_time_limit}")
+
+
+def _check_execution(config: TrainConfig) -> None:
+    """The device, and the videos and W&B logging with the extras they need."""
     if not _valid_device(config.device):
         raise ConfigError(f"unknown --device {config.device!r}; accepted: auto, cpu, cuda, cuda:N")
     if config.video_every < 0:
@@ -345,6 +383,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 def _check_types(config: TrainConfig) -> None:
     """Refuse a setting of the wrong type (from Python: the command line parses each to its type), so that the
     checks of values after it compare numbers with numbers and config.json and checkpoints can hold it."""
+    _check_number_types(config)
+    _check_choices(config)
+    _check_text_and_path_types(config)
+    _check_env_kwargs(config)
+
+
+def _check_number_types(config: TrainConfig) -> None:
     if not isinstance(config.env, str) or not config.env:
         raise _wrong_type("env", "a task id (a non-empty str)", config.env)
     for name in ("seed", "distractor_actions", "video_every", *POSITIVE_INTS, *NON_NEGATIVE_INTS):
@@ -355,9 +400,14 @@ def _check_types(config: TrainConfig) -> None:
             raise _wrong_type(name, "a number (int or float)", getattr(config, name))
     if config.causal_time_limit is not None and type(config.causal_time_limit) not in (int, float):
         raise _wrong_type("causal_time_limit", "a number of seconds (int or float) or None", config.causal_time_limit)
+    if config.causal_method_reason is not None and not isinstance(config.causal_method_reason, str):
+        raise _wrong_type("causal_method_reason", "a str or None", config.causal_method_reason)
     for name in ("warmup_updates", "compile", "progress", "trust_run_code"):
         if not isinstance(getattr(config, name), bool):
             raise _wrong_type(name, "true or false", getattr(config, name))
+
+
+def _check_choices(config: TrainConfig) -> None:
     for name, accepted in CHOICES.items():
         value = getattr(config, name)
         if not isinstance(value, str) or value not in accepted:
@@ -365,6 +415,9 @@ def _check_types(config: TrainConfig) -> None:
             raise ConfigError(f"unknown --{_flag(name)} {shown}; accepted: {', '.join(accepted)}")
     if not isinstance(config.device, str):
         raise _wrong_type("device", "a str: auto, cpu, cuda or cuda:N", config.device)
+
+
+def _check_text_and_path_types(config: TrainConfig) -> None:
     for name in ("wandb_project", "wandb_entity", "wandb_group"):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), str):
             raise _wrong_type(name, "a str or None", getattr(config, name))
@@ -374,6 +427,9 @@ def _check_types(config: TrainConfig) -> None:
     for name in ("run_dir", "resume"):
         if getattr(config, name) is not None and not isinstance(getattr(config, name), Path):
             raise _wrong_type(name, "a pathlib.Path or None", getattr(config, name))
+
+
+def _check_env_kwargs(config: TrainConfig) -> None:
     if not isinstance(config.env_kwargs, dict):
         raise _wrong_type("env_kwargs", "a JSON object (a dict)", config.env_kwargs)
     problem = _json_problem(config.env_kwargs, "env_kwargs")
@@ -432,7 +488,7 @@ def _agent(algo: object) -> Any:
     try:
         return agent_spec(algo)
     except UnknownAgentError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigError(str(error)) from error
 
 
 # What `--budget-scale F` multiplies: the budget and every interval of the schedule that counts env steps or
@@ -557,8 +613,10 @@ RESUMABLE_SETTINGS = frozenset(
         "wandb_tags",
     }
 )
+# What a run records about itself when it starts, never an option: why it uses its causal method.
+RECORDED_SETTINGS = frozenset({"causal_method_reason"})
 # Settings that do not define the experiment: two runs that differ only in them are the same experiment.
-NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS
+NON_EXPERIMENT_SETTINGS = RESUMABLE_SETTINGS | EXECUTION_SETTINGS | RECORDED_SETTINGS
 # What a report leaves out when it groups runs into one curve: the settings above, the seed (the runs of a group
 # differ in it), the evaluation schedule (curves of other lengths and periods are aligned, not split) and the
 # causal fit's time limit (a guard, not a setting of the algorithm).
@@ -668,9 +726,12 @@ def experiment_differences(first: TrainConfig, second: TrainConfig) -> list[str]
 
 
 def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> None:
-    """Refuse options given with --resume that contradict the run's config.json."""
+    """Refuse options given with --resume that contradict the run's config.json (`--causal-method auto` does not:
+    the run keeps the method it recorded, see resumed_config)."""
     for name in sorted(given - RESUMABLE_SETTINGS):
         if not hasattr(stored, name):
+            continue
+        if name == "causal_method" and requested.causal_method == "auto":
             continue
         if getattr(requested, name) != getattr(stored, name):
             raise ConfigError(
@@ -678,6 +739,16 @@ def check_resume_overrides(stored: TrainConfig, requested: TrainConfig, given: s
                 f"{getattr(stored, name)}; only {', '.join('--' + _flag(n) for n in sorted(RESUMABLE_SETTINGS - {'resume'}))} "
                 "may change on --resume"
             )
+
+
+def resumed_config(stored: TrainConfig, requested: TrainConfig, given: set[str]) -> TrainConfig:
+    """The configuration a resumed run continues with: ``requested`` (``stored`` with the options ``given`` on
+    top), checked by check_resume_overrides, keeping the causal method the run recorded (and why) where
+    ``requested`` says auto. A config.json from before auto existed recorded its method explicitly."""
+    check_resume_overrides(stored, requested, given)
+    return dataclasses.replace(
+        requested, causal_method=stored.causal_method, causal_method_reason=stored.causal_method_reason
+    )
 
 
 def to_json_dict(config: TrainConfig) -> dict:

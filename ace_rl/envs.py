@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.actions import DistractorActions, action_box
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
 from ace_rl.suites import dkitty, dmc, meta_world, panda, robotics
@@ -54,7 +55,7 @@ ACCEPTED_FORMS = (
 )
 
 
-class EnvError(ValueError):
+class EnvError(AceRlError, ValueError):
     """The environment id is unknown, its suite is not installed, or the environment cannot be trained on."""
 
 
@@ -163,7 +164,7 @@ def _importable_attribute(env_id: str) -> tuple[Any, str]:
             f"environment {env_id!r}: module {module_name!r} does not import ({error}); install its package or put it "
             "on PYTHONPATH"
         ) from None
-    except Exception as error:  # noqa: BLE001 - a user's module may fail in any way; name it in one line
+    except Exception as error:  # a user's module may fail in any way; name it in one line
         raise EnvError(
             f"environment {env_id!r}: importing module {module_name!r} failed ({describe_error(error)})"
         ) from error
@@ -207,7 +208,7 @@ def _call_factory(factory: EnvFactory, env_id: str, render_mode: str | None, env
     arguments = {**env_kwargs, **({"render_mode": render_mode} if render_mode is not None else {})}
     try:
         env = factory(**arguments)
-    except Exception as error:  # noqa: BLE001 - a user's factory may fail in any way; name it in one line
+    except Exception as error:  # a user's factory may fail in any way; name it in one line
         given = f" with {json.dumps(arguments)}" if arguments else ""
         raise EnvError(f"environment factory {env_id!r} failed{given} ({describe_error(error)})") from error
     if not isinstance(env, gym.Env):
@@ -341,7 +342,7 @@ def _make_gymnasium(env_id: str, name: str, render_mode: str | None, env_kwargs:
         return gym.make(name, **arguments)
     except gym.error.DependencyNotInstalled as error:
         raise EnvError(f"environment {env_id!r} needs a package that is not installed: {error}") from None
-    except Exception as error:  # noqa: BLE001 - a user's constructor may fail or refuse its arguments in any way
+    except Exception as error:  # a user's constructor may fail or refuse its arguments in any way
         if env_kwargs:
             raise EnvError(
                 f"environment {env_id!r} rejects the constructor arguments {json.dumps(env_kwargs)} "
@@ -382,7 +383,7 @@ def check_env_behaviour(env: gym.Env, env_id: str) -> None:
     def call(what: str, function: Callable[[], Any], values: int, form: str) -> tuple:
         try:
             result = function()
-        except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+        except Exception as error:  # a user's environment may fail in any way
             raise EnvError(f"environment {env_id!r}: {what} failed ({describe_error(error)})") from error
         if not isinstance(result, tuple) or len(result) != values:
             got = f"{len(result)} values" if isinstance(result, tuple) else type(result).__name__
@@ -418,7 +419,7 @@ def checked_reset(env: gym.Env, env_id: str, when: str) -> np.ndarray:
     """``env.reset()`` in training or evaluation; a fault of the environment is one EnvError line (`checked_step`)."""
     try:
         observation, _ = env.reset()
-    except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+    except Exception as error:  # a user's environment may fail in any way
         if _raised_by_ace_rl(error):
             raise
         raise EnvError(f"environment {env_id!r}: reset failed {when} ({describe_error(error)})") from error
@@ -432,7 +433,7 @@ def checked_step(env: gym.Env, action: Any, env_id: str, when: str) -> tuple[np.
     ``when`` (``at env step 250``): NaN is blamed on the environment, not on the losses it would poison."""
     try:
         observation, reward, terminated, truncated, info = env.step(action)
-    except Exception as error:  # noqa: BLE001 - a user's environment may fail in any way
+    except Exception as error:  # a user's environment may fail in any way
         if _raised_by_ace_rl(error):
             raise
         raise EnvError(f"environment {env_id!r}: step failed {when} ({describe_error(error)})") from error

@@ -33,6 +33,7 @@ from torch import nn
 
 from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import EnvFactory, seed_env
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import write_atomically
 from ace_rl.user_code import describe_error
@@ -48,7 +49,7 @@ ONNX_OPSET = 17
 TORCHSCRIPT_METADATA = "ace_rl.json"  # the extra file of a TorchScript export that holds `metadata`
 
 
-class ExportError(ValueError):
+class ExportError(AceRlError, ValueError):
     """The policy cannot be exported: an unknown format, a missing extra, or an export that does not match."""
 
 
@@ -258,7 +259,7 @@ def check_format(format: str) -> None:
         for module in ("onnx", "onnxruntime"):
             try:
                 importlib.import_module(module)
-            except Exception as error:  # noqa: BLE001 - a broken install raises anything: ImportError, OSError, ...
+            except Exception as error:  # a broken install raises anything: ImportError, OSError, ...
                 spec = importlib.util.find_spec(module)
                 where = f" at {spec.origin}" if spec is not None and spec.origin else ""
                 raise ExportError(
@@ -296,7 +297,7 @@ def export_policy(
         run = _torchscript_runner(data, inputs)
     try:
         sample, source = sample_observations(policy, observations, factory=env)
-    except Exception as error:  # noqa: BLE001 - the run's environment may fail in any way
+    except Exception as error:  # the run's environment may fail in any way
         raise ExportError(
             f"the check of the export could not draw observations from {policy.env_id} "
             f"({describe_error(error)}); nothing was written"

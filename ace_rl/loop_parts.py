@@ -26,14 +26,17 @@ from torch import nn
 from ace_rl.agents import Agent, AgentError, CausallyWeighted
 from ace_rl.causal import CausalTimeLimitError, causal_weights
 from ace_rl.config import ConfigError, TrainConfig
+from ace_rl.errors import RUN_FAULT, AceRlError
 from ace_rl.evaluation import run_episodes
 from ace_rl.logger import RunLogger
 from ace_rl.replay import ReplayBuffer
 from ace_rl.runstate import safe_name
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(AceRlError, RuntimeError):
     """A loss or a parameter became NaN or infinite; training stopped before saving it."""
+
+    exit_code = RUN_FAULT
 
 
 class PolicyWriter(Protocol):

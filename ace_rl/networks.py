@@ -48,6 +48,21 @@ def squashed_gaussian_log_prob(
     return gaussian - torch.log(action_scale) - log_tanh_derivative
 
 
+def update_flops(obs_dim: int, action_dim: int, hidden: int, batch: int, policy_frequency: int = 2) -> float:
+    """Floating-point operations of one ACE (or SAC) update's matrix products, 2 per multiply-add, for the networks
+    of this module (3 hidden layers of ``hidden`` units, twin critic) on a batch of ``batch`` transitions.
+
+    A backward pass costs two forwards (gradients of inputs and of weights), one where only the inputs' gradients
+    are needed; element-wise work is not counted. The actor update runs every ``policy_frequency`` critic updates.
+    """
+    actor = obs_dim * hidden + 2 * hidden * hidden + 2 * hidden * action_dim  # multiply-adds per sample
+    critic = 2 * ((obs_dim + action_dim) * hidden + 2 * hidden * hidden + hidden)  # both Q networks
+    every_update = actor + critic + 3 * critic  # next action, target critic, critic forward + backward
+    # Actor forward + backward; critic forward, and its backward to the actions only (its weights are frozen).
+    delayed = 3 * actor + 2 * critic
+    return 2.0 * batch * (every_update + delayed / policy_frequency)
+
+
 def weighted_log_prob(per_dimension_log_prob: torch.Tensor, causal_weights: torch.Tensor) -> torch.Tensor:
     """log pi_w(a|s) = sum_i w_i * log pi_i(a_i|s): ACE's causality-aware log-probability, shape (batch,)."""
     return (per_dimension_log_prob * causal_weights).sum(dim=-1)

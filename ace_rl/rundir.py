@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ace_rl.errors import RUN_FAULT, AceRlError
+
 CONFIG = "config.json"
 METRICS = "metrics.csv"
 EPISODES = "episodes.csv"
@@ -46,8 +48,10 @@ VIDEOS = "videos"
 WANDB_ID = "wandb_id.txt"
 
 
-class RunDirError(OSError):
+class RunDirError(AceRlError, OSError):
     """A run directory cannot be used: in use by another process, not writable, not a directory."""
+
+    exit_code = RUN_FAULT
 
 
 class RunDirBusy(RunDirError):

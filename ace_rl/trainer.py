@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ace_rl.actions import action_box, action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
 from ace_rl.causal import estimate_directlingam_seconds
+from ace_rl.causal_cost import AUTO, causal_method_line, causal_variables, choose_causal_method
 from ace_rl.checkpoint import (
     check_loadable,
     load_training_state,
@@ -134,17 +135,37 @@ def make_run_env(config: TrainConfig, env_factory: EnvFactory | None = None) -> 
     )
 
 
-def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None) -> int:
+class EnvSizes(NamedTuple):
+    """The sizes of a run's environment as its agent sees it: flattened observation values, action dimensions
+    (distractors included)."""
+
+    obs_dim: int
+    action_dim: int
+
+    @property
+    def causal_variables(self) -> int:
+        """The columns a causal fit sees: observation values, action dimensions and the reward."""
+        return causal_variables(self.obs_dim, self.action_dim)
+
+
+def probe_environment(config: TrainConfig, env_factory: EnvFactory | None = None) -> EnvSizes:
     """Build the run's environment, reset and step it once (one EnvError line when it cannot be trained on),
-    and return the number of variables a causal fit sees: observation, action and reward."""
+    and return its sizes."""
     probe = make_run_env(config, env_factory)
     try:
         check_env_behaviour(probe, config.env)
         obs_dim, action_dim = observation_size(probe), int(action_box(probe).shape[0])
         check_replay_memory(config.buffer_size, obs_dim, action_dim)
-        return obs_dim + action_dim + 1
+        return EnvSizes(obs_dim, action_dim)
     finally:
         probe.close()
+
+
+def with_causal_method(config: TrainConfig, sizes: EnvSizes) -> TrainConfig:
+    """A new run's configuration with its causal method chosen (``auto`` becomes directlingam or sink,
+    ace_rl.causal_cost) and why, as config.json records them; a resumed run keeps what it recorded."""
+    choice = choose_causal_method(config, sizes.obs_dim, sizes.action_dim)
+    return dataclasses.replace(config, causal_method=choice.method, causal_method_reason=choice.reason)
 
 
 def check_replay_memory(buffer_size: int, obs_dim: int, action_dim: int) -> None:
@@ -175,12 +196,14 @@ def check_causal_time_limit(config: TrainConfig, n_variables: int) -> None:
         raise ConfigError(
             f"--causal-method directlingam on {n_variables} variables and {config.causal_samples} samples would "
             f"take about {estimate:.3g} s per fit, over --causal-time-limit {config.causal_time_limit:g}; "
-            "use --causal-method sink (the same reward row, far faster) or raise the limit"
+            "use --causal-method sink (far faster: the adaptive-lasso regression of the reward on all states and "
+            "actions, DirectLiNGAM's reward row only where DirectLiNGAM orders the reward last) or raise the limit"
         )
     if config.causal_time_limit is None and estimate > SLOW_FIT_SECONDS:
         print(
             f"ace-rl: note: each DirectLiNGAM fit on {n_variables} variables will take about {estimate:.3g} s "
-            f"(every {config.causal_interval} env steps); --causal-method sink gives the same reward row far faster",
+            f"(every {config.causal_interval} env steps); --causal-method sink fits the reward's row far faster, "
+            "equal to DirectLiNGAM's only where DirectLiNGAM orders the reward last",
             file=sys.stderr,
         )
 
@@ -247,6 +270,8 @@ class Trainer:
         observation_space = cast(gym.spaces.Box, self.env.observation_space)  # make_env's flat Box
         action_space = action_box(self.env)
         action_dim = int(action_space.shape[0])
+        if config.causal_method == AUTO:  # a Trainer made directly, not by train(), which chooses it first
+            config = self.config = with_causal_method(config, EnvSizes(obs_dim, action_dim))
         if config.threads > 0:  # train() holds the count for the run's life (rng.run_thread_count)
             torch.set_num_threads(config.threads)
 
@@ -549,10 +574,12 @@ def _train(config: TrainConfig, env_factory: EnvFactory | None) -> Path:
         run_dir = config.resume
         with RunLock(run_dir):
             trainer = _resumed_trainer(config, run_dir, env_factory)
-            _run(trainer)
+            _run(trainer, resumed=True)
         return run_dir
     # Unknown environments and impossible settings fail before anything is written.
-    check_causal_time_limit(config, probe_environment(config, env_factory))
+    sizes = probe_environment(config, env_factory)
+    config = with_causal_method(config, sizes)
+    check_causal_time_limit(config, sizes.causal_variables)
     run_dir = create_run_dir(config.run_dir, config)
     config.run_dir = run_dir
     with RunLock(run_dir):
@@ -624,7 +651,10 @@ def check_not_finished(run_dir: Path, reached: int, total_steps: int) -> None:
     )
 
 
-def _run(trainer: Trainer) -> None:
+def _run(trainer: Trainer, resumed: bool = False) -> None:
+    method = causal_method_line(trainer.config, resumed)
+    if method is not None:  # said once the run is set up, as the note below
+        print(f"ace-rl: {method}", file=sys.stderr)
     same_as_sac = equals_sac_reason(trainer.config)
     if same_as_sac is not None:  # said once the run is set up, so that a refused start prints only its error
         print(

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ace_rl.errors import AceRlError
+
 DMC_PREFIX = "dmc:"
 METAWORLD_PREFIX = "metaworld:"
 SUITE_PREFIXES = (DMC_PREFIX, METAWORLD_PREFIX)
@@ -34,7 +36,7 @@ HOW_TO_ALLOW = (
 )
 
 
-class UntrustedCodeError(ValueError):
+class UntrustedCodeError(AceRlError, ValueError):
     """A file names code (a module to import) that the user has not allowed."""
 
 

@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
+from ace_rl.errors import AceRlError
 from ace_rl.evaluation import Policy, run_episodes
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
@@ -78,7 +79,7 @@ _selected_backend: str | None = None
 _tensorboard_note_shown = False
 
 
-class VideoError(RuntimeError):
+class VideoError(AceRlError, RuntimeError):
     """A video cannot be made: no working OpenGL back-end, or the `video` extra is not installed."""
 
 
@@ -426,7 +427,9 @@ def tensorboard_video_available() -> bool:
     """Whether `SummaryWriter.add_video` can encode (it needs moviepy's `moviepy.editor`, gone in moviepy 2)."""
     try:
         import moviepy.editor  # noqa: F401
-    except Exception:  # ImportError, or a broken moviepy install
+    except (ImportError, OSError, RuntimeError):
+        # ImportError: no moviepy, or moviepy 2 (no moviepy.editor). A moviepy 1 whose ffmpeg or ImageMagick
+        # binary is set but unusable raises OSError from its config, and imageio's ffmpeg lookup RuntimeError.
         return False
     return True
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint
 from ace_rl.rundir import RunDir, write_atomically
 
@@ -29,7 +30,7 @@ ENV_STEP = "env_step"
 WANDB_EXTRA_HINT = f"install it with: {install_hint('wandb')}"
 
 
-class WandbError(RuntimeError):
+class WandbError(AceRlError, RuntimeError):
     """W&B logging was asked for but cannot start: wandb is not installed or fails to import, or the W&B run
     cannot be opened."""
 
@@ -48,7 +49,7 @@ def check_wandb_usable() -> None:
         raise WandbError(
             f"--wandb-project needs wandb, but the wandb at {spec.origin} fails to import ({cause}); "
             f"repair or remove it, then: {install_hint('wandb')}"
-        ) from None
+        ) from error
 
 
 def wandb_run_id(run_dir: Path) -> str:
@@ -120,7 +121,7 @@ class WandbLogger:
             raise WandbError(
                 f"cannot open the W&B run {self.run_id} of {self.run_dir} ({first_line}); log in with `wandb login`, "
                 "or log offline with WANDB_MODE=offline and upload later with `wandb sync`"
-            ) from None
+            ) from error
         # A resumed run may change what RESUMABLE_SETTINGS allows (total_steps, ...).
         self.run.config.update(dict(config), allow_val_change=True)
         self.run.define_metric(ENV_STEP)

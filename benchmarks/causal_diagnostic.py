@@ -153,7 +153,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
     return {
         "task": task,
         "status": "ok",
-        "samples": int(len(r)),
+        "samples": len(r),
         "observation_size": int(s.shape[1]),
         "action_size": n_real,
         "action_low": float(a.min()),

@@ -84,7 +84,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from ace_rl.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -199,8 +204,9 @@ def run_state(job: Job) -> str:
 def ace_rl_command(job: Job, state: str) -> list[str]:
     base = [sys.executable, "-c", ACE_RL_RUNNER, "train"]
     if state == "partial":
-        return base + ["--resume", str(job.run_dir), "--no-progress"]
-    command = base + [
+        return [*base, "--resume", str(job.run_dir), "--no-progress"]
+    command = [
+        *base,
         "--env",
         job.env,
         "--algo",
@@ -225,6 +231,50 @@ def ace_rl_command(job: Job, state: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ SB3 runs
+def sb3_config(spec: dict[str, Any]) -> tuple[TrainConfig, int]:
+    """ace-rl's configuration of the run, matched to what SB3 does (see UNMATCHED), and SB3's learning_starts."""
+    from ace_rl.config import preset_config
+
+    base_algo = spec["algo"].removeprefix("sb3-")
+    config = preset_config(
+        "small",
+        base_algo,
+        env=spec["env"],
+        seed=spec["seed"],
+        total_steps=spec["total_steps"],
+        threads=1,
+        device="cpu",
+        progress=False,
+        run_dir=Path(spec["run_dir"]),
+        **dict(spec["overrides"]),
+    )
+    if base_algo == "sac":  # what SB3's SAC does (see UNMATCHED)
+        config = dataclasses.replace(config, policy_frequency=1, log_prob_correction="official")
+    ace_warmup = spec["warmup"] == "ace" and config.warmup_updates
+    learning_starts = config.batch_size - 1 if ace_warmup else config.start_steps
+    return dataclasses.replace(config, warmup_updates=learning_starts < config.start_steps), learning_starts
+
+
+def sb3_algorithm(
+    base_algo: str, common: dict[str, Any], config: TrainConfig, action_dim: int
+) -> tuple[type[OffPolicyAlgorithm], dict[str, Any]]:
+    """SB3's class for ``base_algo`` (sac or td3) and its arguments: ``common`` and the algorithm's own."""
+    import numpy as np
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    if base_algo == "sac":
+        return SAC, dict(common, ent_coef="auto", target_entropy=-float(action_dim), target_update_interval=1)
+    noise = NormalActionNoise(np.zeros(action_dim), config.exploration_noise * np.ones(action_dim))
+    return TD3, dict(
+        common,
+        policy_delay=config.policy_frequency,
+        target_policy_noise=config.policy_noise,
+        target_noise_clip=config.noise_clip,
+        action_noise=noise,
+    )
+
+
 def sb3_worker(spec: dict[str, Any]) -> None:
     """Train one SB3 run and write it in ace-rl's run-directory format (runs in a process of its own)."""
     import numpy as np
@@ -232,14 +282,11 @@ def sb3_worker(spec: dict[str, Any]) -> None:
 
     torch.set_num_threads(1)
     import stable_baselines3
-    from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.noise import NormalActionNoise
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     import ace_rl
     from ace_rl.actions import action_box
-    from ace_rl.config import preset_config, to_json_dict
+    from ace_rl.config import to_json_dict
     from ace_rl.envs import make_env
 
     print(f"ACE_RL_FROM={Path(ace_rl.__file__).resolve().parents[1]}", flush=True)
@@ -251,24 +298,8 @@ def sb3_worker(spec: dict[str, Any]) -> None:
         spec["warmup"],
     )
     run_dir = Path(spec["run_dir"])
-    overrides = dict(spec["overrides"])
     base_algo = algo.removeprefix("sb3-")
-    config = preset_config(
-        "small",
-        base_algo,
-        env=env_id,
-        seed=seed,
-        total_steps=total_steps,
-        threads=1,
-        device="cpu",
-        progress=False,
-        run_dir=run_dir,
-        **overrides,
-    )
-    if base_algo == "sac":  # what SB3's SAC does (see UNMATCHED)
-        config = dataclasses.replace(config, policy_frequency=1, log_prob_correction="official")
-    learning_starts = config.batch_size - 1 if warmup == "ace" and config.warmup_updates else config.start_steps
-    config = dataclasses.replace(config, warmup_updates=learning_starts < config.start_steps)
+    config, learning_starts = sb3_config(spec)
     config_json = {**to_json_dict(config), "algo": algo}
 
     env = make_env(env_id)
@@ -298,19 +329,7 @@ def sb3_worker(spec: dict[str, Any]) -> None:
         device="cpu",
         verbose=0,
     )
-    base: type[OffPolicyAlgorithm]
-    if base_algo == "sac":
-        kwargs = dict(common, ent_coef="auto", target_entropy=-float(action_dim), target_update_interval=1)
-        base = SAC
-    else:
-        kwargs = dict(
-            common,
-            policy_delay=config.policy_frequency,
-            target_policy_noise=config.policy_noise,
-            target_noise_clip=config.noise_clip,
-            action_noise=NormalActionNoise(np.zeros(action_dim), config.exploration_noise * np.ones(action_dim)),
-        )
-        base = TD3
+    base, kwargs = sb3_algorithm(base_algo, common, config, action_dim)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_json)
@@ -815,7 +834,7 @@ def main() -> None:
     improvement = improvements(table)
     print_improvements(improvement)
     differences = config_differences(jobs)
-    print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]]))
+    print("\nSettings not matched:\n" + "\n".join(f"- {line}" for line in [*UNMATCHED, WARMUP_NOTES[args.sb3_warmup]]))
     print("\nconfig.json differences, SB3 runs vs ace-rl runs:\n" + "\n".join(f"- {line}" for line in differences))
     report_error = None
     if not args.no_report:
@@ -841,7 +860,7 @@ def main() -> None:
         "ace_rl_source": source,
         "versions": probe.stdout.split()[1:] if probe.returncode == 0 else None,
         "wall_minutes_this_invocation": (time.time() - started) / 60,
-        "unmatched": UNMATCHED + [WARMUP_NOTES[args.sb3_warmup]],
+        "unmatched": [*UNMATCHED, WARMUP_NOTES[args.sb3_warmup]],
         "config_differences": differences,
         "failures": runner.failures,
         "report": None if args.no_report else str(report_out),

@@ -43,6 +43,7 @@ from ace_rl.actions import action_box
 from ace_rl.causal import causal_weights
 from ace_rl.config import preset_config
 from ace_rl.envs import make_env, observation_size, seed_env
+from ace_rl.networks import update_flops
 from ace_rl.replay import ReplayBuffer
 from ace_rl.trainer import train
 
@@ -140,20 +141,6 @@ def sb3_steps_per_second(env: str, hidden: int, batch: int, warmup: int, measure
     started = time.perf_counter()
     model.learn(measured, reset_num_timesteps=False)
     return measured / (time.perf_counter() - started)
-
-
-def update_flops(obs_dim: int, action_dim: int, hidden: int, batch: int, policy_frequency: int = 2) -> float:
-    """Floating-point operations of one ACE update's matrix products (2 per multiply-add).
-
-    A backward pass costs two forwards (gradients of inputs and of weights), one where only the inputs'
-    gradients are needed; element-wise work is not counted.
-    """
-    actor = obs_dim * hidden + 2 * hidden * hidden + 2 * hidden * action_dim  # multiply-adds per sample
-    critic = 2 * ((obs_dim + action_dim) * hidden + 2 * hidden * hidden + hidden)  # both Q networks
-    every_update = actor + critic + 3 * critic  # next action, target critic, critic forward + backward
-    # Actor forward + backward; critic forward, and its backward to the actions only (its weights are frozen).
-    delayed = 3 * actor + 2 * critic
-    return 2.0 * batch * (every_update + delayed / policy_frequency)
 
 
 def matmul_gflops(seconds: float = 1.0) -> float:

@@ -31,7 +31,7 @@ ARENA = 1.0  # positions stay in [-ARENA, ARENA]
 class PointReach(gym.Env):
     """Reward: minus the distance to the goal, minus a small cost of force; success within 0.05 of the goal."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 - gymnasium.Env types it as an instance variable: ClassVar fails mypy
 
     def __init__(
         self, goal: Sequence[float] = (0.6, 0.4), dict_observations: bool = False, render_mode: str | None = None

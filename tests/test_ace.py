@@ -83,8 +83,29 @@ def test_actor_temperature_and_target_updates_on_every_second_update():
         agent.critic_target.parameters(), before.critic_target.parameters(), agent.critic.parameters()
     ):
         torch.testing.assert_close(target, old_target + 0.005 * (online - old_target))
-    # The actor's update leaves the critic's gradients as the critic update wrote them.
-    assert all(param.requires_grad for param in agent.critic.parameters())
+    # The gradients the update leaves: the critic's are its own loss's alone (the actor's loss reaches the critic
+    # only through the frozen critic, adding nothing to them), the actor's are the actor loss's, the target
+    # critic gets none. Recomputed with the same draws on a copy of the agent before the update.
+    torch.manual_seed(5)
+    before.critic.zero_grad(set_to_none=True)
+    before.actor.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        next_actions, next_log_prob = before.actor.sample(batch.next_obs, weights)
+        next_q = before.critic_target(batch.next_obs, next_actions).min(dim=0).values
+        target = batch.rewards + 0.99 * (1 - batch.terminated) * (next_q - alpha * next_log_prob)
+    q1, q2 = before.critic(batch.obs, batch.actions)
+    (((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()).backward()
+    updated_critic = copy.deepcopy(agent.critic).requires_grad_(False)
+    actions, log_prob = before.actor.sample(batch.obs, weights)
+    (alpha * log_prob - updated_critic(batch.obs, actions).min(dim=0).values).mean().backward()
+    for network in ("critic", "actor"):
+        expected_grads = dict(getattr(before, network).named_parameters())
+        for name, param in getattr(agent, network).named_parameters():
+            assert param.grad is not None and torch.count_nonzero(param.grad) > 0, f"{network}.{name}"
+            torch.testing.assert_close(param.grad, expected_grads[name].grad, msg=f"{network}.{name}")
+    assert all(param.grad is None for param in agent.critic_target.parameters())
+    assert agent.log_alpha.grad is not None and agent.log_alpha.grad.item() != 0.0
+    assert all(param.requires_grad for param in agent.critic.parameters())  # unfrozen again for its next update
 
 
 # --- An independent SAC: the textbook losses written out with plain torch ops -----------------------------------

@@ -104,7 +104,7 @@ def test_resume_settings_of_the_wrong_type_change_nothing(tmp_path: Path, settin
 
 
 def test_resume_takes_a_path(tmp_path: Path):
-    with pytest.raises(ConfigError, match="resume takes a run directory .* got a int"):
+    with pytest.raises(ConfigError, match=r"resume takes a run directory .* got a int"):
         ace_rl.resume(5)
 
 

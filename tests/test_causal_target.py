@@ -174,7 +174,12 @@ def test_a_run_with_the_target_logs_its_fits_and_resumes(tmp_path: Path):
 
     first = cli(*common, "--causal-target", "reward-interaction", "--total-steps", "600", "--run-dir", str(run_dir))
     assert first.returncode == 0, first.stderr
-    assert json.loads((run_dir / "config.json").read_text())["causal_target"] == "reward-interaction"
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["causal_target"] == "reward-interaction" and recorded["causal_method"] == "sink"
+    assert (
+        recorded["causal_method_reason"] == "auto: --causal-target reward-interaction fits its own regression (unused)"
+    )
+    assert "ace-rl: causal target reward-interaction: its own regression, not a causal method's" in first.stderr
     resumed = cli("--resume", str(run_dir), "--total-steps", "900")
     assert resumed.returncode == 0, resumed.stderr
     with open(run_dir / "causal_weights.csv", newline="") as file:

@@ -91,7 +91,7 @@ def test_action_names(env_id: str, names: list[str]):
         pytest.importorskip("dm_control")
     if env_id.startswith("metaworld:"):
         pytest.importorskip("metaworld")
-    assert action_names(make_env(env_id, distractor_actions=2)) == names + ["distractor0", "distractor1"]
+    assert action_names(make_env(env_id, distractor_actions=2)) == [*names, "distractor0", "distractor1"]
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,14 @@
   before it runs anything. `--resume DIR` gets a temporary run directory whose config.json is the configuration
   of the command in the same file that wrote DIR (`--run-dir DIR`), else the defaults. `PYTHONPATH=...` before a
   command is honoured.
-- Every ```python block compiles, and every `python SCRIPT.py` a bash block runs exists.
+- Every ```python block compiles and runs, in a fresh directory, with its placeholders given (`observation`,
+  `MyReach`), what the text before it made, and every training run cut to seconds (SNIPPET_SETUPS); what a snippet
+  claims is checked (the deployment's returns are ace-rl's evaluation's). Every `python SCRIPT.py` a bash block
+  runs exists.
 - The README is at most 15,000 bytes and starts with the two set-up commands that .ci/run runs.
 
-A bash block that is not meant to be parsed is marked by the line `<!-- docs-test: skip -->` right before its
-opening fence (show output in a ```text block instead where possible).
+A bash block that is not meant to be parsed, or a python block that cannot run here, is marked by the line
+`<!-- docs-test: skip -->` right before its opening fence (show output in a ```text block instead where possible).
 """
 
 from __future__ import annotations
@@ -269,6 +272,129 @@ PYTHON_BLOCKS = all_blocks("python")
 )
 def test_python_snippet_compiles(block: Block) -> None:
     compile(block.text, f"{block.path.relative_to(REPO)}:{block.line}", "exec")
+
+
+# The budget every run a snippet trains gets instead of its own (20,000 steps): seconds, not hours.
+TINY_BUDGET = {
+    "total_steps": 150,
+    "start_steps": 50,
+    "batch_size": 16,
+    "hidden_size": 16,
+    "eval_every": 150,
+    "eval_episodes": 1,
+    "threads": 1,
+    "progress": False,
+}
+
+
+def _my_reach(goal: float) -> Any:
+    """The snippets' stand-in for a user's own environment (``MyReach(goal=0.3)``): the point-reach task."""
+    import gymnasium as gym
+
+    from examples.point_reach import PointReach
+
+    return gym.wrappers.TimeLimit(PointReach(goal=(goal, goal)), max_episode_steps=100)
+
+
+def _point_reach_observation() -> Any:
+    from examples.point_reach import PointReach
+
+    return PointReach(goal=(0.5, -0.3)).reset(seed=0)[0]
+
+
+def _quick_start(namespace: dict[str, Any]) -> None:
+    namespace["observation"] = _point_reach_observation()
+
+
+def _api_overview(namespace: dict[str, Any]) -> None:
+    namespace.update(observation=_point_reach_observation(), MyReach=_my_reach)
+
+
+def _factory_runs(namespace: dict[str, Any]) -> None:
+    import ace_rl
+
+    namespace.update(ace_rl=ace_rl, MyReach=_my_reach, observation=_my_reach(0.3).reset(seed=0)[0])
+
+
+def _deployment(namespace: dict[str, Any]) -> None:
+    """The bash block before it: a run on the Dict-observation task, exported to reach.onnx."""
+    import ace_rl
+    import examples.point_reach  # noqa: F401 - registers PointReach-v0, as the snippet says
+
+    run = ace_rl.train(env="examples.point_reach:PointReach-v0", env_kwargs={"dict_observations": True}, preset="small")
+    run.policy().export("reach.onnx")
+    namespace["run"] = run
+
+
+def _deployment_claims(namespace: dict[str, Any]) -> None:
+    """The ONNX file run with onnxruntime alone gives the returns that ace-rl's evaluation gives for the seed."""
+    import ace_rl
+
+    assert namespace["inputs"] == ["observation", "desired_goal"]
+    returns = ace_rl.evaluate(namespace["run"].policy(), episodes=10, seed=0).returns
+    assert namespace["total"] == pytest.approx(float(returns[-1]), rel=1e-4)
+
+
+def _own_agent(namespace: dict[str, Any]) -> None:
+    from ddpg_agent import DDPGPolicy, make_ddpg
+
+    namespace.update(make_ddpg=make_ddpg, DDPGPolicy=DDPGPolicy)
+
+
+def _own_agent_claims(namespace: dict[str, Any]) -> None:
+    from ace_rl.agents import agent_spec
+
+    spec = agent_spec("ddpg")
+    assert spec.make is namespace["make_ddpg"] and spec.make_policy is namespace["DDPGPolicy"]
+
+
+def _no_check(namespace: dict[str, Any]) -> None:
+    """Running to the end is the check."""
+
+
+# How to run each Python snippet of the docs, by its file and first line: what it takes as given (its
+# placeholders, or what the text before it made) and what is checked after it ran.
+SNIPPET_SETUPS: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], None], Callable[[dict[str, Any]], None]]] = {
+    ("README.md", "import ace_rl"): (_quick_start, _no_check),
+    ("python-api.md", "import ace_rl"): (_api_overview, _no_check),
+    ("python-api.md", "make = lambda: MyReach(goal=0.3)"): (_factory_runs, _no_check),
+    ("python-api.md", "import json"): (_deployment, _deployment_claims),
+    ("own-algorithm.md", "from ace_rl.agents import register_agent"): (_own_agent, _own_agent_claims),
+}
+
+
+@pytest.mark.parametrize(
+    "block",
+    [block for block in PYTHON_BLOCKS if not block.skipped],
+    ids=[f"{block.path.relative_to(REPO)}:{block.line}" for block in PYTHON_BLOCKS if not block.skipped],
+)
+def test_python_snippet_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each snippet runs as written, in a fresh directory, with its placeholders given and every training run cut to
+    TINY_BUDGET; a snippet that cannot run here is marked with the skip marker (then it is only compiled)."""
+    import ace_rl
+    import ace_rl.agents
+
+    where = f"{block.path.relative_to(REPO)}:{block.line}"
+    setup = SNIPPET_SETUPS.get((block.path.name, block.text.strip().splitlines()[0]))
+    assert setup is not None, f"{where}: tests/test_docs.py has no setup to run it (SNIPPET_SETUPS), nor is it marked"
+    prepare, check = setup
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    train, resume = ace_rl.train, ace_rl.resume
+    monkeypatch.setattr(ace_rl, "train", lambda *args, **settings: train(*args, **{**settings, **TINY_BUDGET}))
+    longer = 2 * TINY_BUDGET["total_steps"]
+    monkeypatch.setattr(
+        ace_rl, "resume", lambda run_dir, **settings: resume(run_dir, **{**settings, "total_steps": longer})
+    )
+    monkeypatch.setattr(ace_rl.agents, "_REGISTRY", dict(ace_rl.agents._REGISTRY))
+    namespace: dict[str, Any] = {"__name__": "docs_snippet"}
+    prepare(namespace)
+    # A snippet that registers an agent does so as a user would, without the test agents of this process (the
+    # registry is given back afterwards).
+    ace_rl.agents._REGISTRY.pop("ddpg", None)
+    exec(compile(block.text, where, "exec"), namespace)
+    check(namespace)
 
 
 def test_documented_scripts_exist() -> None:

@@ -35,6 +35,7 @@ from ace_rl.evaluation import run_episodes
 from ace_rl.rng import capture_env_rng, restore_env_rng
 from ace_rl.rundir import RunDir
 from ace_rl.trainer import train
+from learned import assert_learned
 
 
 def installed(module: str) -> bool:
@@ -118,7 +119,7 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def train_briefly(env_id: str, run_dir: Path, reward: str = "dense") -> list[dict]:
-    """A real 300-step training run; returns the rows of its metrics.csv."""
+    """A real 300-step training run, checked to have trained the agent; returns the rows of its metrics.csv."""
     config = preset_config(
         "small",
         env=env_id,
@@ -140,6 +141,7 @@ def train_briefly(env_id: str, run_dir: Path, reward: str = "dense") -> list[dic
     metrics = read_csv(train(config) / "metrics.csv")
     assert [int(row["env_step"]) for row in metrics] == [300]
     assert np.isfinite(float(metrics[0]["eval_return_mean"]))
+    assert_learned(run_dir, config)
     return metrics
 
 

@@ -22,7 +22,9 @@ import torch
 import ace_rl
 from ace_rl.checkpoint import load_training_state
 from ace_rl.cli import main
-from ace_rl.config import ConfigError
+from ace_rl.config import ConfigError, load_run_config
+from ace_rl.trust import CodeTrust
+from learned import assert_learned
 from test_run_safety import assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +130,7 @@ def test_gymnasium_import_on_make_form_trains(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "car" / "checkpoints" / "final.pt").is_file()
+    assert_learned(tmp_path / "car", load_run_config(tmp_path / "car", CodeTrust.given(trust_run_code=True)))
 
 
 @pytest.mark.parametrize(

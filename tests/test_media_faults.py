@@ -80,7 +80,7 @@ def test_disk_full_during_a_later_checkpoint_keeps_the_earlier_one_resumable(tmp
         assert_whole_rows(run_dir)
 
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)  # space is freed
-        code, stdout, stderr = run("train", "--resume", str(run_dir), "--no-progress")
+        code, _stdout, stderr = run("train", "--resume", str(run_dir), "--no-progress")
         assert code == 0, stderr
         assert [int(row["env_step"]) for row in rows(run_dir / "metrics.csv")] == [200, 400]
         assert_whole_rows(run_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_seeding_is_reproducible_across_episodes():
     np.testing.assert_array_equal(first_rewards, second_rewards)
     assert not np.array_equal(first[0], other[0])
     goals = [start[-3:] for start in first]
-    assert all(not np.array_equal(a, b) for a, b in zip(goals, goals[1:]))  # a new goal every episode
+    assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(goals))  # a new goal every episode
 
     raw_goals = []
     for _ in range(2):
@@ -155,7 +156,7 @@ def test_unknown_and_unbuildable_ids_are_one_line_errors():
     import panda_gym.assets
 
     if not (Path(panda_gym.assets.get_data_path()) / "colored_cube.png").is_file():
-        with pytest.raises(EnvError, match="'PandaFlip-v3' cannot be built: .*colored_cube.png"):
+        with pytest.raises(EnvError, match=r"'PandaFlip-v3' cannot be built: .*colored_cube\.png"):
             make_env("PandaFlip-v3")
 
 

@@ -43,7 +43,7 @@ def test_every_sampled_transition_is_one_that_was_stored():
     stored = {t[2]: t for t in recorder.transitions[-7:]}
     batch = buffer.sample(200)
     for row in range(200):
-        obs, action, reward, next_obs, terminated = stored[float(batch.rewards[row])]
+        obs, action, _reward, next_obs, terminated = stored[float(batch.rewards[row])]
         assert batch.obs[row].tolist() == [obs, obs]
         assert batch.actions[row].tolist() == [action]
         assert batch.next_obs[row].tolist() == [next_obs, next_obs]
@@ -124,7 +124,7 @@ def test_empty_buffer_refuses_to_sample():
 def stored_observation_rows(buffer: ReplayBuffer) -> list[float]:
     """The first coordinate of every observation row the buffer holds: transition rows, final rows, pending."""
     rows = buffer.obs[: buffer.size, 0].tolist() + buffer.final_obs[: buffer.final_count, 0].tolist()
-    return rows + [float(buffer.pending_next_obs[0])]
+    return [*rows, float(buffer.pending_next_obs[0])]
 
 
 def test_each_observation_is_stored_once():

@@ -33,8 +33,8 @@ try:
 except ReportError as missing:
     pytest.skip(str(missing), allow_module_level=True)
 
-from rliable import library as rly  # noqa: E402
-from rliable import metrics  # noqa: E402
+from rliable import library as rly
+from rliable import metrics
 
 REPS = 200
 HOPPER_RANDOM, HOPPER_EXPERT = -20.272305, 3234.3
@@ -94,7 +94,7 @@ def test_per_task_iqm_and_interval_match_rliable_and_hand(tmp_path):
     assert result.final.value == pytest.approx(iqm_by_hand(finals))  # (250 + 300 + 400 + 700) / 4
     assert result.final.value == pytest.approx(412.5)
     assert result.final.value == pytest.approx(scipy.stats.trim_mean(finals, 0.25))
-    point, interval = seeded_rliable(
+    _point, interval = seeded_rliable(
         7,
         lambda: rly.get_interval_estimates(
             {"sac": finals[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=REPS

@@ -16,7 +16,6 @@ from ace_rl.resets import (
     causal_reset_factor,
     dormancy_ratio,
     dormant_neurons,
-    fresh_copy,
     neuron_grad_norms,
     reset_factor,
     soft_reset,
@@ -75,12 +74,25 @@ def small_network() -> nn.Sequential:
     return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6))
 
 
-def test_soft_reset_with_factor_one_leaves_the_network_unchanged():
+def orthogonal_like(shape: tuple[int, ...]) -> torch.Tensor:
+    """What a fresh orthogonal initialisation of a tensor of this shape draws next from torch's generator."""
+    return nn.init.orthogonal_(torch.empty(shape))
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.9, 0.3, 0.0])
+def test_soft_reset_keeps_the_share_factor_of_the_old_parameters(factor: float):
+    """theta <- f theta + (1 - f) phi, phi orthogonal weights and zero biases drawn layer by layer: written out here
+    with the same draws. Factor 1 leaves the network exactly as it was; the others must move it."""
     network = small_network()
-    before = copy.deepcopy(network.state_dict())
-    soft_reset(network, [network[0], network[2]], factor=1.0)
+    old = copy.deepcopy(network.state_dict())
+    torch.manual_seed(7)
+    soft_reset(network, [network[0], network[2]], factor=factor)
+    torch.manual_seed(7)
+    fresh = {"0.weight": orthogonal_like((6, 4)), "2.weight": orthogonal_like((6, 6))}
     for name, value in network.state_dict().items():
-        torch.testing.assert_close(value, before[name])
+        fresh_value = fresh.get(name, torch.zeros_like(value))
+        torch.testing.assert_close(value, factor * old[name] + (1.0 - factor) * fresh_value)
+        assert torch.equal(value, old[name]) == (factor == 1.0), name
 
 
 def test_soft_reset_with_factor_zero_gives_a_fresh_orthogonal_network():
@@ -91,22 +103,6 @@ def test_soft_reset_with_factor_zero_gives_a_fresh_orthogonal_network():
     wide = network[0].weight  # 6 x 4: orthonormal columns
     torch.testing.assert_close(wide.T @ wide, torch.eye(4), atol=1e-5, rtol=0)
     assert torch.count_nonzero(network[0].bias) == 0 and torch.count_nonzero(network[2].bias) == 0
-
-
-def test_soft_reset_interpolates_with_the_fresh_copy():
-    network = small_network()
-    before = copy.deepcopy(network)
-    torch.manual_seed(7)
-    soft_reset(network, [network[0], network[2]], factor=0.3)
-    torch.manual_seed(7)
-    fresh = fresh_copy(before, [before[0], before[2]])
-    for (name, value), fresh_value in zip(before.state_dict().items(), fresh.state_dict().values()):
-        torch.testing.assert_close(network.state_dict()[name], 0.3 * value + 0.7 * fresh_value)
-
-
-def orthogonal_like(shape: tuple[int, ...]) -> torch.Tensor:
-    """What a fresh orthogonal initialisation of a tensor of this shape draws next from torch's generator."""
-    return nn.init.orthogonal_(torch.empty(shape))
 
 
 def test_dormant_soft_reset_only_touches_dormant_neurons_and_their_biases():

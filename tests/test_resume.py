@@ -122,7 +122,7 @@ def test_corrupted_latest_checkpoint_is_skipped_for_the_previous_one(reference_r
     # The newest complete checkpoint (the kill may have cut a later one short before its .sha256).
     newest = sorted(path.with_suffix("") for path in (run_dir / "checkpoints").glob("state-*.pt.sha256"))[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a write cut short
-    code, stdout, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--no-progress"))
+    code, _stdout, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--no-progress"))
     assert code == 0, stderr
     assert f"ace-rl: skipped checkpoint {newest.name}: truncated or corrupted (SHA-256 mismatch)" in stderr
     assert_same_logs(reference_run, run_dir)
@@ -137,7 +137,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(reference_run: Path, tmp_
     assert code == 0
     assert "stopped by SIGTERM at env step" in stderr and f"ace-rl train --resume {run_dir}" in stderr
     assert "Traceback" not in stderr
-    state, path, skipped = load_training_state(run_dir)
+    state, _path, skipped = load_training_state(run_dir)
     assert skipped == [] and 0 < state["env_step"] < 1600
     code, _, stderr = finish(ace_rl("train", "--resume", str(run_dir), "--no-progress"))
     assert code == 0, stderr

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -209,12 +210,12 @@ def test_disk_full_mid_run_gives_one_line_keeps_the_checkpoint_and_resume_works_
         assert code == 1
         assert_one_line_error(stderr, "No space left on device", str(run_dir))
         assert not list(run_dir.rglob("*.tmp"))
-        state, path, skipped = load_training_state(run_dir)
+        state, _path, skipped = load_training_state(run_dir)
         assert skipped == [] and state["env_step"] >= 150
         assert_whole_rows(run_dir)
 
         (disk / "filler").unlink()
-        code, stdout, stderr = run("train", "--resume", str(run_dir), "--no-progress")
+        code, _stdout, stderr = run("train", "--resume", str(run_dir), "--no-progress")
         assert code == 0, stderr
         assert [int(row["env_step"]) for row in rows(run_dir / "metrics.csv")] == [200, 400, 600, 800]
         assert_whole_rows(run_dir)
@@ -231,7 +232,7 @@ def test_csv_row_that_does_not_fit_is_cut_back_whole(tmp_path: Path):
                     filler.flush()
             except OSError:
                 pass
-        with pytest.raises(RunDirError, match="metrics.csv: No space left on device"):
+        with pytest.raises(RunDirError, match=re.escape("metrics.csv: No space left on device")):
             table.write(env_step=2, note="x" * 20_000)
         table.close()
         assert (disk / "metrics.csv").read_bytes() == b"env_step,note\r\n1,fits\r\n"
@@ -444,7 +445,7 @@ def test_non_finite_parameter_writes_no_final_policy(tmp_path: Path):
     try:
         with torch.no_grad():
             trainer.agent.actor.mean.weight[0, 0] = float("nan")
-        with pytest.raises(NonFiniteError, match="actor.mean.weight"):
+        with pytest.raises(NonFiniteError, match=re.escape("actor.mean.weight")):
             trainer.finish()
         assert not (tmp_path / "checkpoints" / "final.pt").exists()
         assert not list((tmp_path / "checkpoints").glob("state-*"))

@@ -4,6 +4,7 @@ worker is killed with SIGKILL and one run of each pair diverges."""
 import csv
 import dataclasses
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -507,6 +508,8 @@ DIVERGED = [f"{ENV}__{algo}__s{seed}__learning-rate-1e38" for algo in ("ace", "s
 
 
 def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(sweep: SweepResult):
+    from ace_rl.trainer import probe_environment, with_causal_method
+
     document = json.loads((sweep.out / "sweep.json").read_text())
     assert document["grid"] == {"env": [ENV], "algo": ["ace", "sac"], "seed": [0, 1], "learning-rate": ["3e-4", "1e38"]}
     assert document["options"] == TINY
@@ -525,6 +528,8 @@ def test_sweep_writes_its_specification_and_one_ordinary_run_per_grid_point(swee
             progress=False,
             **TINY_SETTINGS,
         )
+        # The run chose its causal method when it started, as `ace-rl train` does (ace_rl.causal_cost).
+        expected = with_causal_method(expected, probe_environment(expected))
         written = json.loads((sweep.out / name / "config.json").read_text())
         assert written == json.loads(json.dumps(to_json_dict(expected))), name
         assert [row["env_step"] for row in read_rows(sweep.out / name / "metrics.csv")] == ["150", "300"]
@@ -543,7 +548,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_the_runs_checkpoint(sweep: 
     # and the episodes continue without gap or repetition to the end.
     assert [int(row["episode"]) for row in episodes] == list(range(1, len(episodes) + 1))
     steps = [0] + [int(row["env_step"]) for row in episodes]
-    assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
+    assert [later - earlier for earlier, later in itertools.pairwise(steps)] == [int(row["length"]) for row in episodes]
     assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
     assert (run_dir / "checkpoints" / "final.pt").is_file()
     # What the raylet reports of the killed worker goes to logs/ray.log, not to the sweep's output.

@@ -155,7 +155,7 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
             )
             kept = {run: complete_states(out / run) for run in RUNS}
             fill_to_last_byte(disk)
-            stdout, stderr = second.communicate(timeout=150)  # before: every run waited 600 s for a full disk
+            _stdout, stderr = second.communicate(timeout=150)  # before: every run waited 600 s for a full disk
         finally:
             if second.poll() is None:
                 second.kill()
@@ -176,7 +176,7 @@ def test_a_full_disk_fails_the_runs_with_its_cause_and_a_killed_drivers_ray_is_c
         # Room again: the failed runs continue from their checkpoints.
         (disk / "filler").unlink()
         third = sweep(out, *options, "--retry-failed", env=env)
-        stdout, stderr = third.communicate(timeout=400)
+        _stdout, stderr = third.communicate(timeout=400)
         assert third.returncode == 0, stderr
         assert all(line.startswith(("ace-rl: ", f"sweep {out}: ")) for line in stderr_lines(stderr)), (
             stderr

@@ -4,6 +4,7 @@ checkpoint, a sweep.json rebuilt from the command that created the sweep, and a 
 checkpoint restarted in place (as `ace-rl train --resume` does) without losing its directory's other files.
 """
 
+import itertools
 import json
 import os
 import re
@@ -268,7 +269,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_in_place_keeping_its_
     episodes = read_rows(run_dir / "episodes.csv")
     assert [int(row["episode"]) for row in episodes] == list(range(1, len(episodes) + 1))
     steps = [0] + [int(row["env_step"]) for row in episodes]
-    assert [later - earlier for earlier, later in zip(steps, steps[1:])] == [int(row["length"]) for row in episodes]
+    assert [later - earlier for earlier, later in itertools.pairwise(steps)] == [int(row["length"]) for row in episodes]
     assert [row["env_step"] for row in read_rows(run_dir / "metrics.csv")] == ["150", "300"]
 
 

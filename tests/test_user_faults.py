@@ -2,8 +2,8 @@
 observation or the installed package, and the user's file and line), writing nothing or leaving the run resumable:
 an environment that raises, returns NaN or changes its observation's shape in training, evaluation or export's
 check; Box bounds that are not low < high; a replay buffer larger than the machine's memory; agents that lack what
-the loop calls; a broken onnxruntime; a full disk under a new nested --out. ``ACE_RL_TRACEBACK=1`` shows the whole
-traceback instead.
+the loop calls; a broken onnxruntime; a full disk under a new nested --out. ``--traceback`` or ``ACE_RL_TRACEBACK=1``
+shows the whole traceback instead, with the same exit status: each error class's own (2 or 1).
 
 Each fault is real: the environments of tests/misbehaving_envs.py, the agents of tests/misbehaving_agents.py, a real
 package that raises on import, a real tmpfs out of inodes.
@@ -326,8 +326,150 @@ def test_ace_rl_traceback_shows_the_whole_chain_down_to_the_users_line(trained: 
 
     environment = subprocess_environment(**fault, ACE_RL_TRACEBACK="1")
     whole = subprocess.run(argv, capture_output=True, text=True, env=environment, timeout=300)
-    assert whole.returncode == 1
+    assert whole.returncode == 2  # the error's own exit status, traceback or not
     assert "Traceback (most recent call last)" in whole.stderr
     assert f'File "{ENV_FILE}"' in whole.stderr
     assert "ValueError: boom\nthe rest of a long message" in whole.stderr
     assert whole.stderr.rstrip().splitlines()[-1].startswith("ace_rl.export.ExportError: the check of the export")
+
+
+# --------------------------------------------------------------------------------------------------
+# Where in the user's code, and the whole traceback on request (--traceback or ACE_RL_TRACEBACK=1)
+# --------------------------------------------------------------------------------------------------
+DIVIDING_ENV = """import gymnasium as gym
+import numpy as np
+
+
+class Divides(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        reward = 1 / 0
+        return np.zeros(2, dtype=np.float32), reward, False, False, {}
+"""
+
+
+def user_module(directory: Path, name: str, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+    """A module of the user's, importable as ``name``: its resolved path, and the line of its fault (marked in
+    ``text`` by ``1 / 0`` or ``raise``)."""
+    path = directory / f"{name}.py"
+    path.write_text(text)
+    monkeypatch.syspath_prepend(str(directory))
+    monkeypatch.delitem(sys.modules, name, raising=False)  # another test's module of that name
+    line = next(number for number, code in enumerate(text.splitlines(), 1) if "1 / 0" in code or "raise " in code)
+    return str(path.resolve()), line
+
+
+@pytest.mark.parametrize("traceback_from", ["", "flag", "variable"])
+def test_an_env_fault_names_the_users_file_and_line_and_the_whole_traceback_on_request(
+    traceback_from: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    path, line = user_module(tmp_path, "dividing_env", DIVIDING_ENV, monkeypatch)
+    argv = ["train", *TINY, "--env", "dividing_env:Divides", "--run-dir", str(tmp_path / "run")]
+    if traceback_from == "flag":
+        argv.append("--traceback")
+    monkeypatch.setenv("ACE_RL_TRACEBACK", "1" if traceback_from == "variable" else "0")
+    code, stderr = command(argv, capsys)
+    assert code == 2
+    if not traceback_from:
+        assert_one_line_error(stderr, f"step(action) failed (ZeroDivisionError: division by zero, at {path}:{line})")
+        assert "Traceback" not in stderr
+        return
+    # The user's frame in the chain, then the one-line error as the traceback's last line.
+    assert stderr.startswith("Traceback (most recent call last):")
+    assert f'File "{path}", line {line}, in step' in stderr
+    assert "ZeroDivisionError: division by zero\n\nThe above exception was the direct cause" in stderr
+    last = stderr.rstrip().splitlines()[-1]
+    assert last.startswith("ace_rl.envs.EnvError: environment 'dividing_env:Divides': step(action) failed")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_agent_module_that_fails_to_import_names_the_users_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    path, line = user_module(
+        tmp_path, "crashing_agent", 'import os\n\nraise RuntimeError("no GPU here\\nsecond line")\n', monkeypatch
+    )
+    argv = ["train", *TINY, "--algo", "crashing_agent:mine", "--env", "Pendulum-v1"]
+    code, stderr = command(argv, capsys)
+    assert code == 2
+    assert_one_line_error(
+        stderr,
+        f"--algo crashing_agent:mine: module 'crashing_agent' does not import (RuntimeError: no GPU here, at "
+        f"{path}:{line})",
+    )
+    code, stderr = command([*argv, "--traceback"], capsys)
+    assert code == 2
+    assert f'File "{path}", line {line}, in <module>' in stderr and "RuntimeError: no GPU here\nsecond line" in stderr
+    assert stderr.rstrip().splitlines()[-1].startswith("ace_rl.config.ConfigError: --algo crashing_agent:mine")
+    # A module that is not there has no line of the user's to name
+    code, stderr = command(["train", *TINY, "--algo", "no_such_agent_module:mine", "--env", "Pendulum-v1"], capsys)
+    assert code == 2
+    assert_one_line_error(stderr, "module 'no_such_agent_module' does not import (ModuleNotFoundError: No module named")
+    assert " at " not in stderr
+
+
+# The exit status of each of ace-rl's errors, as docs/training.md documents it: 2 for the user's input or code,
+# 1 for a fault of the run; the same with the whole traceback.
+EXIT_STATUS = [
+    ("ace_rl.config", "ConfigError", 2),
+    ("ace_rl.envs", "EnvError", 2),
+    ("ace_rl.checkpoint", "CheckpointError", 2),
+    ("ace_rl.video", "VideoError", 2),
+    ("ace_rl.wandb_logger", "WandbError", 2),
+    ("ace_rl.export", "ExportError", 2),
+    ("ace_rl.trust", "UntrustedCodeError", 2),
+    ("ace_rl.agents", "AgentError", 2),
+    ("ace_rl.report", "ReportError", 2),
+    ("ace_rl.sweep", "SweepError", 2),
+    ("ace_rl.trainer", "NonFiniteError", 1),
+    ("ace_rl.rundir", "RunDirError", 1),
+    ("ace_rl.rundir", "RunDirBusy", 1),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "status"), EXIT_STATUS, ids=[name for _, name, _ in EXIT_STATUS])
+@pytest.mark.parametrize("whole_traceback", [False, True])
+def test_each_error_has_its_exit_status_with_or_without_the_traceback(
+    module: str,
+    name: str,
+    status: int,
+    whole_traceback: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import importlib
+
+    import ace_rl.cli
+
+    error_class = getattr(importlib.import_module(module), name)
+
+    def fails(argv: object) -> None:
+        raise error_class("what went wrong, and what is accepted")
+
+    monkeypatch.setattr(ace_rl.cli, "run_envs", fails)
+    code, stderr = command(["envs", *(["--traceback"] if whole_traceback else [])], capsys)
+    assert code == status
+    if whole_traceback:
+        assert stderr.startswith("Traceback (most recent call last):") and "in fails" in stderr
+        assert stderr.rstrip().splitlines()[-1].endswith(f"{name}: what went wrong, and what is accepted")
+    else:
+        assert stderr == "ace-rl: error: what went wrong, and what is accepted\n"
+
+
+def test_an_exception_that_is_not_ace_rls_keeps_pythons_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    import ace_rl.cli
+
+    def fails(argv: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ace_rl.cli, "run_envs", fails)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        main(["envs"])

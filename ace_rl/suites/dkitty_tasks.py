@@ -93,7 +93,7 @@ def _speed_limited(target: np.ndarray, current: np.ndarray, step_seconds: float)
 class DKittyEnv(gym.Env[np.ndarray, np.ndarray]):
     """What the D'Kitty tasks share: the model, position control, the torso's pose and uprightness, rendering."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 - gymnasium.Env types it as an instance variable: ClassVar fails mypy
     render_size = 480
 
     upright_threshold: float

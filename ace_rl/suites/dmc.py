@@ -51,7 +51,7 @@ class DMControlEnv(gym.Env[np.ndarray, np.ndarray]):
     - Rendering: with `render_mode="rgb_array"`, `render()` returns the 480 x 480 view of camera 0.
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium.Env types it as an instance variable: ClassVar fails mypy
     render_size = 480
 
     dm_env: Any

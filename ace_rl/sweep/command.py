@@ -30,8 +30,10 @@ from ace_rl.sweep.spec import (
     check_existing_runs,
     group_wandb_runs,
     holds_files,
+    keep_recorded_causal_methods,
     load_spec,
     plan_runs,
+    recorded_run_settings,
     spec_differences,
     spec_document,
     stored_spec,
@@ -208,8 +210,10 @@ def _specification(
         recorded |= {path.name for path in out.iterdir() if path.is_dir()}
     planned = plan_runs(spec, out, parse_train, args.threads_per_run, recorded)
     if document is None:
+        planned = keep_recorded_causal_methods(planned, recorded_run_settings(planned))
         check_existing_runs(out, shown, planned)
         return document, spec, planned
+    planned = keep_recorded_causal_methods(planned, {str(run.get("name")): run["config"] for run in document["runs"]})
     differences = spec_differences(document, spec, planned)
     if differences:
         origin = "this command" if given else f"this ace-rl ({ace_rl.__version__}) reading its options"

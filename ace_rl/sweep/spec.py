@@ -15,12 +15,15 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ace_rl
 from ace_rl.argv import given_settings, without_settings
 from ace_rl.config import (
+    CAUSAL_METHODS,
     EXECUTION_SETTINGS,
+    RECORDED_SETTINGS,
+    CausalMethod,
     ConfigError,
     TrainConfig,
     code_trust,
@@ -264,13 +267,13 @@ def check_environments(configs: Iterable[TrainConfig]) -> None:
     from ace_rl.envs import EnvError  # Gymnasium and PyTorch: not for --status
     from ace_rl.trainer import check_causal_time_limit, probe_environment
 
-    sizes: dict[tuple[str, str, str], int] = {}
+    sizes: dict[tuple[str, str, str, int], int] = {}
     checked: set[tuple[Any, ...]] = set()
     for config in configs:
-        key = (config.env, config.reward, json.dumps(config.env_kwargs, sort_keys=True))
+        key = (config.env, config.reward, json.dumps(config.env_kwargs, sort_keys=True), config.distractor_actions)
         if key not in sizes:
             try:
-                sizes[key] = probe_environment(config)
+                sizes[key] = probe_environment(config).causal_variables
             except EnvError as error:
                 raise SweepError(str(error)) from None
         causal = (*key, config.algo, config.causal_method, config.causal_samples, config.causal_time_limit)
@@ -283,9 +286,10 @@ def check_environments(configs: Iterable[TrainConfig]) -> None:
 # sweep.json: the specification, written once; a later invocation must match it
 # --------------------------------------------------------------------------------------------------------------
 def experiment_settings(config: TrainConfig) -> dict[str, Any]:
-    """The configuration without the settings that only decide where and how a run executes."""
+    """The configuration without the settings that only decide where and how a run executes, and without what a
+    run records about itself (why it uses its causal method)."""
     values = to_json_dict(config)
-    for name in EXECUTION_SETTINGS:
+    for name in EXECUTION_SETTINGS | RECORDED_SETTINGS:
         values.pop(name, None)
     return json.loads(json.dumps(values))  # as sweep.json holds them (tuples become lists), so that both compare
 
@@ -406,6 +410,39 @@ def _describe_values(axis: str, values: Sequence[Any] | None) -> str:
 def _changed_settings(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """The settings whose values differ, in the order of ``before`` then those only ``now`` has."""
     return [name for name in [*before, *(n for n in now if n not in before)] if before.get(name) != now.get(name)]
+
+
+def keep_recorded_causal_methods(
+    planned: Sequence[tuple[PlannedRun, TrainConfig]], recorded: dict[str, dict[str, Any]]
+) -> list[tuple[PlannedRun, TrainConfig]]:
+    """The runs planned with --causal-method auto (the default) that ``recorded`` (run name -> its settings, from
+    sweep.json or the run's config.json) gives another method keep that one, given explicitly in their options so
+    that a worker's parse builds it: a sweep created while the default was sink continues with sink (its runs that
+    started resume with what they recorded anyway)."""
+    kept = []
+    for run, config in planned:
+        method = recorded.get(run.name, {}).get("causal_method")
+        if config.causal_method == "auto" and method in CAUSAL_METHODS and method != "auto":
+            config = dataclasses.replace(config, causal_method=cast(CausalMethod, method))
+            argv = (*without_settings(run.argv, {"causal_method"}), "--causal-method", method)
+            run = dataclasses.replace(run, argv=argv)
+        kept.append((run, config))
+    return kept
+
+
+def recorded_run_settings(planned: Sequence[tuple[PlannedRun, TrainConfig]]) -> dict[str, dict[str, Any]]:
+    """Run name -> the settings its config.json holds, for the planned runs that have a readable one (an
+    unreadable one is check_existing_runs' to refuse)."""
+    recorded: dict[str, dict[str, Any]] = {}
+    for run, _ in planned:
+        layout = RunDir(run.run_dir)
+        try:
+            values = json.loads(layout.config.read_text()) if layout.is_run() else None
+        except (OSError, ValueError):
+            continue
+        if isinstance(values, dict):
+            recorded[run.name] = values
+    return recorded
 
 
 def spec_differences(

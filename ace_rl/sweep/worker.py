@@ -81,9 +81,9 @@ class _RunLog(io.TextIOBase):
         self._file: IO[str]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", buffering=1)  # noqa: SIM115 - open for the log's life; close() closes it
+            self._file = open(path, "a", buffering=1)  # open for the log's life; close() closes it
         except OSError:
-            self._file = open(os.devnull, "w")  # noqa: SIM115 - as above
+            self._file = open(os.devnull, "w")
 
     def writable(self) -> bool:
         return True
