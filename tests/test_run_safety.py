@@ -81,8 +81,12 @@ def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
     return finish(ace_rl(*args, cwd=cwd))
 
 
+# What a run says at its start on stderr before any fault (ace_rl.causal_cost.causal_method_line): not an error.
+START_NOTICES = ("ace-rl: causal method ", "ace-rl: causal target ")
+
+
 def assert_one_line_error(stderr: str, *fragments: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(START_NOTICES)]
     assert len(lines) == 1 and lines[0].startswith("ace-rl: error: "), stderr
     assert "Traceback" not in stderr
     for fragment in fragments:

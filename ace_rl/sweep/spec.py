@@ -421,8 +421,11 @@ def keep_recorded_causal_methods(
     started resume with what they recorded anyway)."""
     kept = []
     for run, config in planned:
-        method = recorded.get(run.name, {}).get("causal_method")
-        if config.causal_method == "auto" and method in CAUSAL_METHODS and method != "auto":
+        settings = recorded.get(run.name, {})
+        method = settings.get("causal_method")
+        # A run that resolved auto itself (its reason says so) was planned with auto: nothing to keep.
+        resolved_from_auto = str(settings.get("causal_method_reason") or "").startswith("auto")
+        if config.causal_method == "auto" and method in CAUSAL_METHODS and method != "auto" and not resolved_from_auto:
             config = dataclasses.replace(config, causal_method=cast(CausalMethod, method))
             argv = (*without_settings(run.argv, {"causal_method"}), "--causal-method", method)
             run = dataclasses.replace(run, argv=argv)
@@ -527,6 +530,8 @@ def check_existing_runs(out: Path, shown: Path, planned: Sequence[tuple[PlannedR
             named = isinstance(error, (ConfigError, UntrustedCodeError))
             message = str(error) if named else f"{layout.config} is unreadable ({error})"
             raise SweepError(f"--out {shown} has no {SPEC_FILE}, and {message}; {advice}") from None
+        if config.causal_method == "auto" and str(stored.causal_method_reason or "").startswith("auto"):
+            stored = dataclasses.replace(stored, causal_method="auto")  # it resolved the auto it was planned with
         before, now = experiment_settings(stored), experiment_settings(config)
         changed = _changed_settings(before, now)
         if changed:
