@@ -576,6 +576,22 @@ def seed_env(env: gym.Env, seed: int) -> np.ndarray:
     return obs
 
 
+def random_transitions(env: gym.Env, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` transitions ``(states, actions, rewards)`` of ``env`` under uniformly random actions from its action
+    space, seeded with ``seed`` (`seed_env`) and reset at every episode end: the data of a run's first causal fit,
+    and the ground truth of the causal weights with distractor actions (docs/algorithm.md)."""
+    obs = seed_env(env, seed)
+    states, actions, rewards = [], [], []
+    for _ in range(count):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        states.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return np.array(states, dtype=np.float64), np.array(actions, dtype=np.float64), np.array(rewards, dtype=np.float64)
+
+
 def observation_size(env: gym.Env) -> int:
     return int(math.prod(cast(gym.spaces.Box, env.observation_space).shape))  # make_env's flat Box
 

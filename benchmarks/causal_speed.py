@@ -50,19 +50,10 @@ def collect_transitions(task: str, samples: int, seed: int) -> dict[str, np.ndar
     if path.exists():
         with np.load(path) as cached:
             return {key: cached[key] for key in ("states", "actions", "rewards")}
-    from ace_rl.actions import action_box
-    from ace_rl.envs import make_env, observation_size, seed_env
+    from ace_rl.envs import make_env, random_transitions
 
     env = make_env(task)
-    states = np.empty((samples, observation_size(env)))
-    actions = np.empty((samples, action_box(env).shape[0]))
-    rewards = np.empty(samples)
-    obs = seed_env(env, seed)
-    for t in range(samples):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        states[t], actions[t], rewards[t] = obs, action, reward
-        obs = env.reset()[0] if terminated or truncated else next_obs
+    states, actions, rewards = random_transitions(env, samples, seed)
     env.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -33,24 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ace_rl.causal import causal_weights
-from ace_rl.envs import make_env, seed_env
+from ace_rl.envs import make_env, random_transitions
 
 RESULTS = Path(__file__).parent / "results" / "causal_target.json"
 
 
 def collect(env_id: str, seed: int, count: int, distractors: int, reward: str) -> tuple[np.ndarray, ...]:
-    env = make_env(env_id, reward=reward, distractor_actions=distractors)
-    env.action_space.seed(seed)
-    obs = seed_env(env, seed)
-    states, actions, rewards = [], [], []
-    for _ in range(count):
-        action = env.action_space.sample()
-        next_obs, step_reward, terminated, truncated, _ = env.step(action)
-        states.append(obs)
-        actions.append(action)
-        rewards.append(step_reward)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return np.array(states), np.array(actions), np.array(rewards)
+    return random_transitions(make_env(env_id, reward=reward, distractor_actions=distractors), count, seed)
 
 
 def arms(directlingam: bool) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ from ace_rl.causal import (
     reward_row,
     weights_from_coefficients,
 )
+from ace_rl.envs import random_transitions
 
 ACTION_EFFECTS = np.array([2.0, 0.5, 0.0])
 STATE_EFFECTS = np.array([0.8, -0.6, 0.3])
@@ -127,19 +128,7 @@ def test_rewards_as_column_and_float32_inputs():
 
 def test_recorded_hopper_transitions_match_predict_adaptive_lasso():
     gym = pytest.importorskip("gymnasium")
-    env = gym.make("Hopper-v5")
-    env.action_space.seed(0)
-    obs, _ = env.reset(seed=0)
-    states, actions, rewards = [], [], []
-    for _ in range(2000):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        states.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    env.close()
-    states, actions, rewards = np.array(states), np.array(actions), np.array(rewards)
+    states, actions, rewards = random_transitions(gym.make("Hopper-v5"), 2000, 0)
 
     fit = fit_quietly(states, actions, rewards)
     assert_valid(fit, 3)

@@ -18,26 +18,15 @@ from ace_rl.causal import (
     weights_from_effects,
 )
 from ace_rl.config import ConfigError, TrainConfig, validate
-from ace_rl.envs import make_env, seed_env
+from ace_rl.envs import make_env, random_transitions
 
 DISTRACTORS = 3
 GROUND_TRUTH_SAMPLES = 10_000  # the paper preset's --causal-samples
 
 
-def random_transitions(env_id: str, seed: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def random_transitions_with_distractors(env_id: str, seed: int, count: int) -> tuple[np.ndarray, ...]:
     """``count`` random-action transitions of ``env_id`` with DISTRACTORS action dimensions the env never sees."""
-    env = make_env(env_id, distractor_actions=DISTRACTORS)
-    env.action_space.seed(seed)
-    obs = seed_env(env, seed)
-    states, actions, rewards = [], [], []
-    for _ in range(count):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        states.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return np.array(states), np.array(actions), np.array(rewards)
+    return random_transitions(make_env(env_id, distractor_actions=DISTRACTORS), count, seed)
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Swimmer-v5"])
@@ -45,7 +34,9 @@ def test_every_distractor_gets_less_weight_than_every_real_dimension(env_id: str
     """The ground truth of issue 30: on random-action data, 5 data seeds at 10,000 samples. (The official reward
     target fails it: Swimmer's real dimensions get coefficient 0 and weights below the distractors'.)"""
     for seed in range(5):
-        fit = causal_weights(*random_transitions(env_id, seed, GROUND_TRUTH_SAMPLES), target="reward-interaction")
+        fit = causal_weights(
+            *random_transitions_with_distractors(env_id, seed, GROUND_TRUTH_SAMPLES), target="reward-interaction"
+        )
         real, distractors = fit.weights[:-DISTRACTORS], fit.weights[-DISTRACTORS:]
         assert distractors.max() < real.min(), (env_id, seed, fit.coefficients)
         assert fit.method == "interaction" and fit.note == ""

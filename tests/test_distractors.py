@@ -16,7 +16,7 @@ from ace_rl import report
 from ace_rl.actions import DistractorActions, action_names
 from ace_rl.causal import causal_weights
 from ace_rl.config import equals_sac_reason, preset_config
-from ace_rl.envs import make_env, seed_env
+from ace_rl.envs import make_env, random_transitions
 from ace_rl.report import figures as report_figures
 
 TINY = [
@@ -97,18 +97,7 @@ def test_action_names(env_id: str, names: list[str]):
 @pytest.fixture(scope="module")
 def hopper_transitions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """2,000 random-action Hopper-v5 transitions, with three distractor dimensions the environment never saw."""
-    env = make_env("Hopper-v5", distractor_actions=3)
-    env.action_space.seed(0)
-    obs = seed_env(env, 0)
-    states, actions, rewards = [], [], []
-    for _ in range(2000):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        states.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    return np.array(states), np.array(actions), np.array(rewards)
+    return random_transitions(make_env("Hopper-v5", distractor_actions=3), 2000, 0)
 
 
 @pytest.mark.parametrize("method", ["sink", "directlingam"])
