@@ -34,13 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from throughput import filled_replay  # benchmarks/ is on sys.path when this file is run as a script
 
 from ace_rl.ace import ACE
-from ace_rl.actions import action_box
 from ace_rl.causal import causal_weights, estimate_directlingam_seconds, prepare_data
 from ace_rl.causal_cost import DIRECTLINGAM_SHARE_LIMIT, choose_causal_method, directlingam_share
 from ace_rl.config import preset_config
-from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.replay import ReplayBuffer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,23 +56,6 @@ TASKS = (
     ("Humanoid-v5", 0),
 )
 PRESETS = ("small", "paper")
-
-
-def transitions(task: str, distractors: int, steps: int) -> tuple[ReplayBuffer, int, int, np.ndarray, np.ndarray]:
-    """A replay of ``steps`` transitions of ``task`` under uniformly random actions (seed 0)."""
-    env = make_env(task, distractor_actions=distractors)
-    space = action_box(env)
-    obs_dim, action_dim = observation_size(env), int(space.shape[0])
-    replay = ReplayBuffer(steps, obs_dim, action_dim, seed=0)
-    space.seed(0)
-    obs = seed_env(env, 0)
-    for _ in range(steps):
-        action = space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        replay.add(obs, action, float(reward), next_obs, terminated, truncated)
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    env.close()
-    return replay, obs_dim, action_dim, space.low, space.high
 
 
 def fit_seconds(replay: ReplayBuffer, samples: int, method: str, repeats: int) -> tuple[float, float]:
@@ -139,7 +121,7 @@ def main() -> None:
     rows = []
     for task, distractors in TASKS:
         samples = max(preset_config(preset).causal_samples for preset in PRESETS)
-        replay, obs_dim, action_dim, low, high = transitions(task, distractors, samples)
+        replay, obs_dim, action_dim, low, high = filled_replay(task, samples, distractors)
         variables = obs_dim + action_dim + 1
         kept = len(prepare_data(*replay.latest(samples)).columns)
         name = task + (f" + {distractors}" if distractors else "")

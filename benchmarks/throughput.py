@@ -154,8 +154,12 @@ def matmul_gflops(seconds: float = 1.0) -> float:
     return 2 * PEAK_SIZE**3 * count / (time.perf_counter() - started) / 1e9
 
 
-def filled_replay(env_id: str, steps: int) -> tuple[ReplayBuffer, int, int, np.ndarray, np.ndarray]:
-    env = make_env(env_id)
+def filled_replay(
+    env_id: str, steps: int, distractor_actions: int = 0
+) -> tuple[ReplayBuffer, int, int, np.ndarray, np.ndarray]:
+    """A replay of ``steps`` transitions of ``env_id`` under uniformly random actions (seed 0), its observation and
+    action sizes and the action bounds."""
+    env = make_env(env_id, distractor_actions=distractor_actions)
     action_space = action_box(env)
     obs_dim, action_dim = observation_size(env), int(action_space.shape[0])
     replay = ReplayBuffer(steps, obs_dim, action_dim, seed=0)
