@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ace_rl.config import TrainConfig
+from ace_rl.hyperparameters import ACESettings
 from ace_rl.networks import Actor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
 from ace_rl.resets import (
@@ -79,7 +79,7 @@ class ACE:
         action_dim: int,
         action_low: np.ndarray,
         action_high: np.ndarray,
-        config: TrainConfig,
+        config: ACESettings,
         device: torch.device,
         compile_losses: bool = False,
         fused_adam: bool = True,

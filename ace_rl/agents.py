@@ -13,13 +13,15 @@ This module imports neither PyTorch nor the agents: checking an ``--algo`` name 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ace_rl.errors import AceRlError
+from ace_rl.hyperparameters import SAC_DEFAULTS, ACESettings, OffPolicySettings, TD3Settings
 from ace_rl.user_code import describe_error
 
 if TYPE_CHECKING:
@@ -106,13 +108,17 @@ class AgentSpec:
     """Whether the loop fits the causal model and hands the agent its weights (the agent is CausallyWeighted)."""
     resets: bool = False
     """Whether the agent makes resets (then --reset defaults to `reset`; otherwise only --reset none is accepted)."""
-    warmup_updates: bool = True
-    """The default of --warmup-updates: whether the agent updates during the random start steps."""
-    policy_frequency: int = 2
-    """The default of --policy-frequency: the actor (and temperature and target) update on every n-th critic update."""
+    settings: type[OffPolicySettings] = OffPolicySettings
+    """The dataclass of the agent's hyperparameters (ace_rl.hyperparameters), with its defaults per preset."""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The agent's own defaults on top of its settings class's (SAC: no reset, the actor on every update)."""
     summary: str = ""
     module: str = ""
     """The module that registered it (an agent registered outside ace_rl is named module:name)."""
+
+    def default_settings(self, preset: str) -> OffPolicySettings:
+        """The agent's hyperparameters at ``preset`` before any is given."""
+        return self.settings.for_preset(preset, **self.defaults)
 
 
 _REGISTRY: dict[str, AgentSpec] = {}
@@ -137,16 +143,30 @@ def register_agent(
     *,
     causal: bool = False,
     resets: bool = False,
-    warmup_updates: bool = True,
-    policy_frequency: int = 2,
+    settings: type[OffPolicySettings] = OffPolicySettings,
+    defaults: Mapping[str, Any] | None = None,
+    warmup_updates: bool | None = None,
+    policy_frequency: int | None = None,
     summary: str = "",
 ) -> AgentSpec:
     """Register an agent under ``name`` (``--algo name``, or ``--algo module:name`` from outside ace_rl).
 
+    ``settings`` is the dataclass of its hyperparameters (OffPolicySettings or a dataclass extending it) and
+    ``defaults`` its own defaults on top of that class's; ``warmup_updates`` and ``policy_frequency`` are two such
+    defaults, kept as keywords for agents registered before ``defaults`` existed.
     Registering a name again from the same module (a reload) replaces it; taking another module's name is refused.
     """
     if not name or ":" in name or not name.replace("-", "_").replace(".", "_").isidentifier():
         raise ValueError(f"agent name {name!r}: use letters, digits, '-', '_' (no ':')")
+    if not (isinstance(settings, type) and issubclass(settings, OffPolicySettings)):
+        raise ValueError(f"agent {name!r}: settings must be OffPolicySettings or a dataclass extending it")
+    own_defaults = dict(defaults or {})
+    for keyword, value in (("warmup_updates", warmup_updates), ("policy_frequency", policy_frequency)):
+        if value is not None:
+            own_defaults[keyword] = value
+    known = {field.name for field in dataclasses.fields(settings)}
+    if set(own_defaults) - known:
+        raise ValueError(f"agent {name!r}: {settings.__name__} has no settings {sorted(set(own_defaults) - known)}")
     # The module whose code calls register_agent: --algo MODULE:NAME finds NAME only among MODULE's agents.
     module = sys._getframe(1).f_globals.get("__name__") or getattr(make, "__module__", "") or ""
     existing = _REGISTRY.get(name)
@@ -158,8 +178,8 @@ def register_agent(
         make_policy,
         causal=causal,
         resets=resets,
-        warmup_updates=warmup_updates,
-        policy_frequency=policy_frequency,
+        settings=settings,
+        defaults=own_defaults,
         summary=summary,
         module=module,
     )
@@ -260,7 +280,8 @@ def _make_ace(
 ) -> Agent:
     from ace_rl.ace import ACE
 
-    return ACE(obs_dim, action_dim, low, high, config, device, compile_losses=config.compile, seed=config.seed)
+    settings = ACESettings.of(config)
+    return ACE(obs_dim, action_dim, low, high, settings, device, compile_losses=config.compile, seed=config.seed)
 
 
 def _make_td3(
@@ -268,7 +289,7 @@ def _make_td3(
 ) -> Agent:
     from ace_rl.td3 import TD3
 
-    return TD3(obs_dim, action_dim, low, high, config, device, seed=config.seed)
+    return TD3(obs_dim, action_dim, low, high, TD3Settings.of(config), device, seed=config.seed)
 
 
 def _gaussian_policy(
@@ -293,20 +314,15 @@ register_agent(
     _gaussian_policy,
     causal=True,
     resets=True,
+    settings=ACESettings,
     summary="causally weighted entropy and dormancy-guided resets",
 )
-# The SAC baseline is ACE's own code never handed a causal fit (all-ones weights), without resets, and on SAC's
-# own schedule: the reference SAC (Haarnoja et al. 2018) and Stable-Baselines3 update the actor, the temperature
-# and the target critic with every critic update. ACE's official code does so on every 2nd update, which at
-# 50,000 steps left this SAC behind Stable-Baselines3's on HalfCheetah-v5 (docs/benchmarks.md).
 register_agent(
     "sac",
     _make_ace,
     _gaussian_policy,
-    policy_frequency=1,
+    settings=ACESettings,
+    defaults=SAC_DEFAULTS,
     summary="SAC: ACE's code with all-ones weights, no reset, the actor updated with every critic update",
 )
-# The reference TD3 trains only once its policy acts: thousands of updates on the random start steps alone
-# saturate the deterministic actor at the action bounds (Hopper-v5: 85-100% of actions within 1% of a bound;
-# benchmarks/td3_warmup.py).
-register_agent("td3", _make_td3, _deterministic_policy, warmup_updates=False, summary="TD3 (Fujimoto et al. 2018)")
+register_agent("td3", _make_td3, _deterministic_policy, settings=TD3Settings, summary="TD3 (Fujimoto et al. 2018)")

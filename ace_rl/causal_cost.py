@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from ace_rl.agents import agent_spec
 from ace_rl.causal import estimate_directlingam_seconds
-from ace_rl.config import CausalMethod, TrainConfig
+from ace_rl.config import TrainConfig
+from ace_rl.hyperparameters import CausalMethod
 from ace_rl.networks import update_flops
 
 # The bare ACE update on 2 CPU cores (PyTorch 2.13 CPU, 2 threads, the default fused-Adam path; HalfCheetah-v5,

@@ -1,7 +1,11 @@
-"""Training configuration: one dataclass, two presets, and the checks that turn bad input into clear errors.
+"""Training configuration: a run's settings, the agent's hyperparameters, and the checks that turn bad input into
+clear errors.
 
-The dataclass defaults are the paper preset. `preset_config` starts from a preset (and from the
-algorithm, which decides the default reset) and applies the settings given explicitly on top.
+`RunSettings` (task, seed, budget, evaluation, checkpoints, logging, execution) belongs to the run; each agent's
+hyperparameters belong to the agent (`ace_rl.hyperparameters`, registered with it in `ace_rl.agents`).
+`TrainConfig` is both together, flat, as the command line takes them and config.json holds them. Whatever way it
+is built (``TrainConfig(algo="sac", preset="small")``, `preset_config`, the command line, `compose`), a setting
+left unset takes the preset's and the agent's default, so that the same choices give the same run.
 """
 
 from __future__ import annotations
@@ -11,32 +15,31 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import tyro
 
-from ace_rl.errors import AceRlError
+from ace_rl.agents import AgentSpec, UnknownAgentError, agent_spec
+from ace_rl.errors import ConfigError
 from ace_rl.extras import install_hint, missing_modules
+from ace_rl.hyperparameters import (
+    CAUSAL_METHODS,
+    CAUSAL_TARGETS,
+    LOG_PROB_CORRECTIONS,
+    PRESETS,
+    RESET_KINDS,
+    UNSET,
+    ACESettings,
+    OffPolicySettings,
+    Preset,
+    TD3Settings,
+    fill_unset,
+    preset_table,
+)
 from ace_rl.trust import CodeTrust
 
-Preset = Literal["paper", "small"]
-ResetKind = Literal["none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset"]
-CausalMethod = Literal["auto", "sink", "directlingam", "none"]
-CausalTarget = Literal["reward", "reward-interaction"]
 Reward = Literal["dense", "sparse"]
-LogProbCorrection = Literal["exact", "official"]
-
-ALGOS: tuple[str, ...] = ("ace", "sac", "td3")  # the built-in agents (ace_rl.agents registers more)
-PRESETS: tuple[str, ...] = ("paper", "small")
-RESET_KINDS: tuple[str, ...] = ("none", "reset", "causal_reset", "dormant_reset", "causal_dormant_reset")
-CAUSAL_METHODS: tuple[str, ...] = ("auto", "sink", "directlingam", "none")
-CAUSAL_TARGETS: tuple[str, ...] = ("reward", "reward-interaction")  # ace_rl.causal.TARGETS
-REWARDS: tuple[str, ...] = ("dense", "sparse")
-LOG_PROB_CORRECTIONS: tuple[str, ...] = ("exact", "official")
-
-
-class ConfigError(AceRlError, ValueError):
-    """A setting is invalid; the message names the setting and what is accepted."""
+REWARDS: tuple[str, ...] = get_args(Reward)
 
 
 def _json_object(arguments: list[str]) -> dict[str, Any]:
@@ -60,13 +63,21 @@ JsonObject = Annotated[
 
 
 @dataclass
-class TrainConfig:
-    """Train ACE (or the SAC baseline) on a Gymnasium task.
+class AgentChoice:
+    """Which agent trains, and which preset gives the defaults of everything left unset."""
 
-    --preset sets the defaults shown here: `paper` is the official code's configuration (3 x 1024 networks,
-    batch 512); `small` is sized for a CPU (3 x 256, batch 256, intervals scaled so that a 50,000-step run
-    sees several causal fits and at least one reset). Options given explicitly override the preset.
-    """
+    algo: str = "ace"
+    """ace: causal weights and resets; sac: the same code with all-ones weights and no reset; td3: TD3
+    (Fujimoto et al. 2018) with the same network sizes; module:name: an agent that a module registers on import
+    (ace_rl.agents.register_agent)."""
+    preset: Preset = "paper"
+    """Defaults for every setting below that is left unset."""
+
+
+@dataclass
+class RunSettings:
+    """A run's own settings: the task, the seed, the budget, evaluation, checkpoints, logging and where and how it
+    executes; nothing an agent reads."""
 
     env: str = "Hopper-v5"
     """Task id: a Gymnasium id (Hopper-v5, Humanoid-v5, AdroitHandDoor-v1, ...), dmc:DOMAIN-TASK, metaworld:TASK
@@ -81,79 +92,9 @@ class TrainConfig:
     seed: int = 0
     """Seeds the run's own generators (the agent's, the replay buffer's, the environments': each seeded once);
     Python's, NumPy's and PyTorch's global ones too, for agents of other modules."""
-    algo: str = "ace"
-    """ace: causal weights and resets; sac: the same code with all-ones weights and no reset; td3: TD3
-    (Fujimoto et al. 2018) with the same network sizes; module:name: an agent that a module registers on import
-    (ace_rl.agents.register_agent)."""
-    preset: Preset = "paper"
-    """Defaults for every setting below that is left unset."""
-
-    total_steps: int = 1_000_000
+    total_steps: int = UNSET
     """Environment steps to train for (paper: 1,000,000; small: 100,000)."""
-    hidden_size: int = 1024
-    """Width of each of the 3 hidden layers (paper: 1024; small: 256)."""
-    batch_size: int = 512
-    """Transitions per update (paper: 512; small: 256)."""
-    start_steps: int = 10_000
-    """Environment steps taken with uniformly random actions before the policy acts (paper: 10,000; small: 5,000)."""
-    warmup_updates: bool = True
-    """Update during the start steps, from the first full batch on (ace, sac: as the official ACE code); td3 waits
-    for the policy's first step (as the reference TD3 and Stable-Baselines3), since thousands of updates on random
-    data alone drive its deterministic actor to the action bounds."""
-    buffer_size: int = 1_000_000
-    """Replay capacity in transitions (paper: 1,000,000; small: 1,000,000)."""
-    causal_interval: int = 10_000
-    """Refit the causal weights every this many environment steps (paper: 10,000; small: 5,000)."""
-    causal_samples: int = 10_000
-    """Fit on the latest this many transitions (paper: 10,000; small: 5,000)."""
-    causal_method: CausalMethod = "auto"
-    """directlingam: lingam.DirectLiNGAM, the official code's estimator; sink: adaptive lasso of the reward on all
-    states and actions (fast; DirectLiNGAM's reward row only where DirectLiNGAM orders the reward last); auto:
-    directlingam where its fits are estimated at most 1 % of training time (from the task's size and the preset:
-    up to 14 variables at small and 33 at paper), else sink, chosen when a run starts
-    and recorded in config.json; none: no fit, the weights stay 1 (the uniform-weights ablation of ACE; resets as
-    configured)."""
-    causal_method_reason: tyro.conf.Suppress[str | None] = None
-    """Why the run uses its causal method: `given`, or `auto: ...` with the estimated cost (written by a new run
-    into config.json; not an option)."""
-    causal_target: CausalTarget = "reward"
-    """What the causal weights measure. reward (the official ACE): the linear direct effect b of each action on the
-    immediate reward given the state, weights n * softmax(b). reward-interaction: the effect of each action on the
-    immediate reward in units of the reward's spread, with quadratic and state-dependent terms, weights
-    n * softmax(effect / 0.1) (docs/algorithm.md, "Causal targets"); it fits its own regression, so
-    --causal-method only switches fits off (none)."""
-    causal_time_limit: float | None = None
-    """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
-    reset: ResetKind = "reset"
-    """Reset variant (ace: reset; sac: none). dormant_* variants only reset dormant neurons; causal_* take the
-    reset factor from the spread of the causal weights instead of the dormancy ratio."""
-    reset_interval: int = 100_000
-    """Updates between resets (paper: 100,000; small: 20,000)."""
-    reset_start: int = 5_000
-    """No reset before this many updates (paper: 5,000; small: 5,000)."""
-    dormancy_threshold: float = 0.05
-    """A neuron is gradient-dormant when its gradient norm is below this fraction of its layer's mean."""
-    learning_rate: float = 3e-4
-    """Adam learning rate of the policy, the critics and the temperature."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Target-network smoothing coefficient."""
-    policy_frequency: int = 2
-    """Actor, temperature and target-network updates happen every this many critic updates (the agent's default:
-    ace and td3 2, as the official ACE code and the reference TD3; sac 1, as the reference SAC)."""
-    updates_per_step: int = 1
-    """Gradient updates per environment step."""
-    policy_noise: float = 0.2
-    """td3: std of the target policy smoothing noise, as a fraction of the action's half-range."""
-    noise_clip: float = 0.5
-    """td3: the smoothing noise is clipped to +- this fraction of the action's half-range."""
-    exploration_noise: float = 0.1
-    """td3: std of the Gaussian exploration noise added when acting, as a fraction of the half-range."""
-    log_prob_correction: LogProbCorrection = "exact"
-    """Tanh correction of the policy's log-probability: exact, or official: log(scale * (1 - tanh(u)^2) + 1e-6) as
-    the official ACE code, which stops at 13.8 nats per dimension once tanh saturates (docs/algorithm.md)."""
-    eval_every: int = 10_000
+    eval_every: int = UNSET
     """Evaluate every this many environment steps (paper: 10,000; small: 5,000)."""
     eval_episodes: int = 10
     """Deterministic episodes per evaluation, on an environment of its own."""
@@ -197,51 +138,94 @@ class TrainConfig:
     steps and the schedule's intervals (BUDGET_SCALED_SETTINGS) itself and records F here, so that a report shows
     a smaller run as such. `ace-rl train` only records it."""
 
+    PRESET_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {"total_steps": 1_000_000, "eval_every": 10_000},
+        "small": {"total_steps": 100_000, "eval_every": 5_000},
+    }
 
-PRESET_VALUES: dict[str, dict[str, int]] = {
-    "paper": dict(
-        total_steps=1_000_000,
-        hidden_size=1024,
-        batch_size=512,
-        start_steps=10_000,
-        buffer_size=1_000_000,
-        causal_interval=10_000,
-        causal_samples=10_000,
-        reset_interval=100_000,
-        reset_start=5_000,
-        eval_every=10_000,
-    ),
-    "small": dict(
-        total_steps=100_000,
-        hidden_size=256,
-        batch_size=256,
-        start_steps=5_000,
-        buffer_size=1_000_000,
-        causal_interval=5_000,
-        causal_samples=5_000,
-        reset_interval=20_000,
-        reset_start=5_000,
-        eval_every=5_000,
-    ),
+    def __post_init__(self) -> None:
+        fill_unset(self, preset_table(type(self), "paper"))
+
+    @classmethod
+    def for_preset(cls, preset: str, **settings: Any) -> RunSettings:
+        """The run settings at ``preset``, with ``settings`` on top."""
+        return cls(**{**preset_table(cls, preset), **settings})
+
+
+# Bases in reverse order of their fields: the choice of agent and preset, the run, then the agents' settings.
+@dataclass
+class TrainConfig(TD3Settings, ACESettings, RunSettings, AgentChoice):
+    """Train ACE (or the SAC baseline) on a Gymnasium task.
+
+    --preset sets the defaults shown here: `paper` is the official code's configuration (3 x 1024 networks,
+    batch 512); `small` is sized for a CPU (3 x 256, batch 256, intervals scaled so that a 50,000-step run
+    sees several causal fits and at least one reset). Options given explicitly override the preset.
+    """
+
+    def __post_init__(self) -> None:
+        if any(getattr(self, field.name) is UNSET for field in dataclasses.fields(self)):
+            fill_unset(self, default_values(self.preset, self.algo))
+
+    @property
+    def run_settings(self) -> RunSettings:
+        """The run's own settings."""
+        return RunSettings(**{field.name: getattr(self, field.name) for field in dataclasses.fields(RunSettings)})
+
+    def agent_settings(self) -> OffPolicySettings:
+        """The hyperparameters of the agent --algo names, as the dataclass it is registered with."""
+        return _agent(self.algo).settings.of(self)
+
+
+# The settings whose defaults differ between the presets, at each preset.
+PRESET_VALUES: dict[str, dict[str, Any]] = {
+    preset: {
+        **RunSettings.PRESET_DEFAULTS[preset],
+        **OffPolicySettings.PRESET_DEFAULTS[preset],
+        **ACESettings.PRESET_DEFAULTS[preset],
+    }
+    for preset in PRESETS
 }
 
 
-def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) -> TrainConfig:
-    """The configuration of ``preset`` for ``algo`` (ace: soft resets; sac: none), overridden by ``settings``."""
+def default_values(preset: str, algo: str) -> dict[str, Any]:
+    """Every setting's default for ``algo`` at ``preset``: the run's preset defaults, the agent's own (its
+    registered settings class at the preset, with the defaults it registered), and for the settings of other
+    agents the defaults of the built-in agent that owns them."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown --preset {preset!r}; accepted: {', '.join(PRESETS)}")
     agent = _agent(algo)
+    values: dict[str, Any] = {
+        **preset_table(RunSettings, preset),
+        **preset_table(TD3Settings, preset),
+        **preset_table(ACESettings, preset),
+    }
+    values.update(dataclasses.asdict(agent.default_settings(preset)))
+    if not agent.resets:
+        values["reset"] = "none"
+    return values
+
+
+def compose(run: RunSettings, agent_settings: OffPolicySettings, algo: str, preset: str = "paper") -> TrainConfig:
+    """The configuration of a run with ``run`` settings training ``algo`` with ``agent_settings`` (an instance of
+    the settings class the agent is registered with); what the two leave out takes ``preset``'s defaults."""
+    expected = _agent(algo).settings
+    if type(agent_settings) is not expected:
+        raise ConfigError(
+            f"--algo {algo} takes its hyperparameters as {expected.__name__}, got {type(agent_settings).__name__}"
+        )
+    values = {**dataclasses.asdict(run), **dataclasses.asdict(agent_settings)}
+    return TrainConfig(algo=algo, preset=preset, **values)  # type: ignore[arg-type]  # validate() checks preset
+
+
+def preset_config(preset: str = "paper", algo: str = "ace", **settings: object) -> TrainConfig:
+    """The configuration of ``preset`` for ``algo``, overridden by ``settings``: ``TrainConfig(preset=preset,
+    algo=algo, **settings)``, with unknown settings and presets refused."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown --preset {preset!r}; accepted: {', '.join(PRESETS)}")
     unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"unknown settings {unknown}")
-    values: dict[str, Any] = {
-        **PRESET_VALUES[preset],
-        "reset": "reset" if agent.resets else "none",
-        "warmup_updates": agent.warmup_updates,
-        "policy_frequency": agent.policy_frequency,
-    }
-    values.update(settings)  # of any type: validate() checks the values
-    return TrainConfig(preset=cast(Preset, preset), algo=algo, **values)  # a preset of PRESETS, checked above
+    return TrainConfig(preset=preset, algo=algo, **settings)  # type: ignore[arg-type]  # validate() checks the values
 
 
 MAX_DISTRACTORS = 64  # --distractor-actions at most
@@ -479,10 +463,8 @@ def _wrong_type(name: str, accepted: str, value: object) -> ConfigError:
     return ConfigError(f"--{_flag(name)} must be {accepted}, got {_shown(value)}")
 
 
-def _agent(algo: object) -> Any:
+def _agent(algo: object) -> AgentSpec:
     """The registered agent --algo names (ace_rl.agents), or ConfigError."""
-    from ace_rl.agents import UnknownAgentError, agent_spec
-
     if not isinstance(algo, str):
         raise ConfigError(f"--algo must name an agent, got {algo!r}")
     try:
@@ -572,7 +554,7 @@ def equal_sac_flags(config: TrainConfig) -> str:
     """The --algo sac flags that compute what ``config`` (an ACE run of equals_sac_reason) computes: SAC's own
     --policy-frequency default (1) is not ACE's (2)."""
     flags = "--algo sac"
-    if config.policy_frequency != _agent("sac").policy_frequency:
+    if config.policy_frequency != _agent("sac").default_settings(config.preset).policy_frequency:
         flags += f" --policy-frequency {config.policy_frequency}"
     return flags
 
@@ -660,6 +642,18 @@ REQUIRED_SETTINGS = (
 )
 
 
+LEGACY_DEFAULTS: dict[str, Any] = {
+    name: value
+    for name, value in {
+        **preset_table(RunSettings, "paper"),
+        **dataclasses.asdict(RunSettings()),
+        **dataclasses.asdict(TD3Settings()),
+        **dataclasses.asdict(ACESettings()),
+    }.items()
+    if name not in REQUIRED_SETTINGS
+}
+
+
 def config_from_json_dict(values: object, source: str, trust: CodeTrust) -> TrainConfig:
     """A TrainConfig from the JSON object of a config.json (or a checkpoint); ConfigError naming ``source``
     when it is not an object, lacks settings or has unknown ones.
@@ -677,7 +671,9 @@ def config_from_json_dict(values: object, source: str, trust: CodeTrust) -> Trai
         raise ConfigError(f"{source} has unknown settings {', '.join(unknown)} (written by a newer ace-rl?)")
     trust.check("env", values["env"], source)
     trust.check("algo", values["algo"], source)
-    values = dict(values)
+    # Settings added after a run was written take the defaults they had then (the paper preset's, ACE's), given
+    # here in full so that reading a file never looks up its agent.
+    values = {**LEGACY_DEFAULTS, **values}
     values["run_dir"] = Path(values["run_dir"]) if values.get("run_dir") else None
     values["resume"] = None
     values["trust_run_code"] = False  # a file never grants itself trust

@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from ace_rl.actions import DistractorActions, action_box
+from ace_rl.config import REWARDS
 from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.mujoco_install import mujoco_install_problem
@@ -47,7 +48,6 @@ from ace_rl.suites import dkitty, dmc, meta_world, panda, robotics
 from ace_rl.trust import DMC_PREFIX, METAWORLD_PREFIX, is_standard_library
 from ace_rl.user_code import describe_error
 
-REWARDS = ("dense", "sparse")
 ACCEPTED_FORMS = (
     "a Gymnasium id such as Hopper-v5, dmc:DOMAIN-TASK such as dmc:walker-run, "
     "metaworld:TASK such as metaworld:button-press-v3, or module:EnvName-vN for an environment that a module "

@@ -17,3 +17,8 @@ class AceRlError(Exception):
     and from the built-in exception it has always been (ValueError, OSError, ...)."""
 
     exit_code: ClassVar[int] = USER_FAULT
+
+
+class ConfigError(AceRlError, ValueError):
+    """A setting is invalid; the message names the setting and what is accepted (raised by ace_rl.config, and by the
+    modules below it that check a setting, without importing the configuration)."""

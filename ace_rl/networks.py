@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ace_rl.hyperparameters import LOG_PROB_CORRECTIONS
+
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
 HIDDEN_LAYERS = 3
-LOG_PROB_CORRECTIONS = ("exact", "official")
 OFFICIAL_TANH_EPSILON = 1e-6  # the official code's guard inside log(scale * (1 - tanh(u)^2) + eps)
 
 

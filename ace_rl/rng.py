@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ace_rl.config import ConfigError
+from ace_rl.errors import ConfigError
 from ace_rl.suites.dmc import DMControlEnv
 
 

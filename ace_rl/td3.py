@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ace_rl.ace import frozen
-from ace_rl.config import TrainConfig
+from ace_rl.hyperparameters import TD3Settings
 from ace_rl.networks import DeterministicActor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
 from ace_rl.rng import agent_generators
@@ -54,7 +54,7 @@ class TD3:
         action_dim: int,
         action_low: np.ndarray,
         action_high: np.ndarray,
-        config: TrainConfig,
+        config: TD3Settings,
         device: torch.device,
         seed: int | None = None,
     ) -> None:

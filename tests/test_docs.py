@@ -352,6 +352,15 @@ def _no_check(namespace: dict[str, Any]) -> None:
     """Running to the end is the check."""
 
 
+def _parts_claims(namespace: dict[str, Any]) -> None:
+    """The composed parts are the command line's configuration with the same choices, TD3's schedule included."""
+    from ace_rl.cli import parse_train
+
+    command = ["--preset", "small", "--algo", "td3", "--env", "Walker2d-v5", "--seed", "3", "--exploration-noise", "0.2"]
+    assert namespace["config"] == parse_train(command)
+    assert (namespace["config"].warmup_updates, namespace["config"].reset) == (False, "none")
+
+
 # How to run each Python snippet of the docs, by its file and first line: what it takes as given (its
 # placeholders, or what the text before it made) and what is checked after it ran.
 SNIPPET_SETUPS: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], None], Callable[[dict[str, Any]], None]]] = {
@@ -359,6 +368,7 @@ SNIPPET_SETUPS: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], None], Ca
     ("python-api.md", "import ace_rl"): (_api_overview, _no_check),
     ("python-api.md", "make = lambda: MyReach(goal=0.3)"): (_factory_runs, _no_check),
     ("python-api.md", "import json"): (_deployment, _deployment_claims),
+    ("python-api.md", "from ace_rl.config import RunSettings, compose"): (_no_check, _parts_claims),
     ("own-algorithm.md", "from ace_rl.agents import register_agent"): (_own_agent, _own_agent_claims),
 }
 

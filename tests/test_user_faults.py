@@ -406,7 +406,7 @@ def test_an_agent_module_that_fails_to_import_names_the_users_file_and_line(
     code, stderr = command([*argv, "--traceback"], capsys)
     assert code == 2
     assert f'File "{path}", line {line}, in <module>' in stderr and "RuntimeError: no GPU here\nsecond line" in stderr
-    assert stderr.rstrip().splitlines()[-1].startswith("ace_rl.config.ConfigError: --algo crashing_agent:mine")
+    assert stderr.rstrip().splitlines()[-1].startswith("ace_rl.errors.ConfigError: --algo crashing_agent:mine")
     # A module that is not there has no line of the user's to name
     code, stderr = command(["train", *TINY, "--algo", "no_such_agent_module:mine", "--env", "Pendulum-v1"], capsys)
     assert code == 2

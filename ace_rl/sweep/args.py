@@ -11,8 +11,9 @@ from typing import Annotated
 
 import tyro
 
+from ace_rl.agents import registered_agents
 from ace_rl.argv import TRAIN_FIELDS, is_flag, is_switch, setting_of, split_flag, takes_list
-from ace_rl.config import ALGOS, EXECUTION_SETTINGS, ConfigError, TrainConfig
+from ace_rl.config import EXECUTION_SETTINGS, ConfigError, TrainConfig
 
 MAX_RUNS = 10_000  # a larger grid is refused: its specification, status table and planning grow with it
 
@@ -67,8 +68,8 @@ class SweepArgs:
     algo: Annotated[
         list[str],
         tyro.conf.arg(
-            help=f"Algorithms ({', '.join(ALGOS)}), or module:name of an agent that a module registers; "
-            f"default {TrainConfig.algo}."
+            help=f"Algorithms ({', '.join(registered_agents())}), or module:name of an agent that a module registers; "
+            f"default {TrainConfig().algo}."
         ),
     ] = field(default_factory=list)
     seed: Annotated[

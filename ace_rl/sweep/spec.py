@@ -23,7 +23,6 @@ from ace_rl.config import (
     CAUSAL_METHODS,
     EXECUTION_SETTINGS,
     RECORDED_SETTINGS,
-    CausalMethod,
     ConfigError,
     TrainConfig,
     code_trust,
@@ -32,6 +31,7 @@ from ace_rl.config import (
     to_json_dict,
     validate,
 )
+from ace_rl.hyperparameters import CausalMethod
 from ace_rl.rundir import LOCK, TEMPORARY_SUFFIX, RunDir, write_atomically
 from ace_rl.runstate import safe_name
 from ace_rl.sweep.args import (
