@@ -42,7 +42,7 @@ def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
     write_atomically(path, lambda file: torch.save(payload, cast(IO[bytes], file)))  # it needs write() only
 
 
-def load_policy(
+def read_policy_file(
     path: Path, device: torch.device | str = "cpu", trust: CodeTrust | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions.

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from ace_rl.agents import PolicyNetwork
-from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
-from ace_rl.checkpoint import load_policy as load_policy_file
+from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, read_policy_file
 from ace_rl.envs import EnvFactory, importable_factory, make_env
 from ace_rl.rundir import RunDir
 from ace_rl.trust import CodeTrust, env_module
@@ -310,5 +309,5 @@ def load_policy(
     policy loads, predicts and exports from the file alone."""
     trust = trust_run_code if isinstance(trust_run_code, CodeTrust) else CodeTrust.given(trust_run_code)
     path = resolve_policy_path(source, checkpoint)
-    actor, metadata = load_policy_file(path, device, trust)
+    actor, metadata = read_policy_file(path, device, trust)
     return Policy(actor, metadata, path, trust)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ace_rl.checkpoint import load_policy, load_training_state, save_training_state
+from ace_rl.checkpoint import load_training_state, read_policy_file, save_training_state
 from ace_rl.cli import main
 from ace_rl.config import preset_config, to_json_dict
 from ace_rl.rundir import RunDir
@@ -134,7 +134,7 @@ def test_logs_that_cannot_be_created_at_start_give_one_line_and_finish_the_wandb
 # best.pt after a resume is the one of the checkpoint's time
 # --------------------------------------------------------------------------------------------------
 def best_policy(run_dir: Path) -> tuple[int, float, dict[str, torch.Tensor]]:
-    _, payload = load_policy(RunDir(run_dir).policy("best"))
+    _, payload = read_policy_file(RunDir(run_dir).policy("best"))
     return payload["env_step"], payload["eval_return_mean"], payload["actor"]
 
 
