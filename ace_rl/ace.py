@@ -28,13 +28,13 @@ from ace_rl.config import TrainConfig
 from ace_rl.networks import Actor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
 from ace_rl.resets import (
+    blend_with_fresh,
     causal_reset_factor,
     clear_optimizer_state,
     dormancy_ratio,
     dormant_neurons,
     neuron_grad_norms,
     reset_factor,
-    soft_reset,
 )
 from ace_rl.rng import agent_generators
 
@@ -297,9 +297,9 @@ class ACE:
             critic_masks = [
                 dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers
             ]
-        soft_reset(self.actor, actor_layers, factor, actor_masks, self.generator)
-        soft_reset(self.critic, critic_layers, factor, critic_masks, self.generator)
-        soft_reset(self.critic_target, target_layers, factor, critic_masks, self.generator)
+        blend_with_fresh(self.actor, actor_layers, factor, actor_masks, self.generator)
+        blend_with_fresh(self.critic, critic_layers, factor, critic_masks, self.generator)
+        blend_with_fresh(self.critic_target, target_layers, factor, critic_masks, self.generator)
         clear_optimizer_state(self.actor_optimizer)
         clear_optimizer_state(self.critic_optimizer)
         return ResetEvent(update=self.updates, dormancy_ratio=beta, factor=factor, kind=config.reset)

@@ -84,7 +84,7 @@ def fresh_copy(
     return fresh
 
 
-def soft_reset(
+def blend_with_fresh(
     network: nn.Module,
     linear_layers: Sequence[LinearLike],
     factor: float,
