@@ -13,6 +13,7 @@ from ace_rl.config import preset_config
 from ace_rl.networks import StackedLinear, TwinCritic
 from ace_rl.replay import ReplayBuffer
 from ace_rl.resets import (
+    ResetVariant,
     blend_with_fresh,
     causal_reset_factor,
     dormancy_ratio,
@@ -205,6 +206,7 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     batch = buffer.sample(32)
     unreset = copy.deepcopy(agent)
     unreset.config = dataclasses.replace(config, reset="none")
+    unreset.reset_variant = None
     torch.manual_seed(11)
     unreset.update(batch)
     generator_at_reset = torch.get_rng_state()
@@ -268,3 +270,39 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     # Training goes on after the reset with fresh optimizer state.
     metrics = agent.update(buffer.sample(32))
     assert torch.isfinite(metrics["loss/critic"])
+
+
+# --reset's values (config.json's, so old runs read) and the two choices each makes, written out by hand.
+RESET_NAMES_BY_HAND: dict[str, tuple[str, str] | None] = {
+    "none": None,
+    "reset": ("dormancy", "all_neurons"),
+    "causal_reset": ("causal", "all_neurons"),
+    "dormant_reset": ("dormancy", "dormant_neurons"),
+    "causal_dormant_reset": ("causal", "dormant_neurons"),
+}
+
+
+@pytest.mark.parametrize("name", RESET_NAMES_BY_HAND)
+def test_reset_variant_from_its_name_and_back(name: str):
+    variant = ResetVariant.from_name(name)
+    expected = RESET_NAMES_BY_HAND[name]
+    if expected is None:
+        assert variant is None
+        return
+    assert variant is not None and (variant.factor_source, variant.scope) == expected
+    assert variant.name == name
+    assert ResetVariant(*expected).name == name  # built from its two fields, not looked up by name
+
+
+def test_every_reset_variant_has_one_name():
+    variants = [
+        ResetVariant(source, scope) for source in ("dormancy", "causal") for scope in ("all_neurons", "dormant_neurons")
+    ]
+    assert sorted(variant.name for variant in variants) == sorted(
+        name for name in RESET_NAMES_BY_HAND if name != "none"
+    )
+
+
+def test_an_unknown_reset_name_is_refused_with_the_accepted_ones():
+    with pytest.raises(ValueError, match="unknown reset 'causal'; accepted: none, reset, causal_reset"):
+        ResetVariant.from_name("causal")
