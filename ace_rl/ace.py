@@ -28,13 +28,15 @@ from ace_rl.hyperparameters import ACESettings
 from ace_rl.networks import Actor, TwinCritic, standard_normal
 from ace_rl.replay import Batch
 from ace_rl.resets import (
+    RESET_VARIANTS,
+    ResetVariant,
+    blend_with_fresh,
     causal_reset_factor,
     clear_optimizer_state,
     dormancy_ratio,
     dormant_neurons,
     neuron_grad_norms,
     reset_factor,
-    soft_reset,
 )
 from ace_rl.rng import agent_generators
 
@@ -112,6 +114,7 @@ class ACE:
         self.alpha_optimizer = adam([self.log_alpha])
         self.causal_weights = torch.ones(action_dim, device=device)
         self.updates = 0
+        self.reset_variant = ResetVariant.from_name(config.reset)
         self.last_reset: ResetEvent | None = None
         if compile_losses:
             import torch._inductor.config as inductor_config  # costs seconds at import: only when compiling
@@ -266,7 +269,11 @@ class ACE:
 
         # 3. Gradient-dormancy-guided soft reset.
         self.last_reset = None
-        if config.reset != "none" and self.updates % config.reset_interval == 0 and self.updates > config.reset_start:
+        if (
+            self.reset_variant is not None
+            and self.updates % config.reset_interval == 0
+            and self.updates > config.reset_start
+        ):
             self.last_reset = self.soft_reset()
         return metrics
 
@@ -276,13 +283,15 @@ class ACE:
         The factor kept of the old parameters is clip(1 - beta, 0.2, 0.9), beta the dormancy ratio of the
         actor's latest gradients (for causal_* variants: from the spread of the causal weights instead).
         dormant_* variants reset only the dormant neurons, of the critic judged by its latest gradients.
+        Called by hand on an agent whose run has no resets (--reset none), it resets as ``reset`` does.
         """
         config = self.config
+        variant = self.reset_variant or RESET_VARIANTS["reset"]
         actor_layers = self.actor.linear_layers()
         if any(layer.weight.grad is None for layer in actor_layers):
             return None  # no actor update yet: nothing to measure dormancy on
         beta = dormancy_ratio(actor_layers, config.dormancy_threshold)
-        if config.reset.startswith("causal"):
+        if variant.factor_source == "causal":
             factor = causal_reset_factor(self.causal_weights)
         else:
             factor = reset_factor(beta)
@@ -290,16 +299,16 @@ class ACE:
         critic_layers = self.critic.linear_layers()
         target_layers = self.critic_target.linear_layers()
         actor_masks = critic_masks = None
-        if "dormant" in config.reset:
+        if variant.scope == "dormant_neurons":
             actor_masks = [
                 dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in actor_layers
             ]
             critic_masks = [
                 dormant_neurons(neuron_grad_norms(layer), config.dormancy_threshold) for layer in critic_layers
             ]
-        soft_reset(self.actor, actor_layers, factor, actor_masks, self.generator)
-        soft_reset(self.critic, critic_layers, factor, critic_masks, self.generator)
-        soft_reset(self.critic_target, target_layers, factor, critic_masks, self.generator)
+        blend_with_fresh(self.actor, actor_layers, factor, actor_masks, self.generator)
+        blend_with_fresh(self.critic, critic_layers, factor, critic_masks, self.generator)
+        blend_with_fresh(self.critic_target, target_layers, factor, critic_masks, self.generator)
         clear_optimizer_state(self.actor_optimizer)
         clear_optimizer_state(self.critic_optimizer)
-        return ResetEvent(update=self.updates, dormancy_ratio=beta, factor=factor, kind=config.reset)
+        return ResetEvent(update=self.updates, dormancy_ratio=beta, factor=factor, kind=variant.name)

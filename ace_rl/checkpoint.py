@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ace_rl.errors import AceRlError
+from ace_rl.policy_metadata import PolicyMetadata
 from ace_rl.rundir import POLICY_NAMES, RunDir, RunDirError, write_atomically
 from ace_rl.trust import CodeTrust
 
@@ -27,24 +28,15 @@ class CheckpointError(AceRlError, ValueError):
     """A checkpoint is missing or unreadable."""
 
 
-POLICY_ENTRIES = ("obs_dim", "action_dim", "hidden_size", "action_low", "action_high", "env", "algo")
-"""What a best.pt / final.pt holds besides the weights ("actor"): the agent's registered name rebuilds the policy
-(ace_rl.agents.AgentSpec.make_policy) from the sizes and action bounds; "env" (and "env_kwargs", "reward") rebuild
-its task."""
-
-
-def save_policy(path: Path, actor: nn.Module, metadata: dict[str, Any]) -> None:
-    """Save the actor's weights with what is needed to rebuild it (``POLICY_ENTRIES``, given in ``metadata``)."""
-    missing = [name for name in POLICY_ENTRIES if name not in metadata]
-    if missing:
-        raise ValueError(f"policy metadata lacks {missing}")
-    payload = {"actor": actor.state_dict(), **metadata}
+def save_policy(path: Path, actor: nn.Module, metadata: PolicyMetadata) -> None:
+    """Save the actor's weights with what is needed to rebuild it and its task."""
+    payload = {"actor": actor.state_dict(), **metadata.to_entries()}
     write_atomically(path, lambda file: torch.save(payload, cast(IO[bytes], file)))  # it needs write() only
 
 
-def load_policy(
+def read_policy_file(
     path: Path, device: torch.device | str = "cpu", trust: CodeTrust | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[nn.Module, PolicyMetadata]:
     """The policy of a best.pt / final.pt and its metadata; its ``deterministic(obs)`` gives the actions.
 
     The policy's class comes from the agent registered under the file's "algo". A ``module:name`` agent imports
@@ -58,39 +50,43 @@ def load_policy(
     try:
         # weights_only: a file of unknown origin is never unpickled beyond tensors and plain values.
         payload = torch.load(path, map_location=device, weights_only=True)
-        missing = [name for name in POLICY_ENTRIES if name not in payload] + (
-            ["actor"] if "actor" not in payload else []
+        metadata = PolicyMetadata.from_entries(payload)
+        weights = payload["actor"]
+    except (
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as error:
+        raise _unreadable_policy_error(path, error) from None
+    trust.check("algo", metadata.algo, f"policy file {path}")
+    try:
+        actor = agent_spec(metadata.algo).make_policy(
+            metadata.obs_dim, metadata.action_dim, metadata.hidden_size, metadata.action_low, metadata.action_high
         )
-        if missing:
-            raise KeyError(missing[0])
-        if not isinstance(payload["env"], str):
-            raise KeyError("env")
-        if not isinstance(payload["algo"], str):
-            raise KeyError("algo")
-        trust.check("algo", payload["algo"], f"policy file {path}")
-        spec = agent_spec(payload["algo"])
-        actor = spec.make_policy(
-            payload["obs_dim"],
-            payload["action_dim"],
-            payload["hidden_size"],
-            torch.as_tensor(payload["action_low"], dtype=torch.float32),  # PolicyMaker's promise, whatever the file
-            torch.as_tensor(payload["action_high"], dtype=torch.float32),
-        )
-        actor.load_state_dict(payload["actor"])
+        actor.load_state_dict(weights)
     except UnknownAgentError as error:
         raise CheckpointError(f"{path}: the policy's agent cannot be rebuilt: {error}") from error
     except (RuntimeError, KeyError, TypeError, IndexError, EOFError, OSError, pickle.UnpicklingError) as error:
-        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if isinstance(error, KeyError):
-            cause = f"no {error.args[0]!r} entry"
-        if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
-            cause = "not a PyTorch checkpoint of plain tensors"
-        raise CheckpointError(
-            f"{path} is not a readable ace-rl policy checkpoint ({cause}); expected a best.pt or final.pt "
-            "written by ace-rl train"
-        ) from None
+        raise _unreadable_policy_error(path, error) from None
     actor.to(device).eval()
-    return actor, payload
+    return actor, metadata
+
+
+def _unreadable_policy_error(path: Path, error: Exception) -> CheckpointError:
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, KeyError):
+        cause = f"no {error.args[0]!r} entry"
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        cause = "not a PyTorch checkpoint of plain tensors"
+    return CheckpointError(
+        f"{path} is not a readable ace-rl policy checkpoint ({cause}); expected a best.pt or final.pt "
+        "written by ace-rl train"
+    )
 
 
 def policy_env_step(path: Path) -> int | None:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ace_rl.envs import checked_reset, checked_step, episode_steps, has_success
 
-Policy = Callable[[np.ndarray], np.ndarray]
+ActionFunction = Callable[[np.ndarray], np.ndarray]
+"""A policy as evaluation plays it: flat observation in, action out."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def episode_step_limit(env: gym.Env) -> int:
     return episode_steps(env) or EVAL_MAX_EPISODE_STEPS
 
 
-def run_episodes(policy: Policy, env: gym.Env, episodes: int, env_id: str | None = None) -> Evaluation:
+def run_episodes(policy: ActionFunction, env: gym.Env, episodes: int, env_id: str | None = None) -> Evaluation:
     """Returns (and successes) of ``episodes`` episodes, each ended by the task or by `episode_step_limit`;
     the environment continues its own random stream. A fault of the environment (an exception, a NaN reward or
     observation) is one EnvError line naming it as ``env_id`` (by default its registered id), never a NaN return."""

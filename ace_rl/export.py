@@ -25,8 +25,9 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -35,11 +36,9 @@ from ace_rl.agents import PolicyNetwork
 from ace_rl.envs import EnvFactory, seed_env
 from ace_rl.errors import AceRlError
 from ace_rl.extras import install_hint, missing_modules
+from ace_rl.policy_metadata import ObservationLeaf, PolicyMetadata
 from ace_rl.rundir import write_atomically
 from ace_rl.user_code import describe_error
-
-if TYPE_CHECKING:
-    from ace_rl.policy import ObservationLeaf, Policy
 
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 TOLERANCE = 1e-5
@@ -51,6 +50,43 @@ TORCHSCRIPT_METADATA = "ace_rl.json"  # the extra file of a TorchScript export t
 
 class ExportError(AceRlError, ValueError):
     """The policy cannot be exported: an unknown format, a missing extra, or an export that does not match."""
+
+
+class ExportablePolicy(Protocol):
+    """What an export reads of a policy: ace_rl.policy.Policy, which calls the export (so this module does not
+    import it)."""
+
+    actor: nn.Module
+    metadata: PolicyMetadata
+
+    @property
+    def env_id(self) -> str: ...
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]: ...
+
+    @property
+    def observation_size(self) -> int: ...
+
+    @property
+    def observation_leaves(self) -> list[ObservationLeaf] | None: ...
+
+    @property
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+    @property
+    def action_low(self) -> np.ndarray: ...
+
+    @property
+    def action_high(self) -> np.ndarray: ...
+
+    def env_is_allowed(self) -> bool: ...
+
+    def make_env(
+        self, render_mode: str | None = None, env_id: str | None = None, factory: EnvFactory | None = None
+    ) -> gym.Env: ...
+
+    def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +117,7 @@ class GraphInput:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
-def graph_inputs(policy: Policy, flat: bool = False) -> list[GraphInput]:
+def graph_inputs(policy: ExportablePolicy, flat: bool = False) -> list[GraphInput]:
     """The inputs of ``policy``'s exported graph: one per Dict leaf it reads, or one flat vector (``flat``, a Box
     observation, or a policy file written before ace-rl recorded the Dict's layout)."""
     leaves: list[ObservationLeaf] | None = policy.observation_leaves
@@ -106,7 +142,7 @@ class DeterministicAction(nn.Module):
         return cast(PolicyNetwork, self.actor).deterministic(flat)
 
 
-def metadata(policy: Policy, inputs: list[GraphInput]) -> dict[str, str]:
+def metadata(policy: ExportablePolicy, inputs: list[GraphInput]) -> dict[str, str]:
     """What a deployer needs to know of the file, as strings (ONNX metadata_props; JSON where not a plain string)."""
     from ace_rl import __version__
 
@@ -114,7 +150,7 @@ def metadata(policy: Policy, inputs: list[GraphInput]) -> dict[str, str]:
         "ace_rl_version": __version__,
         "env": policy.env_id,
         "env_kwargs": json.dumps(policy.env_kwargs),
-        "algo": str(policy.metadata.get("algo", "")),
+        "algo": policy.metadata.algo,
         "action_low": json.dumps(policy.action_low.tolist()),
         "action_high": json.dumps(policy.action_high.tolist()),
         "observation_keys": json.dumps([graph_input.name for graph_input in inputs]),
@@ -142,7 +178,7 @@ def split_observations(flat: np.ndarray, inputs: list[GraphInput]) -> dict[str, 
 
 
 def sample_observations(
-    policy: Policy, count: int, seed: int = 0, factory: EnvFactory | None = None
+    policy: ExportablePolicy, count: int, seed: int = 0, factory: EnvFactory | None = None
 ) -> tuple[np.ndarray, str]:
     """``count`` observations for the check, and where they come from: the policy's environment (or ``factory``'s),
     visited by the policy with every other action random (so that the check covers more than the policy's own path);
@@ -155,7 +191,7 @@ def sample_observations(
     return environment_observations(policy, count, seed), "of the run's environment"
 
 
-def drawn_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
+def drawn_observations(policy: ExportablePolicy, count: int, seed: int = 0) -> np.ndarray:
     """``count`` observations drawn from the policy file's observation space: uniform within finite bounds, standard
     normal around zero (or beyond the one finite bound) where a bound is infinite, as MuJoCo's are; standard normal
     everywhere for a policy file that predates recording the bounds."""
@@ -176,7 +212,7 @@ def drawn_observations(policy: Policy, count: int, seed: int = 0) -> np.ndarray:
 
 
 def environment_observations(
-    policy: Policy, count: int, seed: int = 0, factory: EnvFactory | None = None
+    policy: ExportablePolicy, count: int, seed: int = 0, factory: EnvFactory | None = None
 ) -> np.ndarray:
     """``count`` observations of the policy's own environment, or ``factory``'s (see sample_observations)."""
     env = policy.make_env(factory=factory)
@@ -269,7 +305,7 @@ def check_format(format: str) -> None:
 
 
 def export_policy(
-    policy: Policy,
+    policy: ExportablePolicy,
     out: Path,
     format: str = "onnx",
     observations: int = 1000,

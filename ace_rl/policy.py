@@ -9,9 +9,8 @@ environment returns them (one, or a batch; Dict observations included) to action
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -19,35 +18,18 @@ import torch
 from torch import nn
 
 from ace_rl.agents import PolicyNetwork
-from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError
-from ace_rl.checkpoint import load_policy as load_policy_file
+from ace_rl.checkpoint import CHECKPOINT_NAMES, CheckpointError, read_policy_file
 from ace_rl.envs import EnvFactory, importable_factory, make_env
+from ace_rl.export import ExportReport, export_policy
+from ace_rl.policy_metadata import ObservationLeaf, PolicyMetadata
 from ace_rl.rundir import RunDir
 from ace_rl.trust import CodeTrust, env_module
-
-if TYPE_CHECKING:
-    from ace_rl.export import ExportReport
-
-
-@dataclass(frozen=True)
-class ObservationLeaf:
-    """One leaf of a Dict observation, as the environment returns it and training flattens it."""
-
-    keys: tuple[str, ...]
-    size: int
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def name(self) -> str:
-        """The leaf's key path, as an exported file names its input: ``observation``, ``sensors/joints``."""
-        return "/".join(self.keys)
 
 
 class Policy:
     """The deterministic (or, for Gaussian policies, sampled) action of a trained actor, on numpy arrays."""
 
-    def __init__(self, actor: nn.Module, metadata: dict[str, Any], path: Path, trust: CodeTrust | None = None) -> None:
+    def __init__(self, actor: nn.Module, metadata: PolicyMetadata, path: Path, trust: CodeTrust | None = None) -> None:
         """``trust``: which modules the file's environment id may import when the environment is built
         (ace_rl.trust); predicting and exporting never build it unless it can be built as allowed."""
         self.actor = actor.eval()
@@ -58,56 +40,42 @@ class Policy:
 
     @property
     def env_id(self) -> str:
-        return str(self.metadata["env"])
+        return self.metadata.env
 
     @property
     def env_kwargs(self) -> dict[str, Any]:
-        return dict(self.metadata.get("env_kwargs") or {})
+        return dict(self.metadata.env_kwargs)
 
     @property
     def distractor_actions(self) -> int:
         """The last this many action dimensions are distractors the environment ignores (--distractor-actions)."""
-        return int(self.metadata.get("distractor_actions", 0))
+        return self.metadata.distractor_actions
 
     @property
     def observation_size(self) -> int:
-        return int(self.metadata["obs_dim"])
+        return self.metadata.obs_dim
 
     @property
     def observation_layout(self) -> list[tuple[tuple[str, ...], int]] | None:
         """The leaves of a Dict observation in the order training flattened them, as (key path, size); None for
         a flat observation, or a policy file written before ace-rl recorded it."""
-        layout = self.metadata.get("observation_layout")
-        if not isinstance(layout, list):
-            return None
-        return [(tuple(str(key) for key in leaf["keys"]), int(leaf["size"])) for leaf in layout]
+        leaves = self.metadata.observation_layout
+        return None if leaves is None else [(leaf.keys, leaf.size) for leaf in leaves]
 
     @property
     def observation_leaves(self) -> list[ObservationLeaf] | None:
         """`observation_layout` with each leaf's shape and dtype as the environment returns it (a policy file written
         before they were recorded: a vector of float32)."""
-        layout = self.metadata.get("observation_layout")
-        if not isinstance(layout, list):
-            return None
-        return [
-            ObservationLeaf(
-                tuple(str(key) for key in leaf["keys"]),
-                int(leaf["size"]),
-                tuple(int(length) for length in leaf.get("shape", [leaf["size"]])),
-                np.dtype(leaf.get("dtype", "float32")),
-            )
-            for leaf in layout
-        ]
+        leaves = self.metadata.observation_layout
+        return None if leaves is None else list(leaves)
 
     @property
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The flat observation space's low and high as training saw it; None for an older policy file."""
-        if "observation_low" not in self.metadata or "observation_high" not in self.metadata:
+        low, high = self.metadata.observation_low, self.metadata.observation_high
+        if low is None or high is None:
             return None
-        return (
-            np.asarray(self.metadata["observation_low"], dtype=np.float64),
-            np.asarray(self.metadata["observation_high"], dtype=np.float64),
-        )
+        return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
 
     def env_is_allowed(self) -> bool:
         """Whether the policy's own environment may be built: its id imports no module, or one that is trusted; and
@@ -119,11 +87,11 @@ class Policy:
 
     @property
     def action_low(self) -> np.ndarray:
-        return np.asarray(self.metadata["action_low"], dtype=np.float32)
+        return np.asarray(self.metadata.action_low, dtype=np.float32)
 
     @property
     def action_high(self) -> np.ndarray:
-        return np.asarray(self.metadata["action_high"], dtype=np.float32)
+        return np.asarray(self.metadata.action_high, dtype=np.float32)
 
     def make_env(
         self, render_mode: str | None = None, env_id: str | None = None, factory: EnvFactory | None = None
@@ -142,7 +110,7 @@ class Policy:
             check_video_support(env_id or self.env_id)
         return make_env(
             env_id or self.env_id,
-            reward=self.metadata.get("reward", "dense"),
+            reward=self.metadata.reward,
             render_mode=render_mode,
             env_kwargs=self.env_kwargs,
             factory=factory,
@@ -184,7 +152,7 @@ class Policy:
             elif sample_action is not None:
                 actions = sample_action(obs)
             else:
-                raise ValueError(f"the {self.metadata.get('algo', '')} policy is deterministic; use deterministic=True")
+                raise ValueError(f"the {self.metadata.algo} policy is deterministic; use deterministic=True")
         result = actions.numpy()
         return result[0] if single else result
 
@@ -224,12 +192,10 @@ class Policy:
         A Dict observation's policy takes one input per leaf it reads, named as the key (``flat``: one flat vector
         instead). ``env``: a factory of the task whose observations check the file (the one the policy was trained
         with, when it cannot be imported); by default the policy's own task, when it may be built."""
-        from ace_rl.export import export_policy
-
         return export_policy(self, Path(out), format, observations, flat=flat, env=env)
 
     def __repr__(self) -> str:
-        return f"Policy({self.metadata.get('algo', '?')} on {self.env_id}, from {self.path})"
+        return f"Policy({self.metadata.algo} on {self.env_id}, from {self.path})"
 
 
 def _as_floats(values: Any) -> np.ndarray:
@@ -310,5 +276,5 @@ def load_policy(
     policy loads, predicts and exports from the file alone."""
     trust = trust_run_code if isinstance(trust_run_code, CodeTrust) else CodeTrust.given(trust_run_code)
     path = resolve_policy_path(source, checkpoint)
-    actor, metadata = load_policy_file(path, device, trust)
+    actor, metadata = read_policy_file(path, device, trust)
     return Policy(actor, metadata, path, trust)

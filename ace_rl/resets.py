@@ -11,6 +11,8 @@ import copy
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,6 +23,44 @@ LinearLike = nn.Linear | StackedLinear
 
 MIN_RESET_FACTOR = 0.2
 MAX_RESET_FACTOR = 0.9
+
+FactorSource = Literal["dormancy", "causal"]
+"""Where a reset's factor comes from: the actor's gradient dormancy (`reset_factor`) or the spread of the causal
+weights (`causal_reset_factor`)."""
+ResetScope = Literal["all_neurons", "dormant_neurons"]
+"""Which neurons a reset blends with fresh ones: all of them, or only the gradient-dormant ones."""
+
+
+@dataclass(frozen=True)
+class ResetVariant:
+    """A soft reset variant (``--reset``) as its two independent choices."""
+
+    factor_source: FactorSource
+    scope: ResetScope
+
+    @staticmethod
+    def from_name(name: str) -> ResetVariant | None:
+        """The variant of a ``--reset`` value as config.json stores it; None for ``none`` (no resets)."""
+        if name == NO_RESET:
+            return None
+        if name not in RESET_VARIANTS:
+            raise ValueError(f"unknown reset {name!r}; accepted: {', '.join([NO_RESET, *RESET_VARIANTS])}")
+        return RESET_VARIANTS[name]
+
+    @property
+    def name(self) -> str:
+        """The ``--reset`` value of this variant, as config.json and resets.csv write it."""
+        return next(name for name, variant in RESET_VARIANTS.items() if variant == self)
+
+
+NO_RESET = "none"
+RESET_VARIANTS: dict[str, ResetVariant] = {
+    "reset": ResetVariant("dormancy", "all_neurons"),
+    "causal_reset": ResetVariant("causal", "all_neurons"),
+    "dormant_reset": ResetVariant("dormancy", "dormant_neurons"),
+    "causal_dormant_reset": ResetVariant("causal", "dormant_neurons"),
+}
+"""Every ``--reset`` value but ``none``, and its variant; the names stay those of config.json (old runs read)."""
 
 
 def neuron_grad_norms(layer: LinearLike) -> torch.Tensor:
@@ -84,7 +124,7 @@ def fresh_copy(
     return fresh
 
 
-def soft_reset(
+def blend_with_fresh(
     network: nn.Module,
     linear_layers: Sequence[LinearLike],
     factor: float,

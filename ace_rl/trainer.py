@@ -72,6 +72,7 @@ from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train'
     NonFiniteError,
     finite_parameters_or_raise,
 )
+from ace_rl.policy_metadata import PolicyMetadata
 from ace_rl.replay import ReplayBuffer, allocated_bytes
 from ace_rl.rng import (
     capture_env_rng,
@@ -399,7 +400,9 @@ class Trainer:
         save_policy(
             RunDir(self.run_dir).policy(name),
             actor,
-            {**self.checkpoint_metadata, "env_step": env_step, "eval_return_mean": eval_return},
+            PolicyMetadata.from_entries(
+                {**self.checkpoint_metadata, "env_step": env_step, "eval_return_mean": eval_return}
+            ),
         )
 
     # ----------------------------------------------------------------------------------------------

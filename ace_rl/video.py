@@ -40,7 +40,7 @@ import numpy as np
 
 from ace_rl.envs import EnvFactory, episode_steps, make_env, seed_env
 from ace_rl.errors import AceRlError
-from ace_rl.evaluation import Policy, run_episodes
+from ace_rl.evaluation import ActionFunction, run_episodes
 from ace_rl.extras import install_hint, missing_modules
 from ace_rl.rundir import TEMPORARY_SUFFIX, RunDir, RunDirError
 from ace_rl.suites import panda
@@ -362,7 +362,7 @@ class FrameRecorder(gym.Wrapper):
 
 
 def record_episodes(
-    policy: Policy, env_id: str, reward: str, seed: int, episodes: int, path: Path, fps: float | None = None
+    policy: ActionFunction, env_id: str, reward: str, seed: int, episodes: int, path: Path, fps: float | None = None
 ) -> Path:
     """Run ``policy`` for ``episodes`` episodes on a fresh environment seeded with ``seed`` and write them, one
     after the other, to the MP4 file ``path`` (at the environment's real-time rate unless ``fps`` is given)."""
@@ -475,7 +475,7 @@ class TrainingVideo:
         self.env = make_render_env(env_id, reward, env_kwargs, factory, distractor_actions)
         self.fps = frames_per_second(self.env)
 
-    def record(self, policy: Policy, env_step: int, tensorboard: Any = None) -> VideoClip:
+    def record(self, policy: ActionFunction, env_step: int, tensorboard: Any = None) -> VideoClip:
         """Record one episode of ``policy`` into ``RUN/videos/step-XXXXXXXX.mp4``; with a SummaryWriter, also
         into TensorBoard under ``eval/video`` at ``env_step``."""
         path = self.run_dir.training_video(env_step)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from ace_rl.checkpoint import load_policy
+from ace_rl.checkpoint import read_policy_file
 from ace_rl.config import preset_config
 from ace_rl.envs import (
     EnvError,
@@ -422,7 +422,7 @@ def test_metaworld_trains_on_the_sparse_reward_and_reports_success(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     # The same checkpoint played here, the success read from the task's info.
-    actor, _ = load_policy(RunDir(tmp_path / "metaworld").policy("best"))
+    actor, _ = read_policy_file(RunDir(tmp_path / "metaworld").policy("best"))
 
     def policy(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -13,12 +13,13 @@ from ace_rl.config import preset_config
 from ace_rl.networks import StackedLinear, TwinCritic
 from ace_rl.replay import ReplayBuffer
 from ace_rl.resets import (
+    ResetVariant,
+    blend_with_fresh,
     causal_reset_factor,
     dormancy_ratio,
     dormant_neurons,
     neuron_grad_norms,
     reset_factor,
-    soft_reset,
 )
 
 
@@ -86,7 +87,7 @@ def test_soft_reset_keeps_the_share_factor_of_the_old_parameters(factor: float):
     network = small_network()
     old = copy.deepcopy(network.state_dict())
     torch.manual_seed(7)
-    soft_reset(network, [network[0], network[2]], factor=factor)
+    blend_with_fresh(network, [network[0], network[2]], factor=factor)
     torch.manual_seed(7)
     fresh = {"0.weight": orthogonal_like((6, 4)), "2.weight": orthogonal_like((6, 6))}
     for name, value in network.state_dict().items():
@@ -97,7 +98,7 @@ def test_soft_reset_keeps_the_share_factor_of_the_old_parameters(factor: float):
 
 def test_soft_reset_with_factor_zero_gives_a_fresh_orthogonal_network():
     network = small_network()
-    soft_reset(network, [network[0], network[2]], factor=0.0)
+    blend_with_fresh(network, [network[0], network[2]], factor=0.0)
     square = network[2].weight
     torch.testing.assert_close(square @ square.T, torch.eye(6), atol=1e-5, rtol=0)
     wide = network[0].weight  # 6 x 4: orthonormal columns
@@ -113,7 +114,7 @@ def test_dormant_soft_reset_only_touches_dormant_neurons_and_their_biases():
     before = copy.deepcopy(network)
     masks = [torch.tensor([[True, False, False, False, False, True]]), torch.zeros(1, 6, dtype=torch.bool)]
     torch.manual_seed(3)
-    soft_reset(network, [network[0], network[2]], factor=0.3, dormant_masks=masks)
+    blend_with_fresh(network, [network[0], network[2]], factor=0.3, dormant_masks=masks)
     torch.manual_seed(3)
     fresh_weight = orthogonal_like((6, 4))  # phi of the first layer (the second layer's draw comes after it)
     rows = masks[0][0]
@@ -138,7 +139,7 @@ def test_dormant_soft_reset_of_stacked_layers_resets_masked_columns_of_each_memb
         torch.tensor([[True], [False]]),  # the output neuron of Q1 only
     ]
     torch.manual_seed(9)
-    soft_reset(critic, critic.linear_layers(), factor=0.25, dormant_masks=masks)
+    blend_with_fresh(critic, critic.linear_layers(), factor=0.25, dormant_masks=masks)
     torch.manual_seed(9)
     for index, (layer, old, mask) in enumerate(zip(critic.linear_layers(), before.linear_layers(), masks)):
         for member in range(2):
@@ -205,6 +206,7 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     batch = buffer.sample(32)
     unreset = copy.deepcopy(agent)
     unreset.config = dataclasses.replace(config, reset="none")
+    unreset.reset_variant = None
     torch.manual_seed(11)
     unreset.update(batch)
     generator_at_reset = torch.get_rng_state()
@@ -268,3 +270,39 @@ def test_agent_reset_clears_optimizer_state_and_reports_the_factor(kind):
     # Training goes on after the reset with fresh optimizer state.
     metrics = agent.update(buffer.sample(32))
     assert torch.isfinite(metrics["loss/critic"])
+
+
+# --reset's values (config.json's, so old runs read) and the two choices each makes, written out by hand.
+RESET_NAMES_BY_HAND: dict[str, tuple[str, str] | None] = {
+    "none": None,
+    "reset": ("dormancy", "all_neurons"),
+    "causal_reset": ("causal", "all_neurons"),
+    "dormant_reset": ("dormancy", "dormant_neurons"),
+    "causal_dormant_reset": ("causal", "dormant_neurons"),
+}
+
+
+@pytest.mark.parametrize("name", RESET_NAMES_BY_HAND)
+def test_reset_variant_from_its_name_and_back(name: str):
+    variant = ResetVariant.from_name(name)
+    expected = RESET_NAMES_BY_HAND[name]
+    if expected is None:
+        assert variant is None
+        return
+    assert variant is not None and (variant.factor_source, variant.scope) == expected
+    assert variant.name == name
+    assert ResetVariant(*expected).name == name  # built from its two fields, not looked up by name
+
+
+def test_every_reset_variant_has_one_name():
+    variants = [
+        ResetVariant(source, scope) for source in ("dormancy", "causal") for scope in ("all_neurons", "dormant_neurons")
+    ]
+    assert sorted(variant.name for variant in variants) == sorted(
+        name for name in RESET_NAMES_BY_HAND if name != "none"
+    )
+
+
+def test_an_unknown_reset_name_is_refused_with_the_accepted_ones():
+    with pytest.raises(ValueError, match="unknown reset 'causal'; accepted: none, reset, causal_reset"):
+        ResetVariant.from_name("causal")

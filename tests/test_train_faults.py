@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ace_rl.checkpoint import load_policy, load_training_state, save_training_state
+from ace_rl.checkpoint import load_training_state, read_policy_file, save_training_state
 from ace_rl.cli import main
 from ace_rl.config import preset_config, to_json_dict
 from ace_rl.rundir import RunDir
@@ -134,8 +134,9 @@ def test_logs_that_cannot_be_created_at_start_give_one_line_and_finish_the_wandb
 # best.pt after a resume is the one of the checkpoint's time
 # --------------------------------------------------------------------------------------------------
 def best_policy(run_dir: Path) -> tuple[int, float, dict[str, torch.Tensor]]:
-    _, payload = load_policy(RunDir(run_dir).policy("best"))
-    return payload["env_step"], payload["eval_return_mean"], payload["actor"]
+    actor, metadata = read_policy_file(RunDir(run_dir).policy("best"))
+    assert metadata.env_step is not None and metadata.eval_return_mean is not None
+    return metadata.env_step, metadata.eval_return_mean, actor.state_dict()
 
 
 def best_step(run_dir: Path) -> int:

@@ -39,7 +39,7 @@ from ace_rl.report.analysis import (
 from ace_rl.report.figures import CAUSAL_SIZE, DPI, LEGEND_LINE, PANEL_SIZE, learning_curves_layout, write_figures
 from ace_rl.report.libraries import EXTRA, ReportError, libraries
 from ace_rl.report.output import staged_output
-from ace_rl.report.runs import Group, Run, collect_runs, group_runs, load_run, run_label, swept_options
+from ace_rl.report.runs import Group, RunRecord, collect_runs, group_runs, load_run, run_label, swept_options
 from ace_rl.report.stats import Aligned, Curve, Estimate, align, iqm_curve, iqm_estimate, run_auc, run_best, run_final
 from ace_rl.report.summary import summary_markdown, summary_rows, write_curves, write_summary
 
@@ -70,7 +70,7 @@ __all__ = [
     "Improvement",
     "Report",
     "ReportError",
-    "Run",
+    "RunRecord",
     "TaskResult",
     "align",
     "analyse_aggregate",

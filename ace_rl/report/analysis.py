@@ -17,7 +17,7 @@ from ace_rl.report.paper import PlanReference, plan_reference
 from ace_rl.report.runs import (
     ALGO_ORDER,
     Group,
-    Run,
+    RunRecord,
     collect_runs,
     duplicate_seeds_note,
     fits_causal_weights,
@@ -53,7 +53,7 @@ class GroupResult:
     group: Group
     aligned: Aligned
     curve: Curve
-    compared: list[Run]
+    compared: list[RunRecord]
     """The group's runs that reach the task's comparison step (all of them, unless runs cover disjoint steps)."""
     finals: np.ndarray
     """Each compared run's score at the task's comparison step, raw units, in seed order."""
@@ -62,7 +62,7 @@ class GroupResult:
     final_normalised: Estimate | None
     auc: Estimate | None
     best: Estimate | None
-    causal_runs: list[Run] = field(default_factory=list)
+    causal_runs: list[RunRecord] = field(default_factory=list)
     """The runs whose causal weights the group's causal-weight figure draws; empty: the group has no such figure."""
     causal_note: str | None = None
     """Why a group whose runs fit causal weights has no causal-weight figure."""
@@ -115,7 +115,7 @@ class AggregateResult:
 @dataclass
 class Report:
     inputs: list[Path]
-    runs: list[Run]
+    runs: list[RunRecord]
     tasks: list[TaskResult]
     aggregate: AggregateResult | None
     notes: list[str]
@@ -131,7 +131,7 @@ class Report:
 # ------------------------------------------------------------------------------------------------ per task
 
 
-def comparison_step(runs: Sequence[Run]) -> tuple[float, list[Run]]:
+def comparison_step(runs: Sequence[RunRecord]) -> tuple[float, list[RunRecord]]:
     """The env step at which a task's runs are compared, and the runs that reach it: the last step that every
     run reached; where runs cover disjoint stretches of env steps, the latest step that the most runs cover."""
     steps = np.unique(np.concatenate([run.eval_steps for run in runs]))
@@ -140,7 +140,9 @@ def comparison_step(runs: Sequence[Run]) -> tuple[float, list[Run]]:
     return step, [run for run in runs if run.eval_steps[0] <= step <= run.eval_steps[-1]]
 
 
-def _coverage_notes(name: str, runs: Sequence[Run], compared: Sequence[Run], start: float, end: float) -> list[str]:
+def _coverage_notes(
+    name: str, runs: Sequence[RunRecord], compared: Sequence[RunRecord], start: float, end: float
+) -> list[str]:
     """What the task's final scores, AUCs and bests leave out, and which runs are unfinished."""
     notes = []
     left_out = [run for run in runs if run not in compared]
@@ -195,7 +197,7 @@ def _alignment_notes(name: str, group: Group, aligned: Aligned) -> list[str]:
     return notes
 
 
-def causal_figure_runs(task: str, group: Group) -> tuple[list[Run], str | None]:
+def causal_figure_runs(task: str, group: Group) -> tuple[list[RunRecord], str | None]:
     """The runs whose causal weights the group's causal-weight figure draws (none: no figure), and, where a
     figure is missing that the group's algorithm would have, a note saying why."""
     fitted = [run for run in group.runs if len(run.causal_steps) and run.causal_weights.shape[1]]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ace_rl.report.runs import Run, task_name
+from ace_rl.report.runs import RunRecord, task_name
 
 SWEEP_SPEC = "sweep.json"  # ace_rl.sweep.spec.SPEC_FILE; the report does not import the sweep (Ray's side)
 
@@ -45,7 +45,7 @@ class PlanReference:
         return list(dict.fromkeys(task.domain for task in self.tasks))
 
 
-def plan_reference(runs: Sequence[Run]) -> PlanReference | None:
+def plan_reference(runs: Sequence[RunRecord]) -> PlanReference | None:
     """The plan(s) of the sweeps that hold ``runs`` (their sweep.json beside the run directories), merged in the
     order found; None when no run comes from a plan's sweep. A sweep.json that cannot be read is passed over."""
     plans: dict[Path, dict[str, Any]] = {}

@@ -45,7 +45,7 @@ _TRAIN_FIELDS = frozenset(TrainConfig.__dataclass_fields__)
 
 
 @dataclass(eq=False)
-class Run:
+class RunRecord:
     """One run directory's configuration and the logged values a report uses (equal only to itself)."""
 
     path: Path
@@ -187,7 +187,7 @@ def _setting_defaults() -> dict[str, Any]:
     return json.loads(_defaults_json())
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path) -> RunRecord:
     """Read one run directory; ReportError naming the file when config.json or a CSV cannot be read."""
     run_dir = RunDir(path)
     try:
@@ -227,7 +227,7 @@ def load_run(path: Path) -> Run:
         reset_steps = resets.steps()
         dormancy_ratios = resets.numbers("dormancy_ratio")
     actions = read_actions_file(run_dir.actions)
-    return Run(
+    return RunRecord(
         path,
         config,
         eval_steps,
@@ -241,7 +241,7 @@ def load_run(path: Path) -> Run:
     )
 
 
-def run_equals_sac(run: Run) -> bool:
+def run_equals_sac(run: RunRecord) -> bool:
     """Whether an ACE run's settings allowed no causal fit and no reset (config.equals_sac_reason)."""
     settings = {name: value for name, value in run.config.items() if name in _TRAIN_FIELDS}
     try:
@@ -266,7 +266,7 @@ def fits_causal_weights(config: Mapping[str, Any]) -> bool:
 class Collected:
     """The runs a report reads, and what it says about the directories it left out."""
 
-    runs: list[Run]
+    runs: list[RunRecord]
     notes: list[str]
     warnings: list[str]
     """The notes the command also prints."""
@@ -360,9 +360,9 @@ class Group:
 
     task: str
     label: str
-    runs: list[Run]
+    runs: list[RunRecord]
     """One run per seed."""
-    duplicates: list[Run] = field(default_factory=list)
+    duplicates: list[RunRecord] = field(default_factory=list)
     """Runs left out because another run of the group has their seed (one seed is one sample, however many
     directories hold it: a sweep may have made identical runs that differ only in a logging option)."""
 
@@ -375,7 +375,7 @@ class Group:
         return [run.seed for run in self.runs]
 
 
-def swept_options(runs: Sequence[Run]) -> dict[str, list[str]]:
+def swept_options(runs: Sequence[RunRecord]) -> dict[str, list[str]]:
     """Per algorithm, the options that differ between its runs on one task (other than NOT_GROUPED ones), in
     config order. The same options label the algorithm's runs on every task, so labels match across tasks."""
     configs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -392,7 +392,7 @@ def swept_options(runs: Sequence[Run]) -> dict[str, list[str]]:
     return {algo: [name for name in order if name in names] for algo, names in swept.items()}
 
 
-def run_label(run: Run, options: Sequence[str]) -> str:
+def run_label(run: RunRecord, options: Sequence[str]) -> str:
     """``algo`` followed by ``option=value`` for each swept option; where the preset is swept, options left at
     their preset's value are not repeated."""
     preset_values = PRESET_VALUES.get(str(run.config.get("preset")), {}) if "preset" in options else {}
@@ -405,10 +405,10 @@ def run_label(run: Run, options: Sequence[str]) -> str:
     return " ".join(parts)
 
 
-def one_run_per_seed(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+def one_run_per_seed(runs: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
     """The runs in seed order keeping one per seed (the one that reached the furthest env step; on a tie, the
     first by path), and the runs left out."""
-    kept: dict[int, Run] = {}
+    kept: dict[int, RunRecord] = {}
     duplicates = []
     for run in sorted(runs, key=lambda r: (r.seed, -r.eval_steps[-1], str(r.path))):
         if run.seed in kept:
@@ -418,10 +418,10 @@ def one_run_per_seed(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
     return list(kept.values()), duplicates
 
 
-def group_runs(runs: Sequence[Run]) -> list[Group]:
+def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
     """Groups by task and label, tasks in name order, then ACE, SAC, TD3 and other algorithms."""
     options = swept_options(runs)
-    cells: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    cells: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         cells[(run.task, run_label(run, options.get(run.algo, [])))].append(run)
     groups = [Group(task, label, *one_run_per_seed(cell)) for (task, label), cell in cells.items()]
