@@ -356,7 +356,7 @@ def _parts_claims(namespace: dict[str, Any]) -> None:
     """The composed parts are the command line's configuration with the same choices, TD3's schedule included."""
     from ace_rl.cli import parse_train
 
-    command = ["--preset", "small", "--algo", "td3", "--env", "Walker2d-v5", "--seed", "3", "--exploration-noise", "0.2"]
+    command = "--preset small --algo td3 --env Walker2d-v5 --seed 3 --exploration-noise 0.2".split()
     assert namespace["config"] == parse_train(command)
     assert (namespace["config"].warmup_updates, namespace["config"].reset) == (False, "none")
 

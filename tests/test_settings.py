@@ -192,3 +192,14 @@ def test_the_python_parts_write_the_config_json_the_command_line_writes(tmp_path
         "sac": (1, "none"),
         "td3": (2, "none"),
     }[algo]
+
+
+def test_the_reset_choice_and_the_reset_variants_name_the_same_resets():
+    """--reset's one list of choices (the ResetKind literal) and the variants ACE acts on agree, both ways."""
+    from ace_rl.hyperparameters import RESET_KINDS
+    from ace_rl.resets import NO_RESET, RESET_VARIANTS, ResetVariant
+
+    assert sorted(RESET_KINDS) == sorted([NO_RESET, *RESET_VARIANTS])
+    for name in RESET_KINDS:
+        variant = ResetVariant.from_name(name)
+        assert (variant is None) == (name == "none") and (variant is None or variant.name == name)
