@@ -378,12 +378,12 @@ class Trainer:
 
     def _load_user_callbacks(self, states: dict[str, dict[str, Any]]) -> None:
         """Each user callback continues from its state in the checkpoint (one found under its key); a state whose
-        callback was not given again is left out, said in one line."""
+        callback was not given again is left out, said in one line (where it held anything)."""
         keys = callback_keys(self.user_callbacks)
         for key, callback in zip(keys, self.user_callbacks):
             if key in states:
                 callback.load_state_dict(states[key])
-        for key in sorted(set(states) - set(keys)):
+        for key in sorted(key for key in set(states) - set(keys) if states[key]):
             print(
                 f"ace-rl: note: the checkpoint holds the state of callback {key}, which was not given again; "
                 "continuing without it",
