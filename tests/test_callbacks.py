@@ -124,7 +124,7 @@ def test_a_callback_stops_a_run_early_through_the_python_api(tmp_path: Path, cap
     assert run.policy("final").metadata["env_step"] == 300
     assert run_state(run.run_dir).phase is RunPhase.DONE  # finished, as at its total
     assert run_state(run.run_dir, total_steps=800).phase is RunPhase.RESUMABLE
-    with pytest.raises(ConfigError, match="stopped early at env step 300 .*it is finished: pass a --total-steps"):
+    with pytest.raises(ConfigError, match=r"stopped early at env step 300 .*it is finished: pass a --total-steps"):
         ace_rl.resume(run.run_dir)
     # With a larger budget and without the callback the run goes on from the step it stopped at.
     resumed = ace_rl.resume(run.run_dir, total_steps=400)
@@ -154,7 +154,9 @@ def cli_options(settings: dict) -> list[str]:
     options: list[str] = []
     for name, value in settings.items():
         flag = "--" + name.replace("_", "-")
-        options += [flag] if value is True else ["--no-" + name.replace("_", "-")] if value is False else [flag, str(value)]
+        options += (
+            [flag] if value is True else ["--no-" + name.replace("_", "-")] if value is False else [flag, str(value)]
+        )
     return options
 
 

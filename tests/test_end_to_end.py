@@ -211,7 +211,9 @@ def test_sac_fits_no_causal_model_and_never_resets(tmp_path: Path):
 
 @pytest.mark.parametrize("reset", ["causal_reset", "dormant_reset", "causal_dormant_reset"])
 def test_every_reset_variant_trains(tmp_path: Path, reset):
-    run_dir = run_training(preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS))
+    run_dir = run_training(
+        preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS)
+    )
     resets = read_csv(run_dir / "resets.csv")
     # Updates start with 32 transitions stored (env step 32 makes update 1); every 200 updates after update 100.
     assert [(int(row["update"]), int(row["env_step"]), row["kind"]) for row in resets] == [

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from ace_rl.callbacks import TrainingContext
+from ace_rl.checkpoint import PolicyFiles
 from ace_rl.config import preset_config
 from ace_rl.envs import make_env, seed_env
 from ace_rl.logger import RunLogger
-from ace_rl.callbacks import TrainingContext
-from ace_rl.checkpoint import PolicyFiles
 from ace_rl.loop_parts import BestPolicy, CheckpointSchedule, LossLog, NonFiniteError, PolicyEvaluator
 
 
