@@ -505,8 +505,9 @@ class Trainer:
         episode_over = terminated or truncated
         if episode_over:
             self.end_episode(terminated)
-        # At the run's last step a stop waits for finish(), which writes final.pt and the last checkpoint.
-        if self.stop_signal is not None and self.env_step < config.total_steps:
+        # At the run's last step, or where a callback asked to stop, a stop waits for finish(), which writes final.pt
+        # and the last checkpoint.
+        if self.stop_signal is not None and self.context.stop_request is None and self.env_step < config.total_steps:
             self.save_state(mid_episode=not episode_over)
             raise TrainingStopped(
                 f"stopped by {self.stop_signal} at env step {self.env_step}; checkpoint {self.last_state_path}; "
@@ -557,7 +558,7 @@ class Trainer:
         refused before final.pt is written. A run a callback stopped records that first (ace_rl.runstate
         .StopRecord), so that with its final.pt and last checkpoint it is done, as at its total."""
         check_loadable({"agent": self.agent.state_dict()})
-        stop = self.context.stop_request
+        stop = self.context.stop_request if self.env_step < self.config.total_steps else None
         if stop is not None:
             write_stop_record(
                 self.run_dir, StopRecord(self.env_step, self.config.total_steps, stop.callback, stop.reason)
