@@ -207,7 +207,9 @@ class Callback:
         """After a training episode ended (before the environment is reset)."""
 
     def on_checkpoint(self, context: TrainingContext, path: Path) -> None:
-        """After the full-state checkpoint ``path`` was written (it holds this callback's `state_dict`)."""
+        """After the full-state checkpoint ``path`` was written (it holds this callback's `state_dict` from before this
+        call). A run resumed from ``path`` calls it again, after ``on_training_start``, so that the callback's state
+        continues exactly; an effect outside that state (a file written, an upload) may then happen twice."""
 
     def on_training_end(self, context: TrainingContext) -> None:
         """After the run reached its total or was stopped by a callback (final.pt and the last checkpoint

@@ -314,6 +314,7 @@ class Trainer:
             if resume_state["mid_episode"]:
                 self.replay.end_episode()  # the interrupted episode ends here, as if truncated
             self.reset_pending = True
+        self.resumed = resume_state is not None
         continues = resume_state is not None or restart
         wandb = None
         if config.wandb_project is not None:
@@ -472,6 +473,10 @@ class Trainer:
         )
         try:
             self._call("on_training_start")
+            if self.resumed and self.last_state_path is not None:
+                # The checkpoint holds the callbacks' states from before its own on_checkpoint call: made again here,
+                # so that they continue as in the uninterrupted run.
+                self._call("on_checkpoint", self.last_state_path)
             while self.env_step < config.total_steps and self.context.stop_request is None:
                 try:
                     self.step()
