@@ -6,6 +6,7 @@
     policy = ace_rl.load_policy(run.run_dir)        # a run directory (its best.pt) or a policy file
     action = policy.predict(observation)            # numpy in, numpy out, in the environment's units
     ace_rl.resume(run.run_dir)                      # continue an interrupted run
+    ace_rl.train(config, callbacks=[EarlyStopping(threshold=-200)])   # hooks into the loop (ace_rl.callbacks)
     ace_rl.evaluate(policy, episodes=10, seed=0)    # mean and std of the returns (and the success rate)
     policy.export("reach.onnx")                     # ONNX or TorchScript, checked against predict
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 
 from ace_rl.actions import DistractorActions
+from ace_rl.callbacks import Callback, check_callbacks
 from ace_rl.config import (
     RECORDED_SETTINGS,
     RESUMABLE_SETTINGS,
@@ -46,7 +48,7 @@ from ace_rl.envs import EnvFactory, factory_path, seed_env
 from ace_rl.evaluation import Evaluation, run_episodes
 from ace_rl.policy import Policy, load_policy
 from ace_rl.rundir import RunDir
-from ace_rl.runstate import TrainingStopped
+from ace_rl.runstate import StopRecord, TrainingStopped, read_stop_record
 from ace_rl.trust import CodeTrust
 
 if TYPE_CHECKING:
@@ -67,6 +69,11 @@ class Run:
                 {name: float(value) if value != "" else None for name, value in row.items()}
                 for row in csv.DictReader(file)
             ]
+
+    @property
+    def stopped_early(self) -> StopRecord | None:
+        """Where a callback stopped the run before its total (which callback, why); None where none did."""
+        return read_stop_record(self.run_dir)
 
     def policy(self, checkpoint: str = "best") -> Policy:
         """The policy of the best evaluation (``best``) or of the end of training (``final``); the modules of the
@@ -100,6 +107,7 @@ def train(
     env: str | EnvFactory | None = None,
     preset: str = "paper",
     algo: str = "ace",
+    callbacks: list[Callback] | None = None,
     **settings: Any,
 ) -> Run:
     """Train and return the run: from a TrainConfig, or from settings as keywords on top of ``preset`` and ``algo``.
@@ -112,8 +120,13 @@ def train(
     ``ace-rl train --resume DIR ...`` builds it): it continues there if every setting but those `resume` may change
     (and ``run_dir``) equals the run's config.json. With keywords, ``resume=DIR`` is `resume` with the other
     keywords. A stop by SIGINT or SIGTERM raises `TrainingStopped` once its checkpoint is written.
+
+    ``callbacks``: instances of ace_rl.callbacks.Callback, called by the loop after its own parts (early stopping,
+    extra logging, ...); their state is saved in the run's checkpoints, and a resume continues it when they are
+    given again (`resume`'s ``callbacks``).
     """
     factory = _factory(env)
+    user_callbacks = check_callbacks(callbacks)
     if config is not None:
         if settings or env is not None:
             raise TypeError("give either a TrainConfig or settings as keywords, not both")
@@ -122,19 +135,26 @@ def train(
         config = _with_paths(config)
         if config.resume is not None:
             settings = _resumed_settings(config)
-            return _train(resume_config(config.resume, trust_run_code=config.trust_run_code, **settings), factory)
+            return _train(
+                resume_config(config.resume, trust_run_code=config.trust_run_code, **settings), factory, user_callbacks
+            )
     else:
         if settings.get("resume") is not None:
             run_dir, trust_run_code = settings.pop("resume"), settings.pop("trust_run_code", False)
-            return resume(run_dir, env=env, trust_run_code=trust_run_code, **settings)
+            return resume(run_dir, env=env, trust_run_code=trust_run_code, callbacks=user_callbacks, **settings)
         if env is not None:
             settings["env"] = factory_path(factory) if factory is not None else env
         config = _with_paths(preset_config(preset, algo, **settings))
-    return _train(config, factory)
+    return _train(config, factory, user_callbacks)
 
 
 def resume(
-    run_dir: str | Path, *, env: str | EnvFactory | None = None, trust_run_code: bool = False, **settings: Any
+    run_dir: str | Path,
+    *,
+    env: str | EnvFactory | None = None,
+    trust_run_code: bool = False,
+    callbacks: list[Callback] | None = None,
+    **settings: Any,
 ) -> Run:
     """Continue the run in ``run_dir`` from its latest intact checkpoint (from zero when it has none yet).
 
@@ -143,11 +163,16 @@ def resume(
     ``config.json`` is data: a ``module:NAME`` environment or agent it names is imported only when given again
     (``env="my_mod:Env-v0"``, ``algo=...``), with ``trust_run_code=True``, or when its module is listed in
     ACE_RL_TRUSTED_MODULES (ace_rl.trust).
+
+    ``callbacks``: the run's callbacks, given again (the run directory names none); each continues from its state
+    in the checkpoint. A callback whose state the checkpoint holds but that is not given is left out (one line
+    says so). A run a callback stopped early is finished unless ``total_steps`` changes (ace_rl.runstate).
     """
     factory = _factory(env)
+    user_callbacks = check_callbacks(callbacks)
     if isinstance(env, str):  # the run's task id, given again
         settings["env"] = env
-    return _train(resume_config(run_dir, trust_run_code=trust_run_code, **settings), factory)
+    return _train(resume_config(run_dir, trust_run_code=trust_run_code, **settings), factory, user_callbacks)
 
 
 def resume_config(run_dir: str | Path, *, trust_run_code: bool = False, **settings: Any) -> TrainConfig:
@@ -180,11 +205,11 @@ def _resumed_settings(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _train(config: TrainConfig, factory: EnvFactory | None) -> Run:
+def _train(config: TrainConfig, factory: EnvFactory | None, callbacks: list[Callback]) -> Run:
     """Run the training loop on a checked configuration (a new run, or ``config.resume`` continued)."""
-    from ace_rl.trainer import train as train_run  # the loop, its logs and PyTorch: loaded when a run trains
+    from ace_rl.trainer import run_training  # the loop, its logs and PyTorch: loaded when a run trains
 
-    run_dir = train_run(config, env_factory=factory)
+    run_dir = run_training(config, env_factory=factory, callbacks=callbacks)
     return Run(run_dir, load_run_config(run_dir, code_trust(config)))
 
 

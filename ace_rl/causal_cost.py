@@ -13,7 +13,7 @@ with ``n_variables`` = observation values + action dimensions (distractors inclu
 the update reached on 2 CPU cores (``MEASURED_UPDATES``). The time of the environment steps is left out, so the
 share is, if anything, overestimated. On a GPU the updates are faster and the true share is larger.
 
-The choice is made once, when a new run starts (`ace_rl.trainer.train`); config.json records the method chosen
+The choice is made once, when a new run starts (`ace_rl.trainer.run_training`); config.json records the method chosen
 and why (``causal_method_reason``), and a resumed run keeps what it recorded.
 """
 

@@ -10,8 +10,9 @@ import hashlib
 import pickle
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypedDict, cast
 
 import torch
 from torch import nn
@@ -32,6 +33,97 @@ def save_policy(path: Path, actor: nn.Module, metadata: PolicyMetadata) -> None:
     """Save the actor's weights with what is needed to rebuild it and its task."""
     payload = {"actor": actor.state_dict(), **metadata.to_entries()}
     write_atomically(path, lambda file: torch.save(payload, cast(IO[bytes], file)))  # it needs write() only
+
+
+@dataclass(frozen=True)
+class PolicyFiles:
+    """Where a run's best.pt and final.pt go, and the metadata each holds besides the weights and their step."""
+
+    run_dir: Path
+    metadata: dict[str, Any]
+
+    def write(self, name: str, actor: nn.Module, env_step: int, eval_return: float | None) -> None:
+        """RUN/checkpoints/NAME.pt: ``actor``'s weights, the metadata, ``env_step`` and ``eval_return``."""
+        save_policy(
+            RunDir(self.run_dir).policy(name),
+            actor,
+            PolicyMetadata.from_entries({**self.metadata, "env_step": env_step, "eval_return_mean": eval_return}),
+        )
+
+
+class KeptBestPolicy(TypedDict):
+    """What best.pt holds, as a full-state checkpoint keeps it (so that a resumed run can restore best.pt)."""
+
+    actor: dict[str, torch.Tensor]
+    env_step: int
+    eval_return_mean: float
+
+
+@dataclass(frozen=True)
+class BestPolicyRecovery:
+    """best.pt as of a checkpoint: the best policy and return the resumed run continues with, whether best.pt must
+    be written again from ``kept``, and what changed (a line for the log), if anything."""
+
+    kept: KeptBestPolicy | None
+    best_return: float
+    rewrite: bool = False
+    note: str | None = None
+
+
+def recover_best_policy(
+    path: Path, kept: KeptBestPolicy | None, best_return: float, checkpoint_keeps_best: bool
+) -> BestPolicyRecovery:
+    """After loading a checkpoint whose best policy is ``kept`` and best return ``best_return``: what makes best.pt
+    (``path``) the best policy as of that checkpoint, the one an uninterrupted run has at that env step (a process
+    killed after the checkpoint may have written a newer one, whose return the resumed run does not know). A
+    best.pt written after a checkpoint that has no best policy yet is removed here; a rewrite is left to the caller,
+    which writes it with the run's metadata.
+
+    A checkpoint from before best.pt's content was kept in it (``checkpoint_keeps_best`` False) cannot restore it:
+    its best.pt, if readable, stays, and its return becomes the run's best return, so that only a better policy
+    replaces it."""
+    try:
+        # Read, not built into an actor: building one would draw from the random state just restored.
+        stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced like a missing one
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("actor"), dict):
+        stored = None
+    if not checkpoint_keeps_best:
+        if stored is None or stored.get("eval_return_mean") is None:
+            return BestPolicyRecovery(kept, best_return)
+        found = KeptBestPolicy(
+            actor=stored["actor"],
+            env_step=int(stored.get("env_step", 0)),
+            eval_return_mean=float(stored["eval_return_mean"]),
+        )
+        if found["eval_return_mean"] <= best_return:
+            return BestPolicyRecovery(found, best_return)
+        return BestPolicyRecovery(
+            found,
+            found["eval_return_mean"],
+            note=f"kept {path.name} of env step {found['env_step']}, written after the checkpoint (which predates "
+            f"keeping the best policy in checkpoints); its return {found['eval_return_mean']:.6g} is the run's best",
+        )
+    if kept is None:
+        if not path.exists():
+            return BestPolicyRecovery(kept, best_return)
+        path.unlink(missing_ok=True)
+        return BestPolicyRecovery(
+            kept,
+            best_return,
+            note=f"removed {path.name}: it was written after the checkpoint, which has no best policy yet",
+        )
+    best_step, best_mean = kept["env_step"], kept["eval_return_mean"]
+    if stored is not None and (stored.get("env_step"), stored.get("eval_return_mean")) == (best_step, best_mean):
+        return BestPolicyRecovery(kept, best_return)
+    replaced = "" if stored is None else f" in place of the one of env step {stored.get('env_step')}"
+    return BestPolicyRecovery(
+        kept,
+        best_return,
+        rewrite=True,
+        note=f"restored {path.name} to the best policy as of the checkpoint (env step {best_step}){replaced}",
+    )
 
 
 def read_policy_file(
@@ -105,6 +197,35 @@ def policy_env_step(path: Path) -> int | None:
 KEEP_STATES = 3
 
 
+class _TrainingStateEntries(TypedDict):
+    format: int
+    config: dict[str, Any]
+    """The run's configuration (ace_rl.config.to_json_dict), compared with config.json on resume."""
+    env_step: int
+    episode: int
+    mid_episode: bool
+    """Written mid-episode (a stop by a signal): the resumed run starts a new episode there."""
+    best_return: float
+    last_eval_return: float | None
+    next_checkpoint: int
+    elapsed_seconds: float
+    agent: dict[str, Any]
+    replay: dict[str, Any]
+    rng: dict[str, Any]
+    env_rng: dict[str, Any]
+    eval_env_rng: dict[str, Any]
+
+
+class TrainingState(_TrainingStateEntries, total=False):
+    """The full training state a state-*.pt holds (ace_rl.trainer.Trainer.state_dict). The entries below may be
+    missing from a checkpoint written by an older ace-rl: without ``best_policy`` best.pt is kept as found
+    (`recover_best_policy`); without ``callbacks`` every callback starts afresh."""
+
+    best_policy: KeptBestPolicy | None
+    callbacks: dict[str, dict[str, Any]]
+    """Each user callback's state_dict, keyed by its ace_rl.callbacks.callback_keys key."""
+
+
 def state_path(run_dir: Path, env_step: int) -> Path:
     return RunDir(run_dir).state(env_step)
 
@@ -168,7 +289,7 @@ def check_loadable(state: dict[str, Any]) -> None:
             )
 
 
-def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], keep: int = KEEP_STATES) -> Path:
+def save_training_state(run_dir: Path, env_step: int, state: TrainingState, keep: int = KEEP_STATES) -> Path:
     """Write a full-state checkpoint safely and keep only the latest ``keep`` of them; CheckpointError, before
     anything is written, for a state that torch.load(weights_only=True) would refuse (check_loadable).
 
@@ -176,7 +297,7 @@ def save_training_state(run_dir: Path, env_step: int, state: dict[str, Any], kee
     (the same way) beside it, so that a truncated or altered file is recognised when it is read back. If
     either write fails, neither file is left behind and the older checkpoints are untouched.
     """
-    check_loadable(state)
+    check_loadable(cast(dict[str, Any], state))
     path = state_path(run_dir, env_step)
     digest = hashlib.sha256()
     write_atomically(path, lambda file: torch.save(state, cast(IO[bytes], _HashingWriter(file, digest))))
@@ -206,7 +327,7 @@ class _HashingWriter:
         self.file.flush()
 
 
-def load_training_state(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
+def load_training_state(run_dir: Path) -> tuple[TrainingState, Path, list[str]]:
     """The newest intact full-state checkpoint of a run, its path, and why any newer ones were skipped."""
     candidates = list(reversed(RunDir(run_dir).states()))
     if not candidates:
@@ -220,7 +341,7 @@ def load_training_state(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]
             except Exception as error:  # noqa: BLE001 - any unreadable file is skipped the same way
                 problem = f"unreadable ({type(error).__name__})"
             else:
-                return state, path, skipped
+                return cast(TrainingState, state), path, skipped
         skipped.append(f"{path.name}: {problem}")
     raise CheckpointError(f"no intact checkpoint in {run_dir / 'checkpoints'}: " + "; ".join(skipped))
 

@@ -7,13 +7,14 @@ benchmarks/startup.py)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
@@ -21,6 +22,9 @@ from ace_rl.argv import TRAIN_FIELDS, flag_value, given_settings
 from ace_rl.config import PRESETS, ConfigError, TrainConfig, load_run_config, preset_config
 from ace_rl.errors import AceRlError
 from ace_rl.trust import CodeTrust
+
+if TYPE_CHECKING:
+    from ace_rl.callbacks import Callback
 
 USAGE = """usage: ace-rl {train,eval,envs,export,sweep,report} [OPTIONS]
 
@@ -34,6 +38,7 @@ commands:
   sweep     run a grid of training runs (tasks x algorithms x seeds ...) on Ray; --status DIR shows its table
   report    judge runs and sweeps with rliable (IQM, 95% CIs, profiles) and plot ACE's causal weights and resets
 
+`ace-rl train --callback module:name` (repeatable) adds your own callback to the training loop.
 `ace-rl COMMAND --help` lists the options of a command. An error is one line (exit status 2: your input or code,
 1: a fault of the run); --traceback (or ACE_RL_TRACEBACK=1) prints its whole traceback instead."""
 
@@ -124,6 +129,34 @@ def _peek(argv: Sequence[str], flag: str, accepted: Sequence[str] | None, defaul
     return default  # an unknown value is reported by the parser
 
 
+CALLBACK_FLAG = "--callback"
+TRAIN_DESCRIPTION = (
+    inspect.cleandoc(TrainConfig.__doc__ or "")
+    + "\n\n--callback module:name (repeatable, `ace-rl train` only): a callback of your own in the training loop "
+    "(ace_rl.callbacks): name is a Callback subclass or a function returning a Callback, called with no arguments. "
+    "The module is imported because you named it here; the run directory does not record it, so give it again "
+    "with --resume to continue it."
+)
+
+
+def split_callbacks(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The values of ``--callback`` (as `--callback V` or `--callback=V`, in order), and the other arguments."""
+    specs: list[str] = []
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == CALLBACK_FLAG:
+            value = next(args, None)
+            if value is None or value.startswith("-"):
+                raise ConfigError("--callback needs a value: module:name (a Callback subclass or a factory)")
+            specs.append(value)
+        elif arg.startswith(CALLBACK_FLAG + "="):
+            specs.append(arg.removeprefix(CALLBACK_FLAG + "="))
+        else:
+            rest.append(arg)
+    return specs, rest
+
+
 def parse_train(argv: Sequence[str]) -> TrainConfig:
     """The configuration `ace-rl train` runs: the options on top of the preset, or, with `--resume DIR`, on top of
     the run's config.json, checked by ace_rl.api.resume_config (the one check of options given with a resume)."""
@@ -133,13 +166,15 @@ def parse_train(argv: Sequence[str]) -> TrainConfig:
 
         # Only the options given count; the defaults shown by --help are the run's own.
         default = _stored_config(argv, Path(resume)) if {"-h", "--help"} & set(argv) else TrainConfig()
-        parsed = tyro.cli(TrainConfig, args=list(argv), default=default, prog="ace-rl train")
+        parsed = tyro.cli(
+            TrainConfig, args=list(argv), default=default, prog="ace-rl train", description=TRAIN_DESCRIPTION
+        )
         given = (given_settings(argv) & TRAIN_FIELDS.keys()) - {"resume", "trust_run_code"}
         return resume_config(
             Path(resume), trust_run_code=parsed.trust_run_code, **{name: getattr(parsed, name) for name in given}
         )
     defaults = preset_config(_peek(argv, "--preset", PRESETS, "paper"), _peek(argv, "--algo", None, "ace"))
-    return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train")
+    return tyro.cli(TrainConfig, args=list(argv), default=defaults, prog="ace-rl train", description=TRAIN_DESCRIPTION)
 
 
 def _stored_config(argv: Sequence[str], run_dir: Path) -> TrainConfig:
@@ -152,11 +187,20 @@ def _stored_config(argv: Sequence[str], run_dir: Path) -> TrainConfig:
     return load_run_config(run_dir, trust)
 
 
-def run_train(config: TrainConfig) -> None:
+def load_callbacks(specs: Sequence[str]) -> list[Callback]:
+    """The callbacks that ``--callback module:name`` options name, each imported because the user named it here."""
+    if not specs:
+        return []
+    from ace_rl.callbacks import load_callback
+
+    return [load_callback(spec) for spec in specs]
+
+
+def run_train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
     from ace_rl.api import TrainingStopped, train
 
     try:
-        run = train(config)
+        run = train(config, callbacks=list(callbacks))
     except TrainingStopped as stop:
         print(f"ace-rl: {stop}", file=sys.stderr)
         return
@@ -237,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     command, rest = argv[0], argv[1:]
     try:
         if command == "train":
-            run_train(parse_train(rest))
+            specs, rest = split_callbacks(rest)
+            config = parse_train(rest)
+            run_train(config, load_callbacks(specs))
         elif command == "eval":
             run_eval(tyro.cli(EvalArgs, args=_bare_video_flag(rest), prog="ace-rl eval"))
         elif command == "export":

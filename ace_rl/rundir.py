@@ -45,6 +45,7 @@ POLICY_NAMES: tuple[str, ...] = ("best", "final")
 STATE_PATTERN = "state-*.pt"
 TEMPORARY_SUFFIX = ".tmp"
 VIDEOS = "videos"
+STOP_RECORD = "stopped.json"
 WANDB_ID = "wandb_id.txt"
 
 
@@ -130,6 +131,11 @@ class RunDir:
     @property
     def wandb_id(self) -> Path:
         return self.path / WANDB_ID
+
+    @property
+    def stop_record(self) -> Path:
+        """Where a run stopped early by a callback says so (ace_rl.runstate.StopRecord)."""
+        return self.path / STOP_RECORD
 
     def temporary_files(self) -> list[Path]:
         """Half-written files (``*.tmp``) that a killed process may have left behind."""

@@ -8,7 +8,10 @@
                is deleted but the run's own unusable files, so what is not its output (wandb_id.txt: the same W&B
                run) is kept
     done       it reached its total_steps and wrote its final.pt: final.pt and a full-state checkpoint at total_steps
-               (written after final.pt), or final.pt alone where no checkpoint is left
+               (written after final.pt), or final.pt alone where no checkpoint is left. A run a callback stopped
+               early (ace_rl.callbacks) is done the same way at the env step it stopped at, as long as it is judged
+               against the total it was stopped under (its stopped.json, `StopRecord`); with a larger total it is
+               resumable, and continues from there
     failed     whoever ran it recorded why it failed (a sweep, in sweep_status.json) and it was not done since;
                the directory alone never says failed: a run stopped by an error resumes like any other
 
@@ -19,13 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
 from ace_rl.config import TrainConfig
-from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
+from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked, write_atomically
 
 
 class TrainingStopped(Exception):
@@ -91,6 +94,32 @@ def own_total_steps(run_dir: Path) -> int | None:
     return total if isinstance(total, int) else None
 
 
+@dataclass(frozen=True)
+class StopRecord:
+    """A run stopped early by a callback: at which env step, under which total, by which callback and why.
+    Written (as RUN/stopped.json, data only: it names no code to import) before the run's final.pt."""
+
+    env_step: int
+    total_steps: int
+    callback: str
+    reason: str
+
+
+def write_stop_record(run_dir: Path, record: StopRecord) -> None:
+    text = json.dumps(asdict(record), indent=2) + "\n"
+    write_atomically(RunDir(run_dir).stop_record, lambda file: file.write(text.encode()))
+
+
+def read_stop_record(run_dir: Path) -> StopRecord | None:
+    """The run's StopRecord; None where it has none (or an unreadable one, which then says nothing)."""
+    try:
+        data = json.loads(RunDir(run_dir).stop_record.read_text())
+        record = StopRecord(int(data["env_step"]), int(data["total_steps"]), str(data["callback"]), str(data["reason"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record
+
+
 def reached_total_steps(run_dir: Path, total_steps: int | None = None, steps: list[int] | None = None) -> bool:
     """Whether the run is done: its final.pt was written at ``total_steps`` (default: its config.json's) or later.
 
@@ -98,11 +127,16 @@ def reached_total_steps(run_dir: Path, total_steps: int | None = None, steps: li
     (ace_rl.trainer.Trainer.finish), so final.pt with a checkpoint at ``total_steps`` or later is done, and a run
     stopped between its last checkpoint and final.pt is not (`--resume` finishes it). Where no checkpoint is left at
     all (deleted to save space), final.pt alone says done, unless ``total_steps`` extends the run beyond its
-    config.json's total. ``steps``: the env steps of its checkpoints, where the caller has listed them."""
+    config.json's total. A run a callback stopped counts its stop's env step as its total, judged against the total
+    it was stopped under (`StopRecord`). ``steps``: the env steps of its checkpoints, where the caller has listed
+    them."""
     if not RunDir(run_dir).policy("final").is_file():
         return False
     steps = [step for step, _ in checkpoints(run_dir)] if steps is None else steps
     own = own_total_steps(run_dir)
+    stop = read_stop_record(run_dir)
+    if stop is not None and (total_steps if total_steps is not None else own) == stop.total_steps:
+        return not steps or max(steps) >= stop.env_step
     if steps:
         target = own if total_steps is None else total_steps
         return target is None or max(steps) >= target

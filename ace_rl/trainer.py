@@ -25,19 +25,20 @@ from typing import Any, NamedTuple, cast
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from ace_rl.actions import action_box, action_names
 from ace_rl.agents import Agent, CausallyWeighted, Resetting, agent_spec, make_agent
+from ace_rl.callbacks import Callback, FinishedEpisode, TrainingContext, callback_keys
 from ace_rl.causal import estimate_directlingam_seconds
 from ace_rl.causal_cost import AUTO, causal_method_line, causal_variables, choose_causal_method
 from ace_rl.checkpoint import (
+    PolicyFiles,
+    TrainingState,
     check_loadable,
     load_training_state,
     policy_env_step,
     remove_unusable_files,
-    save_policy,
     save_training_state,
     write_atomically,
 )
@@ -63,16 +64,20 @@ from ace_rl.envs import (
     observation_size,
     seed_env,
 )
+from ace_rl.evaluation import Evaluation
 from ace_rl.logger import RunLogger
-from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of train's API
+from ace_rl.loop_parts import (  # noqa: F401 - NonFiniteError is part of run_training's API
+    BestPolicy,
     CausalFits,
     CheckpointSchedule,
-    Evaluation,
+    EpisodeLog,
     LossLog,
     NonFiniteError,
+    PolicyEvaluator,
+    ResetLog,
+    VideoRecording,
     finite_parameters_or_raise,
 )
-from ace_rl.policy_metadata import PolicyMetadata
 from ace_rl.replay import ReplayBuffer, allocated_bytes
 from ace_rl.rng import (
     capture_env_rng,
@@ -82,8 +87,8 @@ from ace_rl.rng import (
     run_thread_count,
     seed_everything,
 )
-from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of train's API
-from ace_rl.runstate import TrainingStopped, create_run_dir, run_state
+from ace_rl.rundir import LOCK, RunDir, RunDirError, RunLock, write_actions_file  # noqa: F401 - RunDirError is part of run_training's API
+from ace_rl.runstate import StopRecord, TrainingStopped, create_run_dir, read_stop_record, run_state, write_stop_record
 from ace_rl.video import TrainingVideo, check_video_support
 from ace_rl.wandb_logger import WandbLogger, check_wandb_usable
 
@@ -212,43 +217,47 @@ def check_causal_time_limit(config: TrainConfig, n_variables: int) -> None:
 class Trainer:
     """Everything one run needs, and the state that a checkpoint captures.
 
-    `run` repeats `step` (one environment step and what follows from it) and then
-    `finish`. A step is a sequence of named parts: collect a transition, fit the causal model when
-    due, update the agent, log losses, evaluate, end the episode (log it, checkpoint), and stop on a signal.
+    `run` repeats `step` (one environment step and what follows from it) and then `finish`. A step collects a
+    transition, updates the agent, evaluates and ends the episode (checkpointing) when due, and calls the callbacks
+    (ace_rl.callbacks: the loop's own parts of ace_rl.loop_parts, then the user's) after each of these; it stops on
+    a signal or when a callback asks.
     """
 
     def __init__(
         self,
         config: TrainConfig,
         run_dir: Path,
-        resume_state: dict[str, Any] | None = None,
+        resume_state: TrainingState | None = None,
         restart: bool = False,
         env_factory: EnvFactory | None = None,
+        callbacks: list[Callback] | None = None,
     ) -> None:
         """``resume_state``: continue from a full-state checkpoint. ``restart``: the run directory holds a
         run that never reached its first checkpoint; start it again from zero, overwriting its logs.
         ``env_factory``: builds the environments instead of ``config.env`` (which then only names it).
+        ``callbacks``: the user's, called after the loop's own parts; their states are restored from ``resume_state``.
 
         If a part fails (the logs on a full disk, the W&B run), what was opened before it is closed again: the
         environments, and the W&B run, which is finished as failed."""
         with ExitStack() as opened:
-            self._set_up(config, run_dir, resume_state, restart, env_factory, opened)
+            self._set_up(config, run_dir, resume_state, restart, env_factory, callbacks or [], opened)
             opened.pop_all()
 
     def _set_up(
         self,
         config: TrainConfig,
         run_dir: Path,
-        resume_state: dict[str, Any] | None,
+        resume_state: TrainingState | None,
         restart: bool,
         env_factory: EnvFactory | None,
+        user_callbacks: list[Callback],
         opened: ExitStack,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.device = pick_device(config.device)
         # Before the other environments: it chooses MuJoCo's OpenGL back-end.
-        self.video = (
+        video = (
             TrainingVideo(
                 run_dir,
                 config.env,
@@ -261,8 +270,8 @@ class Trainer:
             if config.video_every > 0
             else None
         )
-        if self.video is not None:
-            opened.callback(self.video.close)
+        if video is not None:
+            opened.callback(video.close)
         self.env = make_run_env(config, env_factory)
         opened.callback(self.env.close)
         self.eval_env = make_run_env(config, env_factory)
@@ -283,7 +292,6 @@ class Trainer:
             if not isinstance(self.agent, CausallyWeighted):
                 raise TypeError(f"--algo {config.algo} is registered with causal=True but has no set_causal_weights")
             self.causal_agent = self.agent
-        self.resetting_agent: Resetting | None = self.agent if isinstance(self.agent, Resetting) else None
         self.replay = ReplayBuffer(config.buffer_size, obs_dim, action_dim, config.seed)
         self.env_step = 0
         self.episode = 0
@@ -291,6 +299,7 @@ class Trainer:
         self.elapsed_before = 0.0  # seconds trained by earlier processes of this run
         self.last_state_path: Path | None = None
         self.stop_signal: str | None = None
+        self.context = TrainingContext(self)
         self.episode_return, self.episode_length = 0.0, 0
         self.episode_running = False  # whether the current episode has taken a step
 
@@ -305,6 +314,7 @@ class Trainer:
             if resume_state["mid_episode"]:
                 self.replay.end_episode()  # the interrupted episode ends here, as if truncated
             self.reset_pending = True
+        self.resumed = resume_state is not None
         continues = resume_state is not None or restart
         wandb = None
         if config.wandb_project is not None:
@@ -322,25 +332,42 @@ class Trainer:
         self.logger = RunLogger(
             run_dir, action_dim, resume_after_step=self.env_step if continues else None, wandb=wandb
         )
-        # The parts that hang off the loop (ace_rl.loop_parts), each with its own state.
-        self.evaluation = Evaluation(config, self.eval_env, self.logger, self.write_policy)
-        self.causal_fits = (
-            CausalFits(config, self.causal_agent, self.logger, names) if self.causal_agent is not None else None
-        )
-        self.losses = LossLog(
-            config, self.logger, self.device, lambda: str(self.last_state_path or "none yet"), first_step=self.env_step
-        )
+        self.policy_files = PolicyFiles(run_dir, self._policy_metadata(config, observation_space, action_space))
+        self.evaluator = PolicyEvaluator(config, self.eval_env, self.logger)
+        self.best_policy = BestPolicy(self.policy_files)
+        # The loop's own parts (ace_rl.loop_parts) in the order a step calls them, then the user's.
+        own: list[Callback] = []
+        if self.causal_agent is not None:
+            own.append(CausalFits(config, self.causal_agent, self.logger, names))
+        own.append(LossLog(config, self.logger, self.device))
+        if isinstance(self.agent, Resetting):
+            own.append(ResetLog(self.agent, self.logger))
+        own += [self.best_policy, EpisodeLog(self.logger)]
+        if video is not None:
+            own.append(VideoRecording(video, config.video_every, self.logger))
+        self.video = video
+        self.user_callbacks = list(user_callbacks)
+        self.callbacks = own + self.user_callbacks
+        self.keyed_callbacks = list(zip(callback_keys(self.callbacks), self.callbacks))
         if resume_state is not None:
-            self.evaluation.load_state_dict(resume_state)
-        self.checkpoint_metadata = {
+            self.evaluator.last_return = resume_state["last_eval_return"]
+            self.best_policy.load_state_dict(resume_state)
+            self._load_user_callbacks(resume_state.get("callbacks", {}))
+        self.started = time.perf_counter()
+
+    def _policy_metadata(
+        self, config: TrainConfig, observation_space: gym.spaces.Box, action_space: gym.spaces.Box
+    ) -> dict[str, Any]:
+        """What best.pt and final.pt hold besides the weights (ace_rl.checkpoint.POLICY_ENTRIES and more)."""
+        return {
             "env": config.env,
             "env_kwargs": config.env_kwargs,
             "reward": config.reward,
             "algo": config.algo,
             "seed": config.seed,
             "distractor_actions": config.distractor_actions,
-            "obs_dim": obs_dim,
-            "action_dim": action_dim,
+            "obs_dim": observation_size(self.env),
+            "action_dim": int(action_space.shape[0]),
             "hidden_size": config.hidden_size,
             "action_low": torch.as_tensor(action_space.low, dtype=torch.float32),
             "action_high": torch.as_tensor(action_space.high, dtype=torch.float32),
@@ -349,19 +376,40 @@ class Trainer:
             "observation_low": torch.as_tensor(observation_space.low, dtype=torch.float32).flatten(),
             "observation_high": torch.as_tensor(observation_space.high, dtype=torch.float32).flatten(),
         }
-        self.started = time.perf_counter()
+
+    def _load_user_callbacks(self, states: dict[str, dict[str, Any]]) -> None:
+        """Each user callback continues from its state in the checkpoint (one found under its key); a state whose
+        callback was not given again is left out, said in one line (where it held anything)."""
+        keys = callback_keys(self.user_callbacks)
+        for key, callback in zip(keys, self.user_callbacks):
+            if key in states:
+                callback.load_state_dict(states[key])
+        for key in sorted(key for key in set(states) - set(keys) if states[key]):
+            print(
+                f"ace-rl: note: the checkpoint holds the state of callback {key}, which was not given again; "
+                "continuing without it",
+                file=sys.stderr,
+            )
+
+    @property
+    def last_evaluation(self) -> Evaluation | None:
+        """The latest evaluation of this process (ace_rl.callbacks.TrainingContext.last_evaluation)."""
+        return self.evaluator.last
 
     # ----------------------------------------------------------------------------------------------
     # State
     # ----------------------------------------------------------------------------------------------
-    def state_dict(self, mid_episode: bool) -> dict[str, Any]:
+    def state_dict(self, mid_episode: bool) -> TrainingState:
+        best = self.best_policy.state_dict()
         return {
             "format": STATE_FORMAT,
             "config": to_json_dict(self.config),
             "env_step": self.env_step,
             "episode": self.episode,
             "mid_episode": mid_episode,
-            **self.evaluation.state_dict(),
+            "best_return": best["best_return"],
+            "best_policy": best["best_policy"],
+            "last_eval_return": self.evaluator.last_return,
             "next_checkpoint": self.checkpoints.next,
             "elapsed_seconds": self.elapsed(),
             "agent": self.agent.state_dict(),
@@ -369,9 +417,14 @@ class Trainer:
             "rng": capture_global_rng(),
             "env_rng": capture_env_rng(self.env),
             "eval_env_rng": capture_env_rng(self.eval_env),
+            "callbacks": {
+                key: callback.state_dict()
+                for key, callback in zip(callback_keys(self.user_callbacks), self.user_callbacks)
+            },
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: TrainingState) -> None:
+        """The loop's own state; the callbacks' follow once they are built (`_set_up`)."""
         if state.get("format") != STATE_FORMAT:
             raise ConfigError(f"checkpoint format {state.get('format')} is not supported (expected {STATE_FORMAT})")
         self.env_step = int(state["env_step"])
@@ -384,9 +437,9 @@ class Trainer:
         restore_env_rng(self.env, state["env_rng"])
         restore_env_rng(self.eval_env, state["eval_env_rng"])
 
-    def restore_best_policy(self, state: dict[str, Any]) -> str | None:
-        """best.pt as of the checkpoint ``state`` (Evaluation.restore_best_policy); what changed, if anything."""
-        return self.evaluation.restore_best_policy(state, RunDir(self.run_dir).policy("best"), self.agent.actor)
+    def restore_best_policy(self, state: TrainingState) -> str | None:
+        """best.pt as of the checkpoint ``state`` (BestPolicy.restore); what changed, if anything."""
+        return self.best_policy.restore("best_policy" in state, self.agent.actor)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -394,16 +447,13 @@ class Trainer:
     def save_state(self, mid_episode: bool) -> None:
         finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
         self.last_state_path = save_training_state(self.run_dir, self.env_step, self.state_dict(mid_episode))
+        self._call("on_checkpoint", self.last_state_path)
 
-    def write_policy(self, name: str, actor: nn.Module, env_step: int, eval_return: float | None) -> None:
-        finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
-        save_policy(
-            RunDir(self.run_dir).policy(name),
-            actor,
-            PolicyMetadata.from_entries(
-                {**self.checkpoint_metadata, "env_step": env_step, "eval_return_mean": eval_return}
-            ),
-        )
+    def _call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of every callback in order, telling the context whose call it is (for a stop request)."""
+        for key, callback in self.keyed_callbacks:
+            self.context.calling(key)
+            getattr(callback, hook)(self.context, *args)
 
     # ----------------------------------------------------------------------------------------------
     # The loop
@@ -422,15 +472,22 @@ class Trainer:
             else {}
         )
         try:
-            while self.env_step < config.total_steps:
+            self._call("on_training_start")
+            if self.resumed and self.last_state_path is not None:
+                # The checkpoint holds the callbacks' states from before its own on_checkpoint call: made again here,
+                # so that they continue as in the uninterrupted run.
+                self._call("on_checkpoint", self.last_state_path)
+            while self.env_step < config.total_steps and self.context.stop_request is None:
                 try:
                     self.step()
                 except EnvError as error:  # the environment failed mid-run: say what of the run is kept
                     raise EnvError(f"{error}; last checkpoint: {self.last_state_path or 'none yet'}") from error
                 progress.update(1)
-                if self.evaluation.last_return is not None and self.env_step % config.eval_every == 0:
-                    progress.set_postfix(eval_return=f"{self.evaluation.last_return:.1f}", refresh=False)
+                last_return = self.evaluator.last_return
+                if last_return is not None and self.env_step % config.eval_every == 0:
+                    progress.set_postfix(eval_return=f"{last_return:.1f}", refresh=False)
             self.finish()
+            self._call("on_training_end")
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
@@ -444,21 +501,18 @@ class Trainer:
             self.reset_pending = False
         self.env_step += 1
         next_obs, terminated, truncated = self.collect()
-        if self.causal_fits is not None and self.causal_fits.due(self.env_step, len(self.replay)):
-            self.causal_fits.fit(self.replay, self.env_step)
+        self._call("on_transition")
         if len(self.replay) >= config.batch_size and (config.warmup_updates or self.env_step > config.start_steps):
             self.update_agent()
-        if self.losses.due(self.env_step):
-            self.losses.write(self.env_step, self.agent.updates)
-        if self.evaluation.due(self.env_step):
-            self.evaluation.run(self.agent, self.env_step, self.elapsed())
-        if self.video is not None and self.env_step % config.video_every == 0:
-            self.record_video()
+        self._call("on_step")
+        if self.evaluator.due(self.env_step):
+            self._call("on_evaluation", self.evaluator.run(self.agent, self.env_step, self.elapsed()))
         episode_over = terminated or truncated
         if episode_over:
             self.end_episode(terminated)
-        # At the run's last step a stop waits for finish(), which writes final.pt and the last checkpoint.
-        if self.stop_signal is not None and self.env_step < config.total_steps:
+        # At the run's last step, or where a callback asked to stop, a stop waits for finish(), which writes final.pt
+        # and the last checkpoint.
+        if self.stop_signal is not None and self.context.stop_request is None and self.env_step < config.total_steps:
             self.save_state(mid_episode=not episode_over)
             raise TrainingStopped(
                 f"stopped by {self.stop_signal} at env step {self.env_step}; checkpoint {self.last_state_path}; "
@@ -486,46 +540,17 @@ class Trainer:
         return next_obs, terminated, truncated
 
     def update_agent(self) -> None:
-        """``updates_per_step`` updates on fresh batches; a reset an update made is logged."""
+        """``updates_per_step`` updates on fresh batches, each followed by the callbacks' ``on_update``."""
         for _ in range(self.config.updates_per_step):
-            metrics = self.agent.update(self.replay.sample(self.config.batch_size, self.device))
-            self.losses.add(metrics, self.env_step, self.agent.updates)
-            reset = self.resetting_agent.last_reset if self.resetting_agent is not None else None
-            if reset is not None:
-                self.logger.resets.write(
-                    env_step=self.env_step,
-                    update=reset.update,
-                    dormancy_ratio=reset.dormancy_ratio,
-                    reset_factor=reset.factor,
-                    kind=reset.kind,
-                )
-                self.logger.scalars(
-                    {"reset/dormancy_ratio": reset.dormancy_ratio, "reset/factor": reset.factor}, self.env_step
-                )
-
-    def record_video(self) -> None:
-        """One deterministic episode into RUN/videos/step-XXXXXXXX.mp4, TensorBoard and W&B."""
-        assert self.video is not None  # called only for a run with videos (--video-every)
-        clip = self.video.record(
-            lambda obs: self.agent.act(obs, deterministic=True), self.env_step, self.logger.tensorboard
-        )
-        if self.logger.wandb is not None:
-            self.logger.wandb.video(clip.path, self.env_step)
+            self._call("on_update", self.agent.update(self.replay.sample(self.config.batch_size, self.device)))
 
     def end_episode(self, terminated: bool) -> None:
-        """Log the finished episode; write a full-state checkpoint when one is due (just before the reset)."""
+        """The callbacks' ``on_episode_end``; a full-state checkpoint when one is due (just before the reset)."""
         self.episode += 1
-        self.logger.episodes.write(
-            env_step=self.env_step,
-            episode=self.episode,
-            **{"return": self.episode_return},
-            length=self.episode_length,
-            terminated=int(terminated),
-            wall_time=self.elapsed(),
-        )
-        self.logger.scalars({"train/episode_return": self.episode_return}, self.env_step)
+        finished = FinishedEpisode(self.episode, float(self.episode_return), self.episode_length, terminated)
         self.episode_return, self.episode_length = 0.0, 0
         self.episode_running = False
+        self._call("on_episode_end", finished)
         # The checkpoint at the run's total is finish()'s (the schedule still advances, as in a longer run).
         if self.checkpoints.due(self.env_step) and self.env_step < self.config.total_steps:
             self.save_state(mid_episode=False)
@@ -535,12 +560,25 @@ class Trainer:
 
         In this order, a checkpoint at the run's total says that final.pt was written: a run stopped before it is
         not done (ace_rl.runstate) and `--resume` finishes it. An agent state that could not be loaded again is
-        refused before final.pt is written."""
+        refused before final.pt is written. A run a callback stopped records that first (ace_rl.runstate
+        .StopRecord), so that with its final.pt and last checkpoint it is done, as at its total."""
         check_loadable({"agent": self.agent.state_dict()})
+        stop = self.context.stop_request if self.env_step < self.config.total_steps else None
+        if stop is not None:
+            write_stop_record(
+                self.run_dir, StopRecord(self.env_step, self.config.total_steps, stop.callback, stop.reason)
+            )
         _test_kill_point("final")
-        self.write_policy("final", self.agent.actor, self.env_step, self.evaluation.last_return)
+        finite_parameters_or_raise(self.agent, self.env_step, str(self.last_state_path or "none"))
+        self.policy_files.write("final", self.agent.actor, self.env_step, self.evaluator.last_return)
         _test_kill_point("last-state")
         self.save_state(mid_episode=self.episode_running)
+        if stop is not None:
+            print(
+                f"ace-rl: stopped early by callback {stop.callback} at env step {self.env_step} of "
+                f"{self.config.total_steps}: {stop.reason}",
+                file=sys.stderr,
+            )
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stop_signal = signal.Signals(signum).name
@@ -554,20 +592,23 @@ class Trainer:
             self.video.close()
 
 
-def train(config: TrainConfig, env_factory: EnvFactory | None = None) -> Path:
+def run_training(
+    config: TrainConfig, env_factory: EnvFactory | None = None, callbacks: list[Callback] | None = None
+) -> Path:
     """Train as configured (or continue the run named by ``config.resume``) and return the run directory.
 
     Everything that can be checked (settings, device, environment, the run directory) is checked before
     anything is written; the run directory is locked for the life of the process. ``env_factory`` builds the
-    environments instead of ``config.env``. ``config`` itself is left as it was given.
+    environments instead of ``config.env``. ``callbacks``: the user's (ace_rl.callbacks), called after the loop's
+    own parts. ``config`` itself is left as it was given.
     """
     config = dataclasses.replace(config)
     validate(config)
     with run_thread_count(config.threads):
-        return _train(config, env_factory)
+        return _train(config, env_factory, callbacks or [])
 
 
-def _train(config: TrainConfig, env_factory: EnvFactory | None) -> Path:
+def _train(config: TrainConfig, env_factory: EnvFactory | None, callbacks: list[Callback]) -> Path:
     pick_device(config.device)
     if config.wandb_project is not None:
         check_wandb_usable()
@@ -576,7 +617,7 @@ def _train(config: TrainConfig, env_factory: EnvFactory | None) -> Path:
     if config.resume is not None:
         run_dir = config.resume
         with RunLock(run_dir):
-            trainer = _resumed_trainer(config, run_dir, env_factory)
+            trainer = _resumed_trainer(config, run_dir, env_factory, callbacks)
             _run(trainer, resumed=True)
         return run_dir
     # Unknown environments and impossible settings fail before anything is written.
@@ -588,12 +629,14 @@ def _train(config: TrainConfig, env_factory: EnvFactory | None) -> Path:
     with RunLock(run_dir):
         refuse_used_run_dir(run_dir)
         write_config(run_dir, config)
-        trainer = Trainer(config, run_dir, env_factory=env_factory)
+        trainer = Trainer(config, run_dir, env_factory=env_factory, callbacks=callbacks)
         _run(trainer)
     return run_dir
 
 
-def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None) -> Trainer:
+def _resumed_trainer(
+    config: TrainConfig, run_dir: Path, env_factory: EnvFactory | None, callbacks: list[Callback]
+) -> Trainer:
     """A trainer that continues the locked run in ``run_dir`` from its latest intact checkpoint (or from
     zero, when it was stopped before its first checkpoint; or only finishes it, when it was stopped at its total
     before final.pt was written).
@@ -603,7 +646,7 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory
     `--resume` changes no file, config.json included."""
     # The lock is ours: what the directory is apart from it (ace_rl.runstate, as a sweep's worker asks it).
     restarts = run_state(run_dir, config.total_steps, check_lock=False).restarts
-    state: dict[str, Any] | None = None
+    state: TrainingState | None = None
     path: Path | None = None
     if not restarts:
         state, path, skipped = load_training_state(run_dir)
@@ -618,10 +661,20 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory
                 + "; restore config.json or start a new run"
             )
         check_not_finished(run_dir, int(state["env_step"]), config.total_steps)
-    trainer = Trainer(config, run_dir, resume_state=state, restart=restarts, env_factory=env_factory)
+    trainer = Trainer(
+        config, run_dir, resume_state=state, restart=restarts, env_factory=env_factory, callbacks=callbacks
+    )
     try:
         for note in remove_unusable_files(run_dir, resumed_from=path):
             print(f"ace-rl: removed {note}", file=sys.stderr)
+        stop = read_stop_record(run_dir)
+        if stop is not None:  # the run goes on: whatever stop it records is past
+            RunDir(run_dir).stop_record.unlink()
+            if state is not None and int(state["env_step"]) >= stop.env_step:
+                print(
+                    f"ace-rl: continuing past the early stop at env step {stop.env_step} (callback {stop.callback})",
+                    file=sys.stderr,
+                )
         if restarts:
             print(f"ace-rl: {run_dir} has no checkpoint yet; starting it again from env step 0", file=sys.stderr)
         write_config(run_dir, config)
@@ -638,7 +691,21 @@ def _resumed_trainer(config: TrainConfig, run_dir: Path, env_factory: EnvFactory
 
 def check_not_finished(run_dir: Path, reached: int, total_steps: int) -> None:
     """Refuse to continue a run whose latest checkpoint is at ``reached`` env steps, at or past ``total_steps``,
-    unless it was stopped there before its final.pt was written: then resuming only finishes it."""
+    unless it was stopped there before its final.pt was written: then resuming only finishes it. A run a callback
+    stopped early (its StopRecord, ace_rl.runstate) is finished at the step it stopped at, unless ``total_steps``
+    differs from the total it was stopped under."""
+    stop = read_stop_record(run_dir)
+    if (
+        stop is not None
+        and stop.total_steps == total_steps
+        and reached >= stop.env_step
+        and policy_env_step(RunDir(run_dir).policy("final")) == reached
+    ):
+        raise ConfigError(
+            f"the run in {run_dir} was stopped early at env step {stop.env_step} by callback {stop.callback} "
+            f"({stop.reason}); it is finished: pass a --total-steps other than {total_steps} (above {reached}) "
+            "to continue it"
+        )
     if reached < total_steps:
         return
     unfinished = policy_env_step(RunDir(run_dir).policy("final")) != reached

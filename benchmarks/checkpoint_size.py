@@ -15,12 +15,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from ace_rl.ace import ACE
-from ace_rl.checkpoint import load_training_state, save_training_state
+from ace_rl.checkpoint import TrainingState, load_training_state, save_training_state
 from ace_rl.config import preset_config
 from ace_rl.replay import ReplayBuffer, bytes_per_transition
 
@@ -54,7 +55,8 @@ def main() -> None:
     bounds = np.ones(args.action_dim)
     agent = ACE(args.obs_dim, args.action_dim, -bounds, bounds, config, torch.device("cpu"))
     replay = filled_buffer(args.obs_dim, args.action_dim, args.transitions, args.episode_length)
-    state = {"agent": agent.state_dict(), "replay": replay.state_dict()}
+    # Only the two entries that make a checkpoint's size, not a whole TrainingState.
+    state = cast(TrainingState, {"agent": agent.state_dict(), "replay": replay.state_dict()})
     root = Path(tempfile.mkdtemp(dir=args.directory))
     try:
         started = time.perf_counter()

@@ -45,7 +45,7 @@ from ace_rl.config import preset_config
 from ace_rl.envs import make_env, observation_size, seed_env
 from ace_rl.networks import update_flops
 from ace_rl.replay import ReplayBuffer
-from ace_rl.trainer import train
+from ace_rl.trainer import run_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_SIZE = 2048
@@ -77,7 +77,7 @@ def ace_rl_run(algo: str, env: str, hidden: int, batch: int, warmup: int, measur
             progress=False,
             run_dir=Path(folder) / "run",
         )
-        run_dir = train(config)
+        run_dir = run_training(config)
         with open(run_dir / "episodes.csv") as file:
             wall = {int(row["env_step"]): float(row["wall_time"]) for row in csv.DictReader(file)}
         if warmup not in wall or warmup + measured not in wall:

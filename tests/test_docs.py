@@ -361,6 +361,12 @@ def _parts_claims(namespace: dict[str, Any]) -> None:
     assert (namespace["config"].warmup_updates, namespace["config"].reset) == (False, "none")
 
 
+def _callbacks_claims(namespace: dict[str, Any]) -> None:
+    """The run was not stopped (its budget is cut far below the threshold's) and the resume kept the count."""
+    assert namespace["run"].stopped_early is None
+    assert (Path("runs/pendulum") / "checkpoints" / "final.pt").is_file()
+
+
 # How to run each Python snippet of the docs, by its file and first line: what it takes as given (its
 # placeholders, or what the text before it made) and what is checked after it ran.
 SNIPPET_SETUPS: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], None], Callable[[dict[str, Any]], None]]] = {
@@ -369,6 +375,7 @@ SNIPPET_SETUPS: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], None], Ca
     ("python-api.md", "make = lambda: MyReach(goal=0.3)"): (_factory_runs, _no_check),
     ("python-api.md", "import json"): (_deployment, _deployment_claims),
     ("python-api.md", "from ace_rl.config import RunSettings, compose"): (_no_check, _parts_claims),
+    ("python-api.md", "from ace_rl.callbacks import Callback, EarlyStopping"): (_no_check, _callbacks_claims),
     ("own-algorithm.md", "from ace_rl.agents import register_agent"): (_own_agent, _own_agent_claims),
 }
 

@@ -19,7 +19,7 @@ from ace_rl.api import evaluate
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
 from ace_rl.replay import ReplayBuffer
-from ace_rl.trainer import train
+from ace_rl.trainer import run_training
 
 TINY = [
     "--preset",
@@ -194,16 +194,16 @@ def metric_rows(run_dir: Path) -> list[tuple]:
 
 
 def test_runs_are_reproducible_on_cpu(tmp_path: Path):
-    first = train(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "a", **TINY_SETTINGS))
-    second = train(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "b", **TINY_SETTINGS))
-    other_seed = train(preset_config("small", env="Hopper-v5", seed=2, run_dir=tmp_path / "c", **TINY_SETTINGS))
+    first = run_training(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "a", **TINY_SETTINGS))
+    second = run_training(preset_config("small", env="Hopper-v5", seed=1, run_dir=tmp_path / "b", **TINY_SETTINGS))
+    other_seed = run_training(preset_config("small", env="Hopper-v5", seed=2, run_dir=tmp_path / "c", **TINY_SETTINGS))
     assert metric_rows(first) == metric_rows(second)
     assert read_csv(first / "causal_weights.csv")[-1]["w0"] == read_csv(second / "causal_weights.csv")[-1]["w0"]
     assert metric_rows(first) != metric_rows(other_seed)
 
 
 def test_sac_fits_no_causal_model_and_never_resets(tmp_path: Path):
-    run_dir = train(preset_config("small", "sac", env="Hopper-v5", run_dir=tmp_path / "sac", **TINY_SETTINGS))
+    run_dir = run_training(preset_config("small", "sac", env="Hopper-v5", run_dir=tmp_path / "sac", **TINY_SETTINGS))
     assert read_csv(run_dir / "causal_weights.csv") == []
     assert read_csv(run_dir / "resets.csv") == []
     assert len(read_csv(run_dir / "metrics.csv")) == 2
@@ -211,7 +211,9 @@ def test_sac_fits_no_causal_model_and_never_resets(tmp_path: Path):
 
 @pytest.mark.parametrize("reset", ["causal_reset", "dormant_reset", "causal_dormant_reset"])
 def test_every_reset_variant_trains(tmp_path: Path, reset):
-    run_dir = train(preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS))
+    run_dir = run_training(
+        preset_config("small", env="Hopper-v5", reset=reset, run_dir=tmp_path / reset, **TINY_SETTINGS)
+    )
     resets = read_csv(run_dir / "resets.csv")
     # Updates start with 32 transitions stored (env step 32 makes update 1); every 200 updates after update 100.
     assert [(int(row["update"]), int(row["env_step"]), row["kind"]) for row in resets] == [
@@ -239,7 +241,7 @@ def test_every_reset_variant_trains(tmp_path: Path, reset):
 
 
 def test_directlingam_method_trains(tmp_path: Path):
-    run_dir = train(
+    run_dir = run_training(
         preset_config("small", env="Hopper-v5", causal_method="directlingam", run_dir=tmp_path / "dl", **TINY_SETTINGS)
     )
     causal = read_csv(run_dir / "causal_weights.csv")
@@ -362,7 +364,7 @@ def keep_instances(monkeypatch, cls: type) -> list:
 @pytest.mark.parametrize("env_id, terminated", [("TimeLimitOnly-v0", False), ("FallsAtOnce-v0", True)])
 def test_truncation_bootstraps_and_termination_does_not(tmp_path: Path, monkeypatch, env_id, terminated):
     buffers, agents = keep_instances(monkeypatch, ReplayBuffer), keep_instances(monkeypatch, ACE)
-    run_dir = train(preset_config("small", env=env_id, run_dir=tmp_path / "run", **TINY_SETTINGS))
+    run_dir = run_training(preset_config("small", env=env_id, run_dir=tmp_path / "run", **TINY_SETTINGS))
     replay, agent = buffers[0], agents[0]
     assert len(replay) == 600
     # Terminal transitions stop bootstrapping; time-limit ends are stored as episode ends that bootstrap.

@@ -34,7 +34,7 @@ from ace_rl.envs import (
 from ace_rl.evaluation import run_episodes
 from ace_rl.rng import capture_env_rng, restore_env_rng
 from ace_rl.rundir import RunDir
-from ace_rl.trainer import train
+from ace_rl.trainer import run_training
 from learned import assert_learned
 
 
@@ -138,7 +138,7 @@ def train_briefly(env_id: str, run_dir: Path, reward: str = "dense") -> list[dic
         run_dir=run_dir,
         reward=reward,
     )
-    metrics = read_csv(train(config) / "metrics.csv")
+    metrics = read_csv(run_training(config) / "metrics.csv")
     assert [int(row["env_step"]) for row in metrics] == [300]
     assert np.isfinite(float(metrics[0]["eval_return_mean"]))
     assert_learned(run_dir, config)

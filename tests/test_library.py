@@ -373,7 +373,9 @@ def test_train_eval_and_export_commands_call_the_api(tmp_path: Path, monkeypatch
     from ace_rl.export import ExportReport
 
     calls: list[tuple[str, object]] = []
-    monkeypatch.setattr(api, "train", lambda config: calls.append(("train", config)) or api.Run(tmp_path, config))
+    monkeypatch.setattr(
+        api, "train", lambda config, callbacks: calls.append(("train", config)) or api.Run(tmp_path, config)
+    )
     main(["train", "--env", "Pendulum-v1", "--preset", "small", "--seed", "3", "--run-dir", str(tmp_path / "r")])
     (name, config), *_ = calls
     assert name == "train" and isinstance(config, TrainConfig)

@@ -16,13 +16,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ace_rl"
 SUITE_INTERFACE = frozenset({"make", "known_names", "register"})
 """The functions every task-suite plugin (ace_rl/suites/*.py) defines under the same names: one interface."""
 
-# TEMPORARY (issue 31): these two are being renamed on other branches (loop_parts.Evaluation and trainer.train).
-# Remove this allow-list once those branches are merged; the test must then pass without it.
-PENDING_RENAMES: dict[str, frozenset[str]] = {
-    "Evaluation": frozenset({"evaluation.py", "loop_parts.py"}),
-    "train": frozenset({"api.py", "trainer.py"}),
-}
-
 
 def is_type_alias_name(name: str) -> bool:
     """CamelCase, as a type alias is named (``LinearLike = nn.Linear | StackedLinear``); not a CONSTANT."""
@@ -54,9 +47,7 @@ def definitions() -> dict[str, list[Path]]:
 
 
 def is_allowed_duplicate(name: str, paths: list[Path]) -> bool:
-    if name in SUITE_INTERFACE and all(path.parent.name == "suites" for path in paths):
-        return True
-    return name in PENDING_RENAMES and {path.name for path in paths} <= PENDING_RENAMES[name]
+    return name in SUITE_INTERFACE and all(path.parent.name == "suites" for path in paths)
 
 
 def test_every_public_top_level_name_is_defined_once() -> None:

@@ -496,10 +496,10 @@ def test_report_command_end_to_end(tmp_path):
 
 
 def test_report_of_a_real_tiny_run(tmp_path, capsys):
-    from ace_rl.trainer import train
+    from ace_rl.trainer import run_training
 
     run_dir = tmp_path / "hopper"
-    train(
+    run_training(
         preset_config(
             "small",
             "ace",

@@ -19,7 +19,7 @@ import torch
 from ace_rl.checkpoint import load_training_state
 from ace_rl.config import preset_config
 from ace_rl.rundir import RunDir
-from ace_rl.trainer import NonFiniteError, Trainer, train
+from ace_rl.trainer import NonFiniteError, Trainer, run_training
 
 TINY = [
     "--env",
@@ -207,7 +207,7 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
         run_dir=run_dir,
     )
     with pytest.raises(NonFiniteError) as error:
-        train(config)
+        run_training(config)
     message = str(error.value)
     found = re.fullmatch(
         r"loss/critic became (?:nan|inf) at env step (\d+) \(update (\d+)\); training stopped\. "

@@ -33,7 +33,7 @@ from ace_rl.evaluation import EVAL_MAX_EPISODE_STEPS, run_episodes
 from ace_rl.logger import CsvTable
 from ace_rl.replay import Batch
 from ace_rl.rundir import RunDir, RunDirError, RunLock, is_locked
-from ace_rl.trainer import NonFiniteError, Trainer, create_run_dir, train
+from ace_rl.trainer import NonFiniteError, Trainer, create_run_dir, run_training
 
 TINY = [
     "--env",
@@ -520,7 +520,7 @@ def test_resume_at_an_episode_end_is_exact_for_any_reset_interval_and_policy_fre
         policy_frequency=policy_frequency,
         checkpoint_every=100_000,
     )
-    reference = train(preset_config("small", total_steps=total, run_dir=tmp_path / "reference", **settings))
+    reference = run_training(preset_config("small", total_steps=total, run_dir=tmp_path / "reference", **settings))
     # An episode end after which the very next update is a reset that is not an actor update.
     candidates = []
     for row in rows(reference / "episodes.csv"):
@@ -535,7 +535,7 @@ def test_resume_at_an_episode_end_is_exact_for_any_reset_interval_and_policy_fre
             candidates.append(env_step)
     assert candidates, "no episode end lies just before a critic-only reset; choose other sizes"
     stop = candidates[0]
-    interrupted = train(preset_config("small", total_steps=stop, run_dir=tmp_path / "interrupted", **settings))
+    interrupted = run_training(preset_config("small", total_steps=stop, run_dir=tmp_path / "interrupted", **settings))
     state, _, _ = load_training_state(interrupted)
     assert state["env_step"] == stop and state["mid_episode"] is False
     code, _, stderr = run("train", "--resume", str(interrupted), "--total-steps", str(total), "--no-progress")

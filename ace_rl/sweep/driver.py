@@ -136,7 +136,7 @@ def run_grid(
         driver.status["runs"][run.name] = {"state": "queued"}
     driver.submit_waiting()
     driver.save()
-    stop = StopRequest()
+    stop = SweepSignals()
     ray_output, raylet_lines = (
         cluster.native_stderr_to(out / LOGS / RAY_LOG),
         cluster.raylet_lines_to(out / LOGS / RAY_LOG),
@@ -447,7 +447,7 @@ def finish(
     return 0
 
 
-class StopRequest:
+class SweepSignals:
     """SIGINT and SIGTERM ask the runs to checkpoint and stop; a second one stops them at once."""
 
     def __init__(self) -> None:
