@@ -229,6 +229,11 @@ def registered_agents() -> dict[str, AgentSpec]:
     return dict(_REGISTRY)
 
 
+def builtin_agent_names() -> list[str]:
+    """The agents ace-rl itself registers (ace, sac, td3), whatever other modules have registered since."""
+    return [name for name, spec in _REGISTRY.items() if spec.module.split(".")[0] == "ace_rl"]
+
+
 def make_agent(
     config: TrainConfig,
     obs_dim: int,

@@ -121,7 +121,7 @@ def test_a_callback_stops_a_run_early_through_the_python_api(tmp_path: Path, cap
     stderr = capsys.readouterr().err
     assert "stopped early by callback" in stderr and "at env step 300 of 600: third evaluation" in stderr
     assert run.stopped_early is not None and run.stopped_early.env_step == 300
-    assert run.policy("final").metadata["env_step"] == 300
+    assert run.policy("final").metadata.env_step == 300
     assert run_state(run.run_dir).phase is RunPhase.DONE  # finished, as at its total
     assert run_state(run.run_dir, total_steps=800).phase is RunPhase.RESUMABLE
     with pytest.raises(ConfigError, match=r"stopped early at env step 300 .*it is finished: pass a --total-steps"):

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import tyro
 
-from ace_rl.agents import registered_agents
+from ace_rl.agents import builtin_agent_names
 from ace_rl.argv import TRAIN_FIELDS, is_flag, is_switch, setting_of, split_flag, takes_list
 from ace_rl.config import EXECUTION_SETTINGS, ConfigError, TrainConfig
 
@@ -68,7 +68,7 @@ class SweepArgs:
     algo: Annotated[
         list[str],
         tyro.conf.arg(
-            help=f"Algorithms ({', '.join(registered_agents())}), or module:name of an agent that a module registers; "
+            help=f"Algorithms ({', '.join(builtin_agent_names())}), or module:name of an agent that a module registers; "
             f"default {TrainConfig().algo}."
         ),
     ] = field(default_factory=list)
