@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -80,7 +81,7 @@ class CsvTable:
         else:
             write_atomically(path, lambda file: file.write(_csv_line(self.columns)))
         try:
-            self._file: BinaryIO = open(path, "ab", buffering=0)
+            self._file: BinaryIO = open(path, "a+b", buffering=0)  # readable: see _check_still_ours
         except OSError as error:
             raise RunDirError(f"cannot open {path}: {error.strerror or error}") from None
 
@@ -105,6 +106,7 @@ class CsvTable:
     def write(self, **values: object) -> None:
         if set(values) != set(self.columns):
             raise KeyError(f"{self.path.name}: expected columns {self.columns}, got {sorted(values)}")
+        self._check_still_ours()
         line = _csv_line([_format(values[column]) for column in self.columns])
         length = self._file.seek(0, io.SEEK_END)
         try:
@@ -117,6 +119,34 @@ class CsvTable:
             except OSError:
                 pass
             raise RunDirError(f"cannot write {self.path}: {error.strerror or error}") from None
+
+    def _check_still_ours(self) -> None:
+        """Refuse to go on writing into a file that another program replaced or removed at this path (a git stash or
+        checkout, a sync): the rows would go to a file no one can read any more. The run's own rows are put back
+        where the replacement holds only an earlier part of them (what a stash or checkout of an older commit
+        leaves); otherwise they go beside it, as NAME.run-rows, and the replacement is left as it is."""
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        written = os.fstat(self._file.fileno())
+        if current is not None and (current.st_ino, current.st_dev) == (written.st_ino, written.st_dev):
+            return
+        self._file.seek(0)
+        ours = self._file.read()
+        theirs = self.path.read_bytes() if current is not None else b""
+        if ours.startswith(theirs):
+            write_atomically(self.path, lambda file: file.write(ours))
+            kept = f"its {len(ours.splitlines()) - 1} rows are back in {self.path.name}"
+        else:
+            beside = self.path.with_name(self.path.name + ".run-rows")
+            write_atomically(beside, lambda file: file.write(ours))
+            kept = f"its rows are in {beside.name}, beside the new {self.path.name}"
+        what = "removed" if current is None else "replaced"
+        raise RunDirError(
+            f"{self.path} was {what} by another program while the run wrote it; the run stops ({kept}); "
+            "ace-rl train --resume continues it from its latest checkpoint"
+        )
 
     def close(self) -> None:
         self._file.close()
