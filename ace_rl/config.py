@@ -645,7 +645,6 @@ REQUIRED_SETTINGS = (
 LEGACY_DEFAULTS: dict[str, Any] = {
     name: value
     for name, value in {
-        **preset_table(RunSettings, "paper"),
         **dataclasses.asdict(RunSettings()),
         **dataclasses.asdict(TD3Settings()),
         **dataclasses.asdict(ACESettings()),
