@@ -19,6 +19,8 @@ marked `<!-- not recomputable: DIR ... -->` instead, naming a directory that hol
 Every number is recomputed here from the runs' metrics.csv with code of its own (pandas, numpy, scipy's
 trim_mean, and rliable called directly), not with `ace_rl.report`, whose definitions it follows:
 
+- a run's score is its evaluation success rate where its metrics.csv has one at every evaluation (a task with a
+  success signal, as the report scores it), its evaluation return otherwise;
 - the comparison step is the last env step that every run of the task (in the marker's directories) reached;
   `final` is each run's evaluation return there (interpolated linearly between evaluations);
 - `AUC` is the area under a run's curve of evaluation returns (trapezoids) from the first env step that every
@@ -95,7 +97,9 @@ def load_runs(root: Path, dirs: tuple[str, ...]) -> tuple[RunData, ...]:
             frame = pd.read_csv(metrics)
             steps = frame["env_step"].to_numpy(dtype=float)
             assert np.all(np.diff(steps) > 0), f"{metrics}: env steps not increasing"
-            runs.append(RunData(metrics.parent, task, group, seed, steps, frame["eval_return_mean"].to_numpy(float)))
+            success = frame.get("eval_success_rate")
+            scores = success if success is not None and success.notna().all() else frame["eval_return_mean"]
+            runs.append(RunData(metrics.parent, task, group, seed, steps, scores.to_numpy(float)))
     assert runs, f"no run directories under {dirs}"
     return tuple(sorted(runs, key=lambda run: (run.task, run.group, run.seed)))
 
