@@ -6,7 +6,8 @@ the run directories, for example
     <!-- recompute: dirs=benchmarks/results/sb3_baselines task=Hopper-v5 rows=td3,sb3-td3 -->
 
 for a table whose rows are the groups `td3` and `sb3-td3` of Hopper-v5 (a run directory is named
-`TASK__GROUP__sSEED[__MORE]`; its group is the name without the task and the seed part), and
+`TASK__GROUP__sSEED[__MORE]`; its group is the name without the task and the seed part; `SWEEP/GROUP` names the
+group's runs inside a directory SWEEP, for a study whose arms are separate sweeps with the same run names), and
 
     <!-- recompute-text: dirs=benchmarks/results/sb3_baselines claims=Hopper-v5:P(td3>sb3-td3),Hopper-v5:auc(sac) -->
 
@@ -74,6 +75,8 @@ class RunData:
     seed: int
     steps: np.ndarray
     returns: np.ndarray
+    folders: tuple[str, ...]
+    """The directories between the results root and the run directory (`benchmarks`, `results`, `study`, ...)."""
 
 
 def parse_run_name(name: str) -> tuple[str, str, int]:
@@ -99,7 +102,8 @@ def load_runs(root: Path, dirs: tuple[str, ...]) -> tuple[RunData, ...]:
             assert np.all(np.diff(steps) > 0), f"{metrics}: env steps not increasing"
             success = frame.get("eval_success_rate")
             scores = success if success is not None and success.notna().all() else frame["eval_return_mean"]
-            runs.append(RunData(metrics.parent, task, group, seed, steps, scores.to_numpy(float)))
+            folders = metrics.parent.relative_to(root).parts[:-1]
+            runs.append(RunData(metrics.parent, task, group, seed, steps, scores.to_numpy(float), folders))
     assert runs, f"no run directories under {dirs}"
     return tuple(sorted(runs, key=lambda run: (run.task, run.group, run.seed)))
 
@@ -109,7 +113,10 @@ def task_runs(runs: tuple[RunData, ...], task: str) -> list[RunData]:
 
 
 def group_runs(runs: tuple[RunData, ...], task: str, group: str) -> list[RunData]:
-    return [run for run in runs if run.task == task and run.group == group]
+    """The runs of ``group`` on ``task``; a group `SWEEP/GROUP` keeps those in a directory named SWEEP (a study
+    whose arms are sweeps of their own, each with runs named `Hopper-v5__ace__s0`)."""
+    sweep, _, name = group.rpartition("/")
+    return [run for run in runs if run.task == task and run.group == name and (not sweep or sweep in run.folders)]
 
 
 def span(runs: tuple[RunData, ...], task: str) -> tuple[float, float]:
@@ -532,6 +539,28 @@ def test_a_perturbed_evaluation_is_reported(tmp_path: Path) -> None:
     problems = check_table(tmp_path, block)
     assert any("seed 2's final" in problem and "309 printed" in problem for problem in problems), problems
     assert any("final IQM point estimate" in problem for problem in problems), problems
+
+
+def test_a_group_qualified_by_its_sweep_takes_that_sweeps_runs(tmp_path: Path) -> None:
+    """Two sweeps whose runs have the same names (`Hopper-v5__td3__s0`, ...), one of them shifted by 1,000: the
+    qualified groups `one/td3` and `two/td3` are told apart, the bare group `td3` mixes them."""
+    source = REPO / "benchmarks" / "results" / "sb3_baselines"
+    names = [f"Hopper-v5__td3__s{seed}" for seed in range(5)]
+    study = tmp_path / "study"
+    copy_runs(source, study / "one", names)
+    copy_runs(source, study / "two", names)
+    for name in names:
+        metrics = study / "two" / name / "metrics.csv"
+        frame = pd.read_csv(metrics)
+        frame["eval_return_mean"] += 1000
+        frame.to_csv(metrics, index=False)
+    runs = load_runs(tmp_path, ("study",))
+    one = per_run(runs, "Hopper-v5", "one/td3", "final")
+    two = per_run(runs, "Hopper-v5", "two/td3", "final")
+    independent = [float(pd.read_csv(source / name / "metrics.csv")["eval_return_mean"].iloc[-1]) for name in names]
+    assert one == pytest.approx(independent) and two == pytest.approx(np.array(independent) + 1000)
+    assert len(group_runs(runs, "Hopper-v5", "td3")) == 10
+    assert group_runs(runs, "Hopper-v5", "three/td3") == []
 
 
 def test_a_changed_number_is_reported() -> None:
