@@ -180,3 +180,38 @@ def test_a_run_with_the_target_logs_its_fits_and_resumes(tmp_path: Path):
     weights = np.array([[float(row[f"w{i}"]) for i in range(4)] for row in rows])
     np.testing.assert_allclose(weights.sum(axis=1), 4, atol=1e-4)
     assert np.ptp(weights, axis=1).min() > 0.01  # fitted weights, not the all-ones of no fit
+
+
+def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
+    """benchmarks/causal_target_weights.py on a hand-made study: one arm with distractors, one without."""
+    with_distractors = tmp_path / "hopper_arm" / "Hopper-v5__ace__s0"
+    without = tmp_path / "cheetah_arm" / "HalfCheetah-v5__ace__s0"
+    for run, names, rows in (
+        (
+            with_distractors,
+            ["thigh", "leg", "distractor0"],
+            [[5000, 1.1, 1.0, 0.9], [10000, 1.0, 0.95, 1.05], [15000, 1.0, 1.0, 1.0]],
+        ),
+        (without, ["a", "b"], [[5000, 1.2, 0.8], [10000, 1.0, 1.0]]),
+    ):
+        run.mkdir(parents=True)
+        (run / "actions.json").write_text(json.dumps({"names": names}))
+        with open(run / "causal_weights.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["env_step", *[f"w{index}" for index in range(len(names))], "method"])
+            writer.writerows([*row, "sink"] for row in rows)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "causal_target_weights.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, capture_output=True)
+    summary = json.loads((tmp_path / "causal_weights_summary.json").read_text())
+    # margins: min(1.1, 1.0) - 0.9 = 0.1 passes; 0.95 - 1.05 = -0.1; 1.0 - 1.0 = 0 does not pass
+    hopper = summary["hopper_arm"]
+    assert (hopper["runs"], hopper["fits"], hopper["fits_passing"]) == (1, 3, 1)
+    assert hopper["median_margin"] == pytest.approx(0.0)
+    assert hopper["median_real_mean"] == pytest.approx(1.0)  # 1.05, 0.975, 1.0
+    assert hopper["median_distractor_mean"] == pytest.approx(1.0)  # 0.9, 1.05, 1.0
+    assert hopper["median_spread"] == pytest.approx(0.1)  # 0.2, 0.1, 0
+    assert hopper["share_uniform"] == pytest.approx(1 / 3)
+    cheetah = summary["cheetah_arm"]
+    assert cheetah["fits_passing"] is None and cheetah["median_margin"] is None
+    assert cheetah["median_spread"] == pytest.approx(0.2)  # 0.4, 0
+    assert cheetah["share_uniform"] == pytest.approx(0.5)

@@ -1,0 +1,97 @@
+"""The causal weights of the causal-target study's runs (benchmarks/causal_target_study.sh), per arm: what the
+weights looked like in training, fit by fit, as the ground truth (benchmarks/causal_target.py) measures them on
+random-action data.
+
+An arm is a sweep directory of the study (``hopper_official``, ``hopper_interaction``, ...); a run's fits are the
+rows of its ``causal_weights.csv`` and its action names those of its ``actions.json`` (``distractorK`` for an
+action dimension the environment never sees). Per arm the table gives the runs and fits read, and:
+
+- on a task with distractors, the fits that pass (every distractor's weight strictly below every real
+  dimension's), the median margin (lowest real weight minus highest distractor weight) and the median of the mean
+  real and mean distractor weight;
+- on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform) and the share of fits
+  whose weights are all exactly 1 (the fit kept no action, or no fit).
+
+Unfinished runs count with the fits they have. Prints the table and writes ``OUT/causal_weights_summary.json``.
+
+Run:  python benchmarks/causal_target_weights.py [benchmarks/results/causal_target_study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STUDY = Path(__file__).parent / "results" / "causal_target_study"
+
+
+def fit_rows(weights: np.ndarray, distractor: np.ndarray) -> pd.DataFrame:
+    """One row per fit (a row of ``weights``) with its measures; ``distractor`` marks the distractor columns."""
+    real, fake = weights[:, ~distractor], weights[:, distractor]
+    rows = {
+        "spread": weights.max(axis=1) - weights.min(axis=1),
+        "uniform": np.all(weights == 1.0, axis=1),
+        "real_mean": real.mean(axis=1),
+    }
+    if distractor.any():
+        rows["margin"] = real.min(axis=1) - fake.max(axis=1)
+        rows["passes"] = rows["margin"] > 0
+        rows["distractor_mean"] = fake.mean(axis=1)
+    return pd.DataFrame(rows)
+
+
+def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
+    """Every fit of every run of ``arm`` (one row each), and the number of runs read."""
+    frames, runs = [], 0
+    for table in sorted(arm.glob("*/causal_weights.csv")):
+        names = json.loads((table.parent / "actions.json").read_text())["names"]
+        frame = pd.read_csv(table)
+        if frame.empty:
+            continue
+        weights = frame[[f"w{index}" for index in range(len(names))]].to_numpy(dtype=float)
+        distractor = np.array([name.startswith("distractor") for name in names])
+        fits = fit_rows(weights, distractor)
+        fits.insert(0, "run", table.parent.name)
+        fits.insert(1, "env_step", frame["env_step"].to_numpy())
+        frames.append(fits)
+        runs += 1
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), runs
+
+
+def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | None]:
+    with_distractors = "passes" in fits
+    return {
+        "runs": runs,
+        "fits": len(fits),
+        "fits_passing": int(fits["passes"].sum()) if with_distractors else None,
+        "median_margin": float(fits["margin"].median()) if with_distractors else None,
+        "median_real_mean": float(fits["real_mean"].median()),
+        "median_distractor_mean": float(fits["distractor_mean"].median()) if with_distractors else None,
+        "median_spread": float(fits["spread"].median()),
+        "share_uniform": float(fits["uniform"].mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", nargs="?", type=Path, default=STUDY)
+    options = parser.parse_args()
+    summary = {}
+    for arm in sorted(path for path in options.study.iterdir() if path.is_dir()):
+        fits, runs = arm_fits(arm)
+        if runs:
+            summary[arm.name] = summarise(fits, runs)
+    table = pd.DataFrame.from_dict(summary, orient="index")
+    with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
+        print(table.to_string())
+    out = options.study / "causal_weights_summary.json"
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
