@@ -17,7 +17,7 @@ dimensions, and the median seconds per fit. A sparse task (``--sparse-tasks``, r
 each target does when random actions rarely succeed. Writes ``benchmarks/results/causal_target.json``.
 
 Run:  python benchmarks/causal_target.py [--tasks Hopper-v5 ...] [--seeds 0 1 2 3 4] [--fit-samples 5000 10000]
-          [--directlingam] [--sparse-tasks PandaReachJoints-v3]
+          [--directlingam] [--sparse-tasks PandaReachJoints-v3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from causal_target_weights import fit_rows  # benchmarks/ is on sys.path when this script runs
 
 from ace_rl.causal import causal_weights
 from ace_rl.envs import make_env, random_transitions
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--fit-samples", nargs="+", type=int, default=[5000, 10000])
     parser.add_argument("--distractors", type=int, default=3)
     parser.add_argument("--directlingam", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     options = parser.parse_args()
     collected = max(options.fit_samples)
     rows = []
@@ -69,22 +71,21 @@ def main() -> None:
         data = {seed: collect(task, seed, collected, options.distractors, reward) for seed in options.seeds}
         for n in options.fit_samples:
             for label, target, method in arms(options.directlingam):
-                passed, margins, real_means, distractor_means, seconds, notes = 0, [], [], [], [], set()
+                weights, seconds, notes = [], [], set()
                 for seed in options.seeds:
                     states, actions, rewards = (column[-n:] for column in data[seed])
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         fit = causal_weights(states, actions, rewards, method=method, target=target)
-                    real, distractors = fit.weights[: -options.distractors], fit.weights[-options.distractors :]
-                    passed += int(distractors.max() < real.min())
-                    margins.append(float(real.min() - distractors.max()))
-                    real_means.append(float(real.mean()))
-                    distractor_means.append(float(distractors.mean()))
+                    weights.append(fit.weights)
                     seconds.append(fit.seconds)
                     if "constant" in fit.note:
                         notes.add("reward constant: uniform weights")
                     if reward == "sparse":
                         notes.add(f"{int(np.count_nonzero(rewards))} successes in {n} steps (seed {seed})")
+                distractor = np.arange(len(weights[0])) >= len(weights[0]) - options.distractors
+                fits = fit_rows(np.array(weights), distractor)
+                passed = int(fits["passes"].sum())
                 row = {
                     "task": task,
                     "reward": reward,
@@ -92,9 +93,9 @@ def main() -> None:
                     "samples": n,
                     "seeds": len(options.seeds),
                     "passed": passed,
-                    "min_margin": min(margins),
-                    "real_weight_mean": float(np.mean(real_means)),
-                    "distractor_weight_mean": float(np.mean(distractor_means)),
+                    "min_margin": float(fits["margin"].min()),
+                    "real_weight_mean": float(fits["real_mean"].mean()),
+                    "distractor_weight_mean": float(fits["distractor_mean"].mean()),
                     "median_seconds_per_fit": float(np.median(seconds)),
                     "notes": sorted(notes),
                 }
@@ -107,11 +108,11 @@ def main() -> None:
                     flush=True,
                 )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    RESULTS.write_text(
+    options.out.write_text(
         json.dumps(
             {
                 "command": "python benchmarks/causal_target.py "
-                + " ".join(f"{k}={v}" for k, v in vars(options).items()),
+                + " ".join(f"{k}={v}" for k, v in vars(options).items() if k != "out"),
                 "commit": commit,
                 "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, shared 2-core machine",
                 "distractors": options.distractors,
@@ -121,7 +122,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {options.out}")
 
 
 if __name__ == "__main__":
