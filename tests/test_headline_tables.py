@@ -23,14 +23,14 @@ trim_mean, and rliable called directly), not with `ace_rl.report`, whose definit
 - a run's score is its evaluation success rate where its metrics.csv has one at every evaluation (a task with a
   success signal, as the report scores it), its evaluation return otherwise;
 - the comparison step is the last env step that every run of the task (in the marker's directories) reached;
-  `final` is each run's evaluation return there (interpolated linearly between evaluations);
-- `AUC` is the area under a run's curve of evaluation returns (trapezoids) from the first env step that every
+  `final` is each run's score there (interpolated linearly between evaluations);
+- `AUC` is the area under a run's curve of scores (trapezoids) from the first env step that every
   run has evaluated to the comparison step, divided by that span: the curve's mean height;
 - `best` is each run's highest evaluation up to the comparison step;
 - the IQM over seeds is the mean of the middle 50 % (scipy's `trim_mean(values, 0.25)`);
 - the intervals are rliable's 95 % stratified-bootstrap percentile intervals, 2,000 repetitions, with NumPy's
   global generator seeded with 0 right before each call (rliable draws from it), runs in seed order;
-- P(X > Y) is rliable's `probability_of_improvement` of the final returns, bootstrapped the same way.
+- P(X > Y) is rliable's `probability_of_improvement` of the final scores, bootstrapped the same way.
 
 Point estimates and intervals must match to the precision the documentation prints them at.
 """
@@ -74,7 +74,8 @@ class RunData:
     group: str
     seed: int
     steps: np.ndarray
-    returns: np.ndarray
+    scores: np.ndarray
+    """Evaluation success rate where the run reports one at every evaluation, evaluation return otherwise."""
     folders: tuple[str, ...]
     """The directories between the results root and the run directory (`benchmarks`, `results`, `study`, ...)."""
 
@@ -126,18 +127,18 @@ def span(runs: tuple[RunData, ...], task: str) -> tuple[float, float]:
 
 
 def final_of(run: RunData, end: float) -> float:
-    return float(np.interp(end, run.steps, run.returns))
+    return float(np.interp(end, run.steps, run.scores))
 
 
 def auc_of(run: RunData, start: float, end: float) -> float:
     inside = (run.steps > start) & (run.steps < end)
     xs = np.concatenate([[start], run.steps[inside], [end]])
-    ys = np.interp(xs, run.steps, run.returns)
+    ys = np.interp(xs, run.steps, run.scores)
     return float(np.trapezoid(ys, xs) / (end - start))
 
 
 def best_of(run: RunData, end: float) -> float:
-    return float(run.returns[run.steps <= end].max())
+    return float(run.scores[run.steps <= end].max())
 
 
 def per_run(runs: tuple[RunData, ...], task: str, group: str, metric: str) -> np.ndarray:
@@ -189,7 +190,7 @@ def pairwise_improvement(x: np.ndarray, y: np.ndarray) -> float:
 
 @functools.cache
 def improvement_of(finals_x: tuple[float, ...], finals_y: tuple[float, ...]) -> tuple[float, float, float]:
-    """P(X > Y) of two groups' final returns with its interval: rliable's point estimate, and its stratified
+    """P(X > Y) of two groups' final scores with its interval: rliable's point estimate, and its stratified
     bootstrap of the same statistic (the resamples depend on the seed only, not on the statistic)."""
     from rliable import metrics
 
@@ -212,7 +213,7 @@ def improvement(root: Path, dirs: tuple[str, ...], task: str, x: str, y: str) ->
 def curve_iqm(runs: tuple[RunData, ...], task: str, group: str, step: float) -> float:
     chosen = group_runs(runs, task, group)
     assert all(run.steps[0] <= step <= run.steps[-1] for run in chosen), f"{step} outside {group}'s runs on {task}"
-    return float(trim_mean([np.interp(step, run.steps, run.returns) for run in chosen], 0.25))
+    return float(trim_mean([np.interp(step, run.steps, run.scores) for run in chosen], 0.25))
 
 
 # ---------------------------------------------------------------------------------------- the documents
