@@ -12,7 +12,11 @@ action dimension the environment never sees). Per arm the table gives the runs a
 - on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform) and the share of fits
   whose weights are all exactly 1 (the fit kept no action, or no fit).
 
-Unfinished runs count with the fits they have. Prints the table and writes ``OUT/causal_weights_summary.json``.
+A second table follows the weights through training: per arm and fit step (the env step of the fit, the same in
+every run), the fits passing and the median spread over the runs.
+
+Unfinished runs count with the fits they have. Prints both tables and writes ``OUT/causal_weights_summary.json``
+(the first table's rows under their arm, the second's under ``by_step``).
 
 Run:  python benchmarks/causal_target_weights.py [benchmarks/results/causal_target_study]
 """
@@ -76,18 +80,48 @@ def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | None]:
     }
 
 
+def by_step(fits: pd.DataFrame) -> dict[int, dict[str, float | int | None]]:
+    """Per fit step: the runs' fits at that step, how many pass (None without distractors), their median spread."""
+    found: dict[int, dict[str, float | int | None]] = {}
+    for step, at_step in fits.groupby("env_step"):
+        found[int(step)] = {
+            "fits": len(at_step),
+            "fits_passing": int(at_step["passes"].sum()) if "passes" in at_step else None,
+            "median_spread": float(at_step["spread"].median()),
+        }
+    return found
+
+
+def step_table(steps: dict[str, dict[int, dict[str, float | int | None]]]) -> pd.DataFrame:
+    """Arms as rows, fit steps as columns; a cell is `passing/fits spread` (or the spread alone)."""
+    cells = {
+        arm: {
+            f"{step // 1000}k": (f"{row['fits_passing']}/{row['fits']} " if row["fits_passing"] is not None else "")
+            + f"{row['median_spread']:.2f}"
+            for step, row in rows.items()
+        }
+        for arm, rows in steps.items()
+    }
+    return pd.DataFrame.from_dict(cells, orient="index")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", nargs="?", type=Path, default=STUDY)
     options = parser.parse_args()
-    summary = {}
+    summary: dict[str, object] = {}
+    steps: dict[str, dict[int, dict[str, float | int | None]]] = {}
     for arm in sorted(path for path in options.study.iterdir() if path.is_dir()):
         fits, runs = arm_fits(arm)
         if runs:
             summary[arm.name] = summarise(fits, runs)
+            steps[arm.name] = by_step(fits)
     table = pd.DataFrame.from_dict(summary, orient="index")
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         print(table.to_string())
+        print("\nby fit step: fits passing/fits (with distractors) and the median spread")
+        print(step_table(steps).to_string())
+    summary["by_step"] = steps
     out = options.study / "causal_weights_summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"written to {out}")

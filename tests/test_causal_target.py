@@ -215,3 +215,14 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     assert cheetah["fits_passing"] is None and cheetah["median_margin"] is None
     assert cheetah["median_spread"] == pytest.approx(0.2)  # 0.4, 0
     assert cheetah["share_uniform"] == pytest.approx(0.5)
+    # by fit step: one run per arm, so each step holds that run's fit
+    assert summary["by_step"]["hopper_arm"] == {
+        "5000": {"fits": 1, "fits_passing": 1, "median_spread": pytest.approx(0.2)},
+        "10000": {"fits": 1, "fits_passing": 0, "median_spread": pytest.approx(0.1)},
+        "15000": {"fits": 1, "fits_passing": 0, "median_spread": 0.0},
+    }
+    assert summary["by_step"]["cheetah_arm"]["5000"] == {
+        "fits": 1,
+        "fits_passing": None,
+        "median_spread": pytest.approx(0.4),
+    }
