@@ -9,6 +9,8 @@ action dimension the environment never sees). Per arm the table gives the runs a
 - on a task with distractors, the fits that pass (every distractor's weight strictly below every real
   dimension's), the median margin (lowest real weight minus highest distractor weight) and the median of the mean
   real and mean distractor weight;
+- on a task with distractors, per real action dimension, the fits in which its weight is above every
+  distractor's (which dimension fails when a fit does not pass);
 - on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform) and the share of fits
   whose weights are all exactly 1 (the fit kept no action, or no fit).
 
@@ -59,6 +61,10 @@ def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
         weights = frame[[f"w{index}" for index in range(len(names))]].to_numpy(dtype=float)
         distractor = np.array([name.startswith("distractor") for name in names])
         fits = fit_rows(weights, distractor)
+        if distractor.any():
+            top_distractor = weights[:, distractor].max(axis=1)
+            for index in np.flatnonzero(~distractor):
+                fits[f"above:{names[index]}"] = weights[:, index] > top_distractor
         fits.insert(0, "run", table.parent.name)
         fits.insert(1, "env_step", frame["env_step"].to_numpy())
         frames.append(fits)
@@ -66,7 +72,7 @@ def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), runs
 
 
-def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | None]:
+def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | dict[str, int] | None]:
     with_distractors = "passes" in fits
     return {
         "runs": runs,
@@ -77,6 +83,10 @@ def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | None]:
         "median_distractor_mean": float(fits["distractor_mean"].median()) if with_distractors else None,
         "median_spread": float(fits["spread"].median()),
         "share_uniform": float(fits["uniform"].mean()),
+        "fits_above_distractors": {
+            column.split(":", 1)[1]: int(fits[column].sum()) for column in fits if column.startswith("above:")
+        }
+        or None,
     }
 
 
@@ -117,8 +127,11 @@ def main() -> None:
             summary[arm.name] = summarise(fits, runs)
             steps[arm.name] = by_step(fits)
     table = pd.DataFrame.from_dict(summary, orient="index")
+    above = table.pop("fits_above_distractors").dropna()
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         print(table.to_string())
+        print("\nfits in which a real dimension's weight is above every distractor's")
+        print(pd.DataFrame(above.to_dict()).T.to_string())
         print("\nby fit step: fits passing/fits (with distractors) and the median spread")
         print(step_table(steps).to_string())
     summary["by_step"] = steps

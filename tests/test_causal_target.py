@@ -186,7 +186,13 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     """benchmarks/causal_target_weights.py on a hand-made study: one arm with distractors, one without."""
     with_distractors = tmp_path / "hopper_arm" / "Hopper-v5__ace__s0"
     without = tmp_path / "cheetah_arm" / "HalfCheetah-v5__ace__s0"
+    walker = tmp_path / "walker_arm" / "Walker2d-v5__ace__s0"
     for run, names, rows in (
+        (
+            walker,
+            ["hip", "knee", "distractor0", "distractor1"],
+            [[5000, 1.2, 0.8, 1.0, 0.7], [10000, 1.1, 1.05, 1.0, 0.9]],
+        ),
         (
             with_distractors,
             ["thigh", "leg", "distractor0"],
@@ -211,8 +217,13 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     assert hopper["median_distractor_mean"] == pytest.approx(1.0)  # 0.9, 1.05, 1.0
     assert hopper["median_spread"] == pytest.approx(0.1)  # 0.2, 0.1, 0
     assert hopper["share_uniform"] == pytest.approx(1 / 3)
+    assert hopper["fits_above_distractors"] == {"thigh": 1, "leg": 1}
+    # the knee is below distractor0 in the first fit: above every distractor in 1 of 2 fits, the hip in both
+    assert summary["walker_arm"]["fits_above_distractors"] == {"hip": 2, "knee": 1}
+    assert summary["walker_arm"]["fits_passing"] == 1
     cheetah = summary["cheetah_arm"]
     assert cheetah["fits_passing"] is None and cheetah["median_margin"] is None
+    assert cheetah["fits_above_distractors"] is None
     assert cheetah["median_spread"] == pytest.approx(0.2)  # 0.4, 0
     assert cheetah["share_uniform"] == pytest.approx(0.5)
     # by fit step: one run per arm, so each step holds that run's fit
