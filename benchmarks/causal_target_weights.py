@@ -11,6 +11,7 @@ action dimension the environment never sees). Per arm the table gives the runs a
   real and mean distractor weight;
 - on a task with distractors, per real action dimension, the fits in which its weight is above every
   distractor's (which dimension fails when a fit does not pass);
+- on every task, the fits in which each action dimension has the highest weight (the first of equals);
 - on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform) and the share of fits
   whose weights are all exactly 1 (the fit kept no action, or no fit).
 
@@ -61,6 +62,7 @@ def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
         weights = frame[[f"w{index}" for index in range(len(names))]].to_numpy(dtype=float)
         distractor = np.array([name.startswith("distractor") for name in names])
         fits = fit_rows(weights, distractor)
+        fits["highest"] = [names[index] for index in weights.argmax(axis=1)]
         if distractor.any():
             top_distractor = weights[:, distractor].max(axis=1)
             for index in np.flatnonzero(~distractor):
@@ -87,6 +89,7 @@ def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | dict[str
             column.split(":", 1)[1]: int(fits[column].sum()) for column in fits if column.startswith("above:")
         }
         or None,
+        "fits_highest": {str(name): int(count) for name, count in fits["highest"].value_counts().items()},
     }
 
 
@@ -128,10 +131,13 @@ def main() -> None:
             steps[arm.name] = by_step(fits)
     table = pd.DataFrame.from_dict(summary, orient="index")
     above = table.pop("fits_above_distractors").dropna()
+    highest = table.pop("fits_highest")
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         print(table.to_string())
         print("\nfits in which a real dimension's weight is above every distractor's")
         print(pd.DataFrame(above.to_dict()).T.to_string())
+        print("\nfits in which an action dimension has the highest weight")
+        print(pd.DataFrame(highest.to_dict()).T.fillna(0).astype(int).to_string())
         print("\nby fit step: fits passing/fits (with distractors) and the median spread")
         print(step_table(steps).to_string())
     summary["by_step"] = steps

@@ -218,6 +218,8 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     assert hopper["median_spread"] == pytest.approx(0.1)  # 0.2, 0.1, 0
     assert hopper["share_uniform"] == pytest.approx(1 / 3)
     assert hopper["fits_above_distractors"] == {"thigh": 1, "leg": 1}
+    # highest weight: thigh (1.1), distractor0 (1.05), thigh (all equal: the first)
+    assert hopper["fits_highest"] == {"thigh": 2, "distractor0": 1}
     # the knee is below distractor0 in the first fit: above every distractor in 1 of 2 fits, the hip in both
     assert summary["walker_arm"]["fits_above_distractors"] == {"hip": 2, "knee": 1}
     assert summary["walker_arm"]["fits_passing"] == 1
