@@ -137,7 +137,8 @@ class ACESettings(OffPolicySettings):
     immediate reward given the state, weights n * softmax(b). reward-interaction: the effect of each action on the
     immediate reward in units of the reward's spread, with quadratic and state-dependent terms, weights
     n * softmax(effect / 0.1) (docs/algorithm.md, "Causal targets"); it fits its own regression, so
-    --causal-method only switches fits off (none)."""
+    --causal-method only switches fits off (none). In a 50,000-step study it did not improve learning
+    (docs/algorithm.md, "The causal-target study")."""
     causal_time_limit: float | None = None
     """Refuse directlingam fits estimated to take longer than this many seconds (default: no limit)."""
     reset: ResetKind = UNSET
