@@ -12,11 +12,12 @@ action dimension the environment never sees). Per arm the table gives the runs a
 - on a task with distractors, per real action dimension, the fits in which its weight is above every
   distractor's (which dimension fails when a fit does not pass);
 - on every task, the fits in which each action dimension has the highest weight (the first of equals);
-- on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform) and the share of fits
-  whose weights are all exactly 1 (the fit kept no action, or no fit).
+- on every task, the median spread of a fit's weights (highest minus lowest; 0: uniform), the share of fits
+  whose weights are all exactly 1 (the fit kept no action, or no fit), and the lowest and highest weight.
 
 A second table follows the weights through training: per arm and fit step (the env step of the fit, the same in
-every run), the fits passing and the median spread over the runs.
+every run), the fits passing and the median spread over the runs; the JSON adds each action dimension's mean
+weight at that step.
 
 Unfinished runs count with the fits they have. Prints both tables and writes ``OUT/causal_weights_summary.json``
 (the first table's rows under their arm, the second's under ``by_step``).
@@ -62,11 +63,8 @@ def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
         weights = frame[[f"w{index}" for index in range(len(names))]].to_numpy(dtype=float)
         distractor = np.array([name.startswith("distractor") for name in names])
         fits = fit_rows(weights, distractor)
-        fits["highest"] = [names[index] for index in weights.argmax(axis=1)]
-        if distractor.any():
-            top_distractor = weights[:, distractor].max(axis=1)
-            for index in np.flatnonzero(~distractor):
-                fits[f"above:{names[index]}"] = weights[:, index] > top_distractor
+        for index, name in enumerate(names):
+            fits[f"w:{name}"] = weights[:, index]
         fits.insert(0, "run", table.parent.name)
         fits.insert(1, "env_step", frame["env_step"].to_numpy())
         frames.append(fits)
@@ -74,8 +72,17 @@ def arm_fits(arm: Path) -> tuple[pd.DataFrame, int]:
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), runs
 
 
+def named_weights(fits: pd.DataFrame) -> pd.DataFrame:
+    """The fits' weights, one column per action dimension named by its action (``w:thigh_joint`` -> ``thigh_joint``)."""
+    columns = [column for column in fits if column.startswith("w:")]
+    return fits[columns].rename(columns=lambda column: column[2:])
+
+
 def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | dict[str, int] | None]:
     with_distractors = "passes" in fits
+    weights = named_weights(fits)
+    distractors = [name for name in weights if name.startswith("distractor")]
+    top_distractor = weights[distractors].max(axis=1)
     return {
         "runs": runs,
         "fits": len(fits),
@@ -85,27 +92,33 @@ def summarise(fits: pd.DataFrame, runs: int) -> dict[str, float | int | dict[str
         "median_distractor_mean": float(fits["distractor_mean"].median()) if with_distractors else None,
         "median_spread": float(fits["spread"].median()),
         "share_uniform": float(fits["uniform"].mean()),
+        "lowest_weight": float(weights.to_numpy().min()),
+        "highest_weight": float(weights.to_numpy().max()),
         "fits_above_distractors": {
-            column.split(":", 1)[1]: int(fits[column].sum()) for column in fits if column.startswith("above:")
+            name: int((weights[name] > top_distractor).sum()) for name in weights if name not in distractors
         }
-        or None,
-        "fits_highest": {str(name): int(count) for name, count in fits["highest"].value_counts().items()},
+        if distractors
+        else None,
+        # idxmax takes the first of equal weights
+        "fits_highest": {str(name): int(count) for name, count in weights.idxmax(axis=1).value_counts().items()},
     }
 
 
-def by_step(fits: pd.DataFrame) -> dict[int, dict[str, float | int | None]]:
-    """Per fit step: the runs' fits at that step, how many pass (None without distractors), their median spread."""
-    found: dict[int, dict[str, float | int | None]] = {}
+def by_step(fits: pd.DataFrame) -> dict[int, dict[str, object]]:
+    """Per fit step: the runs' fits at that step, how many pass (None without distractors), their median spread
+    and each action dimension's mean weight."""
+    found: dict[int, dict[str, object]] = {}
     for step, at_step in fits.groupby("env_step"):
         found[int(step)] = {
             "fits": len(at_step),
             "fits_passing": int(at_step["passes"].sum()) if "passes" in at_step else None,
             "median_spread": float(at_step["spread"].median()),
+            "mean_weights": {name: float(mean) for name, mean in named_weights(at_step).mean().items()},
         }
     return found
 
 
-def step_table(steps: dict[str, dict[int, dict[str, float | int | None]]]) -> pd.DataFrame:
+def step_table(steps: dict[str, dict[int, dict[str, object]]]) -> pd.DataFrame:
     """Arms as rows, fit steps as columns; a cell is `passing/fits spread` (or the spread alone)."""
     cells = {
         arm: {
@@ -123,7 +136,7 @@ def main() -> None:
     parser.add_argument("study", nargs="?", type=Path, default=STUDY)
     options = parser.parse_args()
     summary: dict[str, object] = {}
-    steps: dict[str, dict[int, dict[str, float | int | None]]] = {}
+    steps: dict[str, dict[int, dict[str, object]]] = {}
     for arm in sorted(path for path in options.study.iterdir() if path.is_dir()):
         fits, runs = arm_fits(arm)
         if runs:

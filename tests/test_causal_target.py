@@ -217,6 +217,7 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     assert hopper["median_distractor_mean"] == pytest.approx(1.0)  # 0.9, 1.05, 1.0
     assert hopper["median_spread"] == pytest.approx(0.1)  # 0.2, 0.1, 0
     assert hopper["share_uniform"] == pytest.approx(1 / 3)
+    assert (hopper["lowest_weight"], hopper["highest_weight"]) == (pytest.approx(0.9), pytest.approx(1.1))
     assert hopper["fits_above_distractors"] == {"thigh": 1, "leg": 1}
     # highest weight: thigh (1.1), distractor0 (1.05), thigh (all equal: the first)
     assert hopper["fits_highest"] == {"thigh": 2, "distractor0": 1}
@@ -230,12 +231,28 @@ def test_the_study_weight_summary_counts_fits_by_hand(tmp_path: Path):
     assert cheetah["share_uniform"] == pytest.approx(0.5)
     # by fit step: one run per arm, so each step holds that run's fit
     assert summary["by_step"]["hopper_arm"] == {
-        "5000": {"fits": 1, "fits_passing": 1, "median_spread": pytest.approx(0.2)},
-        "10000": {"fits": 1, "fits_passing": 0, "median_spread": pytest.approx(0.1)},
-        "15000": {"fits": 1, "fits_passing": 0, "median_spread": 0.0},
+        "5000": {
+            "fits": 1,
+            "fits_passing": 1,
+            "median_spread": pytest.approx(0.2),
+            "mean_weights": {"thigh": 1.1, "leg": 1.0, "distractor0": 0.9},
+        },
+        "10000": {
+            "fits": 1,
+            "fits_passing": 0,
+            "median_spread": pytest.approx(0.1),
+            "mean_weights": {"thigh": 1.0, "leg": 0.95, "distractor0": 1.05},
+        },
+        "15000": {
+            "fits": 1,
+            "fits_passing": 0,
+            "median_spread": 0.0,
+            "mean_weights": {"thigh": 1.0, "leg": 1.0, "distractor0": 1.0},
+        },
     }
     assert summary["by_step"]["cheetah_arm"]["5000"] == {
         "fits": 1,
         "fits_passing": None,
         "median_spread": pytest.approx(0.4),
+        "mean_weights": {"a": 1.2, "b": 0.8},
     }
